@@ -1,0 +1,106 @@
+"""The `sparsemem` command line: a thin layer over the package API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import (
+    ADAPTIVE_EXAMPLES,
+    ATTENTION_KINDS,
+    INPUT_KINDS,
+    KERNEL_FORMS,
+    READOUT_KINDS,
+    RPE_TYPES,
+    TASK_KINDS,
+    ConfigError,
+    RunConfig,
+)
+
+CATALOGUE = {
+    "rpe": RPE_TYPES,
+    "attention": ATTENTION_KINDS,
+    "task": TASK_KINDS,
+    "adaptive example": ADAPTIVE_EXAMPLES,
+    "input": INPUT_KINDS,
+    "readout": READOUT_KINDS,
+    "kernel": KERNEL_FORMS,
+}
+
+
+def _split_positionals(items: list[str]) -> tuple[str | None, list[str]]:
+    """The first positional without '=' is the config file; the rest are overrides."""
+    if items and "=" not in items[0]:
+        path, rest = items[0], items[1:]
+    else:
+        path, rest = None, items
+    for item in rest:
+        if "=" not in item:
+            raise ConfigError(f"argument {item!r} is not an override of the form key.path=value")
+    return path, rest
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    path, overrides = _split_positionals(args.items)
+    cfg = RunConfig.from_yaml(path, overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
+    from .train import train
+
+    result = train(cfg, out_dir=out, progress=None if not args.no_progress else False)
+    result.pop("model", None)
+    result["out_dir"] = str(out)
+    rel = result["val_rel"]
+    summary = (f"{result['status']}: {result['steps']} steps, val MSE {result['val_loss']:.4g}"
+               + (f" (relative {rel:.3g})" if rel is not None else "")
+               + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}")
+    if result["status"] == "diverged":
+        summary += f" (diverged at step {result['diverged_step']})"
+    print(summary, file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for group, names in CATALOGUE.items():
+        print(f"{group}: {', '.join(names)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsemem",
+        description="Transformers on long, sparse memory (Wang and E, NeurIPS 2024).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one model on one task",
+                       description="Train one run. CONFIG is a YAML file; overrides are dotted key=value "
+                                   "pairs whose values are YAML (task.kernels=[power:1.5]).")
+    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<config hash>); resumes if it holds a checkpoint")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"sparsemem: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sparsemem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Multi-head attention of PAPER.md section 2, with its fast paths.
+
+Head h at query position t puts weight w_h(t, s) on the value of x_{t-s}:
+
+    logit_h(t, s) = <W_Q^h x_t, W_K^h x_{t-s}> + p_h phi(s)        (dp)
+                  = p_h phi(s)                                      (dp_free)
+                  = p_h (phi(s) - phi(w_h . x_t))                   (tmx)
+    w_h(t, s) = softmax over s = 0..t of logit_h(t, s)               (normalize)
+              = exp(logit_h(t, s))                                  (normalization-free)
+    Attn_t = W_O concat_h sum_s w_h(t, s) W_V^h x_{t-s}
+
+A query row with no admissible lag (a log-type head at t = 0) outputs 0.
+
+``reference`` computes every (t, s) logit explicitly. ``fast`` computes the
+same numbers faster:
+  * last-position output: only the last query row is formed (O(B H T));
+  * dp_free and tmx heads over all positions: a causal FFT convolution of the
+    values with the head's kernel (float64 inside, so early rows stay exact for
+    slowly decaying kernels); the softmax normalizer is a cumulative sum;
+  * dp with softmax over all positions: ``scaled_dot_product_attention`` with
+    the RPE as a float mask.
+Note that with softmax, tmx's query term is constant over s and cancels:
+tmx with ``normalize: true`` computes the same as dp_free.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .rpe import RPE
+
+
+def lag_matrix(q_pos: torch.Tensor, T: int) -> torch.Tensor:
+    """lag[t, j] = q_pos[t] - j for key positions j = 0..T-1: (Tq, T)."""
+    return q_pos[:, None] - torch.arange(T, device=q_pos.device)[None, :]
+
+
+def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+    """(H, T) lag-indexed biases -> (H, Tq, T) position-indexed, -inf for future keys."""
+    H, T = bias.shape
+    lag = lag_matrix(q_pos, T)
+    full = bias[:, lag.clamp(min=0)]
+    return full.masked_fill(lag[None] < 0, -math.inf)
+
+
+def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis; rows that are all -inf give all zeros."""
+    m = logits.amax(-1, keepdim=True).detach()
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    e = torch.exp(logits - m)
+    z = e.sum(-1, keepdim=True)
+    return e / torch.where(z > 0, z, torch.ones_like(z))
+
+
+def causal_fft_conv(kernel: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """out[b, t, h] = sum_{s<=t} kernel[h, s] v[b, t-s, h] (float64 inside).
+
+    kernel: (H, T); v: (B, T, H, hd). Returns (B, T, H, hd) in float64.
+    """
+    T = v.shape[1]
+    n = 2 * T
+    fv = torch.fft.rfft(v.to(torch.float64), n=n, dim=1)  # (B, F, H, hd)
+    fk = torch.fft.rfft(kernel.to(torch.float64), n=n, dim=1)  # (H, F)
+    return torch.fft.irfft(fv * fk.T[None, :, :, None], n=n, dim=1)[:, :T]
+
+
+class Attention(nn.Module):
+    """H-head attention; x (B, T, D) -> (B, T, D), or (B, 1, D) if last_only."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D, H, hd = cfg.dim, cfg.heads, cfg.head_size
+        self.heads, self.head_dim = H, hd
+        self.kind = cfg.attention
+        self.normalize = cfg.normalize
+        self.impl = cfg.impl
+        self.scale = 1.0 / math.sqrt(hd) if cfg.scale else 1.0
+        if self.kind == "dp":
+            self.q = nn.Linear(D, H * hd, bias=False)
+            self.k = nn.Linear(D, H * hd, bias=False)
+        elif self.kind == "tmx":
+            self.w = nn.Linear(D, H, bias=False)  # w_h . x_t, O(D) parameters per head
+        self.v = nn.Linear(D, H * hd, bias=False)
+        self.o = nn.Linear(H * hd, D, bias=False)
+        self.rpe = RPE(cfg.rpe, H, init=cfg.rpe_init, buckets=cfg.rpe_buckets,
+                       max_distance=cfg.rpe_max_distance)
+
+    # -- pieces ---------------------------------------------------------------
+    def _split(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, T, H*hd) -> (B, H, T, hd)."""
+        B, T, _ = y.shape
+        return y.view(B, T, self.heads, -1).transpose(1, 2)
+
+    def _merge(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, H, T, hd) -> (B, T, D) through W_O."""
+        B, H, T, hd = y.shape
+        return self.o(y.transpose(1, 2).reshape(B, T, H * hd))
+
+    def logits(self, x: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+        """Explicit logits for query positions q_pos: (B or 1, H, Tq, T), -inf where s < 0."""
+        T = x.shape[1]
+        logits = toeplitz_bias(self.rpe(T, x.device, x.dtype), q_pos)[None]
+        if self.kind == "dp":
+            q = self._split(self.q(x[:, q_pos]))
+            k = self._split(self.k(x))
+            logits = logits + (q @ k.transpose(-1, -2)) * self.scale
+        elif self.kind == "tmx":
+            u = self.w(x[:, q_pos])  # (B, Tq, H)
+            logits = logits - self.rpe.phi_real(u).transpose(1, 2)[..., None]
+        return logits
+
+    def _attend(self, x: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(x, q_pos)
+        w = masked_softmax(logits) if self.normalize else torch.exp(logits)
+        return self._merge(w @ self._split(self.v(x)))
+
+    # -- forward --------------------------------------------------------------
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        if self.impl == "reference":
+            return self.reference(x, last_only)
+        return self.fast(x, last_only)
+
+    def reference(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Every query row, explicitly; the last row only kept if last_only."""
+        T = x.shape[1]
+        out = self._attend(x, torch.arange(T, device=x.device))
+        return out[:, -1:] if last_only else out
+
+    def fast(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        B, T, _ = x.shape
+        if last_only:
+            return self._attend(x, torch.tensor([T - 1], device=x.device))
+        if self.kind in ("dp_free", "tmx"):
+            return self._conv(x)
+        if self.normalize:
+            return self._sdpa(x)
+        return self._attend(x, torch.arange(T, device=x.device))
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """DP-free / TMX heads over all positions as a causal FFT convolution."""
+        B, T, _ = x.shape
+        bias = self.rpe(T, x.device, torch.float64)  # (H, T)
+        v = self.v(x).view(B, T, self.heads, self.head_dim)
+        if self.normalize:
+            finite = torch.where(torch.isfinite(bias), bias, torch.full_like(bias, -1e300))
+            kernel = torch.exp(bias - finite.amax(-1, keepdim=True).detach())
+            z = torch.cumsum(kernel, -1).T[None, :, :, None]  # (1, T, H, 1)
+            out = causal_fft_conv(kernel, v) / torch.where(z > 0, z, torch.ones_like(z))
+        else:
+            out = causal_fft_conv(torch.exp(bias), v)
+            if self.kind == "tmx":
+                u = self.w(x).to(torch.float64)  # (B, T, H)
+                out = out * torch.exp(-self.rpe.phi_real(u))[..., None]
+        return self._merge(out.to(x.dtype).permute(0, 2, 1, 3))
+
+    def _sdpa(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax DP attention over all positions through the fused kernel."""
+        B, T, _ = x.shape
+        bias = self.rpe(T, x.device, x.dtype)
+        mask = toeplitz_bias(bias, torch.arange(T, device=x.device))  # (H, T, T)
+        # rows without any admissible key (log-type at t = 0) are computed on a
+        # dummy key and zeroed afterwards
+        dead = ~torch.isfinite(bias).cumsum(-1).bool()  # (H, T): no finite lag <= t
+        if dead.any():
+            first = torch.zeros_like(mask, dtype=torch.bool)
+            first[:, :, 0] = True
+            mask = torch.where(dead[:, :, None] & first, torch.zeros_like(mask), mask)
+        q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None], scale=self.scale)
+        if dead.any():
+            out = out * (~dead)[None, :, :, None].to(out.dtype)
+        return self._merge(out)
+
+    def kernels(self, length: int) -> torch.Tensor:
+        """The positional weights over lags 0..length-1 at the last position: (H, length).
+
+        For dp_free heads (and tmx under softmax) these are the attention weights
+        themselves; for dp heads they are the RPE part only.
+        """
+        with torch.no_grad():
+            bias = self.rpe(length, self.v.weight.device, torch.float64)
+            return masked_softmax(bias) if self.normalize else torch.exp(bias)

@@ -1,0 +1,113 @@
+"""Relative positional encodings: distance s -> bias p_h phi(s), per head.
+
+Every type maps the lags s = 0..S-1 to an (H, S) table of biases that the
+attention adds to its logits (PAPER.md section 2):
+
+=============  ==============================================  ==========
+type           bias at lag s                                   trainable
+=============  ==============================================  ==========
+lin            -p_h s                                          p_h
+alibi          -p_h s, p_h = 2^(-8h/H), h = 1..H               none
+log            -p_h log s for s >= 1, -inf at s = 0            p_h
+t5             -p_h r(s), r the T5 bucket of s (B, D)          p_h
+kerple_log     -p_h log(1 + a_h s)                             p_h, a_h
+none           0                                               none
+learned        b_h(min(s, max_distance - 1))                   b_h(.)
+=============  ==============================================  ==========
+
+p_h and a_h are kept positive as exp of a free parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..config import RPE_TYPES  # noqa: F401  (re-exported for the registry)
+
+LIN_TYPES = ("lin", "alibi")
+LOG_TYPES = ("log", "t5", "kerple_log")
+
+
+def t5_bucket(s: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
+    """The T5 bucket r(n): n below B, logarithmic up to D, 2B - 1 beyond."""
+    B, D = buckets, max_distance
+    s = s.to(torch.float64)
+    log_part = B + torch.floor(B * torch.log(s.clamp(min=B) / B) / math.log(D / B))
+    r = torch.where(s < B, s, torch.minimum(log_part, torch.full_like(s, 2 * B - 1)))
+    return torch.where(s >= D, torch.full_like(s, 2 * B - 1), r)
+
+
+def default_p(kind: str, heads: int) -> torch.Tensor:
+    """Initial p_h: a geometric spread from 1 down, so heads start at different ranges."""
+    h = torch.arange(heads, dtype=torch.float64)
+    if kind == "alibi":
+        return 2.0 ** (-8.0 * (h + 1) / heads)
+    span = 8.0 if kind == "lin" else 3.0
+    return 2.0 ** (-span * h / heads)
+
+
+class RPE(nn.Module):
+    """Relative positional encoding for H heads."""
+
+    def __init__(self, kind: str, heads: int, *, init: Optional[float] = None,
+                 buckets: int = 16, max_distance: int = 128):
+        super().__init__()
+        self.kind = kind
+        self.heads = heads
+        self.buckets = buckets
+        self.max_distance = max_distance
+        p0 = default_p(kind, heads) if init is None else torch.full((heads,), float(init), dtype=torch.float64)
+        if kind in ("lin", "log", "t5", "kerple_log"):
+            self.log_p = nn.Parameter(p0.log().float())
+        elif kind == "alibi":
+            self.register_buffer("log_p", p0.log().float())
+        if kind == "kerple_log":
+            self.log_a = nn.Parameter(torch.zeros(heads))
+        if kind == "learned":
+            self.table = nn.Parameter(torch.zeros(heads, max_distance))
+
+    @property
+    def p(self) -> Optional[torch.Tensor]:
+        """The per-head scale p_h (H,), or None for types without one."""
+        return self.log_p.exp() if hasattr(self, "log_p") else None
+
+    def forward(self, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """Biases for lags s = 0..length-1: (H, length). May hold -inf (log at s = 0)."""
+        H = self.heads
+        device = device if device is not None else next(iter(self.buffers()), torch.empty(0)).device
+        s = torch.arange(length, device=device, dtype=dtype)
+        if self.kind == "none":
+            return torch.zeros(H, length, device=device, dtype=dtype)
+        if self.kind == "learned":
+            idx = torch.arange(length, device=device).clamp(max=self.max_distance - 1)
+            return self.table.to(dtype)[:, idx]
+        p = self.p.to(dtype)[:, None]
+        if self.kind in LIN_TYPES:
+            return -p * s
+        if self.kind == "log":
+            # -inf at s = 0 through `where`, so no gradient meets the infinity
+            finite = -p * torch.log(s.clamp(min=1))
+            return torch.where(s >= 1, finite, torch.full_like(finite, -math.inf))
+        if self.kind == "t5":
+            r = t5_bucket(s, self.buckets, self.max_distance).to(dtype)
+            return -p * r
+        a = self.log_a.exp().to(dtype)[:, None]  # kerple_log
+        return -p * torch.log1p(a * s)
+
+    def phi_real(self, u: torch.Tensor) -> torch.Tensor:
+        """phi extended to real arguments u (..., H), for TMX attention; times p_h."""
+        p = self.p.to(u.dtype)
+        if self.kind in LIN_TYPES:
+            return -p * u
+        if self.kind == "log":
+            return -p * torch.log(u.clamp(min=1e-6))
+        if self.kind == "kerple_log":
+            return -p * torch.log1p(self.log_a.exp().to(u.dtype) * u.clamp(min=0))
+        raise ValueError(f"rpe {self.kind!r} has no real-argument phi for tmx attention")
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, heads={self.heads}"

@@ -1,0 +1,19 @@
+"""Target families (PAPER.md section 3): one module each."""
+
+from __future__ import annotations
+
+from ..config import TaskConfig
+from .adaptive import AdaptiveTask
+from .base import Task
+from .fixed import FixedTask
+from .kernel import KernelTask, kernel_values
+
+TASKS = {"fixed": FixedTask, "adaptive": AdaptiveTask, "kernel": KernelTask}
+
+
+def make_task(cfg: TaskConfig) -> Task:
+    """Build the task a config describes."""
+    return TASKS[cfg.kind](cfg)
+
+
+__all__ = ["Task", "FixedTask", "AdaptiveTask", "KernelTask", "TASKS", "make_task", "kernel_values"]

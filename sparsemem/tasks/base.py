@@ -1,0 +1,79 @@
+"""The common part of every target family."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import TaskConfig
+from .inputs import sample_inputs
+from .readouts import Readout
+
+# Validation data are drawn from a generator seeded by task.seed plus this.
+VALIDATION_SEED_OFFSET = 7_919
+
+
+def gather_lagged(x: torch.Tensor, positions: torch.Tensor, batched: bool = False) -> torch.Tensor:
+    """x at integer positions (which may be < 0: the value there is 0).
+
+    x: (B, T, d); positions: (*S), shared by the batch, or (B, *S) if ``batched``.
+    Returns (B, *S, d).
+    """
+    B, T, d = x.shape
+    if not batched:
+        positions = positions.expand(B, *positions.shape)
+    flat = positions.reshape(B, -1)
+    got = torch.gather(x, 1, flat.clamp(min=0)[..., None].expand(-1, -1, d))
+    got = got * (flat >= 0)[..., None].to(x.dtype)
+    return got.reshape(*positions.shape, d)
+
+
+def causal_conv(x: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """(X*rho_m)(t) = sum_{s<=t} x_{t-s} rho_m(s) for every t, via FFT.
+
+    x: (B, T, d), rho: (M, T). Returns (B, T, M, d) in x's dtype.
+    """
+    B, T, d = x.shape
+    n = 2 * T
+    fx = torch.fft.rfft(x, n=n, dim=1)  # (B, F, d)
+    fr = torch.fft.rfft(rho.to(x.dtype), n=n, dim=1)  # (M, F)
+    out = torch.fft.irfft(fx[:, :, None, :] * fr.T[None, :, :, None], n=n, dim=1)
+    return out[:, :T]
+
+
+class Task:
+    """A target family: ``sample(batch, generator) -> (x, y)``.
+
+    x has shape (B, T, d); y has shape (B,) for output ``last`` and (B, T) for
+    ``all``. ``target(x)`` is the deterministic map x -> y.
+    """
+
+    def __init__(self, cfg: TaskConfig):
+        self.cfg = cfg
+        self.seq_len = cfg.seq_len
+        self.dim = cfg.dim
+        self.readout = Readout(cfg.readout, cfg.memory_size(), seed=cfg.seed)
+
+    def query_positions(self, device) -> torch.Tensor:
+        T = self.seq_len
+        if self.cfg.output == "last":
+            return torch.tensor([T - 1], device=device)
+        return torch.arange(T, device=device)
+
+    def _finish(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, Tq) -> (B,) for last-position output."""
+        return y[:, 0] if self.cfg.output == "last" else y
+
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample_x(self, batch: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+        return sample_inputs(self.cfg.input, (batch, self.seq_len, self.dim), generator, dtype)
+
+    def sample(self, batch: int, generator: torch.Generator, dtype=torch.float32):
+        x = self.sample_x(batch, generator, dtype)
+        return x, self.target(x.to(torch.float64)).to(dtype)
+
+    def validation_set(self, n: int, device="cpu", dtype=torch.float32):
+        """A fixed set of n samples, the same for every model and training seed."""
+        gen = torch.Generator(device=device).manual_seed(self.cfg.seed + VALIDATION_SEED_OFFSET)
+        return self.sample(n, gen, dtype)

@@ -1,0 +1,24 @@
+import os
+import tempfile
+
+import pytest
+import torch
+
+# keep torch's compile cache out of the system temp folder
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.mkdtemp(prefix="sparsemem-inductor-")))
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from sparsemem.config import ATTENTION_KINDS, RPE_TYPES, TMX_RPE_TYPES  # noqa: E402
+
+MODEL_COMBOS = [
+    (rpe, att, norm)
+    for att in ATTENTION_KINDS
+    for rpe in RPE_TYPES
+    for norm in (True, False)
+    if att != "tmx" or rpe in TMX_RPE_TYPES
+]
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)

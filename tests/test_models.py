@@ -1,0 +1,208 @@
+"""Every RPE x attention kind x normalization x output mode: shape, causality,
+fast paths against the explicit reference, and the FFT path's accuracy."""
+
+import math
+
+import pytest
+import torch
+
+from sparsemem import ModelConfig, make_model
+from sparsemem.models.attention import Attention
+from sparsemem.models.rpe import RPE, t5_bucket
+from sparsemem.models.transformer import round_with_precision
+
+from conftest import MODEL_COMBOS
+
+
+def build(rpe, att, norm, output, impl="fast", dtype=torch.float64, seed=0, **kw):
+    opts = dict(layers=2, heads=2, dim=8, ffn_width=6, rpe=rpe, attention=att, normalize=norm,
+                rpe_buckets=3, rpe_max_distance=7, impl=impl)
+    opts.update(kw)
+    torch.manual_seed(seed)
+    return make_model(ModelConfig(**opts), input_dim=2, output=output).to(dtype)
+
+
+def pair(rpe, att, norm, output, dtype=torch.float64, **kw):
+    fast = build(rpe, att, norm, output, "fast", dtype, **kw)
+    ref = build(rpe, att, norm, output, "reference", dtype, **kw)
+    ref.load_state_dict(fast.state_dict())
+    return fast, ref
+
+
+def close(a, b, tol):
+    scale = max(1.0, b.abs().max().item())
+    return (a - b).abs().max().item() <= tol * scale
+
+
+@pytest.mark.parametrize("output", ["last", "all"])
+@pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
+def test_shape_and_finite(rpe, att, norm, output, gen):
+    model = build(rpe, att, norm, output)
+    x = torch.rand(3, 12, 2, generator=gen, dtype=torch.float64) - 0.5
+    y = model(x)
+    assert y.shape == ((3,) if output == "last" else (3, 12))
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
+def test_causal(rpe, att, norm, impl, gen):
+    """Changing x_s leaves every output before s unchanged (to float64 round-off:
+    the FFT path mixes all positions at the 1e-16 level)."""
+    model = build(rpe, att, norm, "all", impl)
+    x = torch.rand(2, 12, 2, generator=gen, dtype=torch.float64) - 0.5
+    y = model(x)
+    for s in (0, 5, 11):
+        x2 = x.clone()
+        x2[:, s] += 0.7
+        y2 = model(x2)
+        assert s == 0 or (y2[:, :s] - y[:, :s]).abs().max().item() <= 1e-12, f"output before {s} changed"
+        if s < 11:  # and the change does reach later positions
+            assert not torch.allclose(y2[:, s:], y[:, s:])
+
+
+@pytest.mark.parametrize("output", ["last", "all"])
+@pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-8), (torch.float32, 1e-5)])
+def test_fast_matches_reference(rpe, att, norm, output, dtype, tol, gen):
+    fast, ref = pair(rpe, att, norm, output, dtype)
+    x = (torch.rand(3, 12, 2, generator=gen, dtype=torch.float64) - 0.5).to(dtype)
+    a, b = fast(x), ref(x)
+    assert close(a, b, tol), (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("rpe,att,norm", [c for c in MODEL_COMBOS if c[0] in ("lin", "log", "learned")])
+def test_fast_gradients_match_reference(rpe, att, norm, gen):
+    fast, ref = pair(rpe, att, norm, "all")
+    x = torch.rand(2, 10, 2, generator=gen, dtype=torch.float64) - 0.5
+    fast(x).pow(2).sum().backward()
+    ref(x).pow(2).sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        # tmx's query weights cancel under softmax: the fast path leaves their grad unset
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        assert q.grad is not None and torch.isfinite(g).all(), name
+        assert close(g, q.grad, 1e-7), name
+
+
+def test_last_equals_last_row_of_all(gen):
+    for rpe, att, norm in MODEL_COMBOS:
+        last = build(rpe, att, norm, "last")
+        full = build(rpe, att, norm, "all")
+        full.load_state_dict(last.state_dict())
+        x = torch.rand(2, 9, 2, generator=gen, dtype=torch.float64) - 0.5
+        assert close(last(x), full(x)[:, -1], 1e-10), (rpe, att, norm)
+
+
+@pytest.mark.parametrize("kind", ["lin", "log"])
+@pytest.mark.parametrize("p", [0.1, 0.5, 1.0, 4.0])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_fft_conv_float32_accuracy_long(kind, p, normalize):
+    """dp_free heads over T = 4096: float32 FFT path within 1e-5 of a float64 reference."""
+    T = 4096
+    cfg = ModelConfig(heads=1, dim=2, rpe=kind, rpe_init=p, attention="dp_free", normalize=normalize)
+    attn32 = Attention(cfg)
+    attn64 = Attention(cfg.model_copy(update={"impl": "reference"})).double()
+    with torch.no_grad():  # unit-scale values: W_V = W_O = I
+        attn32.v.weight.copy_(torch.eye(2))
+        attn32.o.weight.copy_(torch.eye(2))
+    attn64.load_state_dict(attn32.state_dict())
+    x = torch.randn(4, T, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = attn32(x)
+        # float64 reference without the (B, H, T, T) matrix: direct sums per row
+        bias = attn64.rpe(T, None, torch.float64)[0]
+        v = attn64.v(x.double())  # (B, T, hd)
+        e = torch.exp(bias - (bias[1] if kind == "log" else bias[0]) * normalize)
+        rows = torch.arange(T)
+        lag = rows[:, None] - rows[None, :]
+        w = torch.where(lag >= 0, e[lag.clamp(min=0)], torch.zeros(()))
+        if normalize:
+            z = w.sum(-1, keepdim=True)
+            w = w / torch.where(z > 0, z, torch.ones_like(z))
+        want = attn64.o(torch.einsum("ts,bsd->btd", w, v))
+    err = (got.double() - want).abs().max().item()
+    assert err <= 1e-5, err
+
+
+def test_rpe_shapes_and_values():
+    s = torch.arange(6, dtype=torch.float64)
+    lin = RPE("lin", 2, init=0.5)
+    assert torch.allclose(lin(6, None, torch.float64), -0.5 * s.expand(2, -1))
+    log = RPE("log", 1, init=2.0)(6, None, torch.float64)[0]
+    assert log[0] == -math.inf and torch.allclose(log[1:], -2.0 * torch.log(s[1:]))
+    alibi = RPE("alibi", 4)
+    assert torch.allclose(alibi.p.double(), torch.tensor([2.0 ** (-2 * h) for h in range(1, 5)], dtype=torch.float64), rtol=1e-6)
+    assert not any(p.requires_grad for p in alibi.parameters())
+    assert torch.equal(RPE("none", 3)(5, None), torch.zeros(3, 5))
+    learned = RPE("learned", 2, max_distance=4)
+    with torch.no_grad():
+        learned.table.copy_(torch.arange(8.0).view(2, 4))
+    assert torch.equal(learned(6, None)[0], torch.tensor([0.0, 1, 2, 3, 3, 3]))
+    kerple = RPE("kerple_log", 1, init=1.0)
+    assert torch.allclose(kerple(4, None, torch.float64)[0], -torch.log1p(torch.arange(4.0, dtype=torch.float64)))
+
+
+def test_t5_bucket_formula():
+    B, D = 4, 32
+    n = torch.arange(60)
+    r = t5_bucket(n, B, D)
+    for k in range(60):
+        if k < B:
+            want = k
+        elif k < D:
+            want = B + math.floor(B * math.log(k / B) / math.log(D / B))
+        else:
+            want = 2 * B - 1
+        assert r[k].item() == want, k
+    assert (r.diff() >= 0).all()
+
+
+def test_p_stays_positive_and_trainable():
+    rpe = RPE("log", 3)
+    assert (rpe.p > 0).all()
+    rpe(8, None).sum().backward()
+    assert rpe.log_p.grad is not None and torch.isfinite(rpe.log_p.grad).all()
+
+
+def test_attention_kernels_are_dp_free_weights(gen):
+    model = build("lin", "dp_free", True, "last", layers=1, ffn_width=0)
+    ks = model.attention_kernels(10)
+    assert len(ks) == 1 and ks[0].shape == (2, 10)
+    assert abs(ks[0].sum(1) - 1).max() < 1e-12
+    # a DP-free head is a convolution with that kernel: check at the last position
+    attn = model.attn[0]
+    x = torch.rand(1, 10, 8, generator=gen, dtype=torch.float64)
+    v = attn.v(x).view(1, 10, 2, 4)
+    k = torch.tensor(ks[0])
+    want = attn.o(torch.einsum("hs,bshd->bhd", k, v.flip(1)).reshape(1, 8))
+    assert torch.allclose(attn(x, last_only=True)[:, 0], want)
+
+
+def test_ffn_precision_rounds_forward_and_passes_gradient():
+    f = torch.tensor([0.4, 1.6, 2.5], requires_grad=True)
+    out = round_with_precision(f, log_type=False)
+    assert torch.equal(out.detach(), torch.tensor([0.0, 2.0, 2.0]))
+    out.sum().backward()
+    assert torch.equal(f.grad, torch.ones(3))
+    g = torch.log(torch.tensor([2.2, 3.7]))
+    assert torch.allclose(round_with_precision(g, log_type=True), torch.log(torch.tensor([2.0, 4.0])))
+
+
+def test_switches_change_the_model(gen):
+    x = torch.rand(2, 8, 2, generator=gen, dtype=torch.float64)
+    base = build("lin", "dp", True, "all")
+    for kw in ({"layer_norm": True}, {"scale": True}, {"ffn_precision": True}):
+        other = build("lin", "dp", True, "all", **kw)
+        other.load_state_dict(base.state_dict(), strict=False)
+        assert not torch.allclose(base(x), other(x)), kw
+    ffn_free = build("lin", "dp", True, "all", ffn_width=0)
+    assert isinstance(ffn_free.readout, torch.nn.Linear) and ffn_free.ffn is None
+
+
+def test_tmx_uses_order_d_attention_parameters():
+    cfg = dict(layers=1, heads=4, dim=16, ffn_width=0, rpe="lin")
+    tmx = make_model(ModelConfig(attention="tmx", **cfg))
+    dp = make_model(ModelConfig(attention="dp", **cfg))
+    free = make_model(ModelConfig(attention="dp_free", **cfg))
+    assert tmx.num_params() - free.num_params() == 4 * 16  # one w_h in R^D per head
+    assert dp.num_params() - free.num_params() == 2 * 16 * 16
