@@ -1,17 +1,18 @@
-"""sparsemem: the Transformer of Wang and E (NeurIPS 2024) on long, sparse memory."""
+"""sparsemem: the Transformer of Wang and E (NeurIPS 2024) on long, sparse memory.
+
+    import sparsemem as sm
+    cfg = sm.RunConfig.from_yaml("examples/kernel_power.yaml", overrides=["model.heads=4"])
+    task = sm.make_task(cfg.task)            # task.sample(batch, generator) -> (x, y)
+    model = sm.make_model(cfg.model, task)   # x (B, T, d) -> y (B,) or (B, T)
+    result = sm.train(cfg)                   # the code path of `sparsemem train`
+"""
 
 from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from .models import make_model
 from .tasks import make_task
+from .train import train  # noqa: F811  (the function shadows the module name on purpose)
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "ModelConfig", "RunConfig", "TaskConfig", "TrainConfig",
            "make_model", "make_task", "train", "__version__"]
-
-
-def train(cfg, **kwargs):
-    """Train one run; see :func:`sparsemem.train.train`."""
-    from .train import train as _train
-
-    return _train(cfg, **kwargs)

@@ -61,19 +61,21 @@ def test_causal(rpe, att, norm, impl, gen):
             assert not torch.allclose(y2[:, s:], y[:, s:])
 
 
+@pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("output", ["last", "all"])
 @pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-8), (torch.float32, 1e-5)])
-def test_fast_matches_reference(rpe, att, norm, output, dtype, tol, gen):
-    fast, ref = pair(rpe, att, norm, output, dtype)
+def test_fast_matches_reference(rpe, att, norm, output, layers, dtype, tol, gen):
+    fast, ref = pair(rpe, att, norm, output, dtype, layers=layers)
     x = (torch.rand(3, 12, 2, generator=gen, dtype=torch.float64) - 0.5).to(dtype)
     a, b = fast(x), ref(x)
     assert close(a, b, tol), (a - b).abs().max().item()
 
 
+@pytest.mark.parametrize("layers,output", [(2, "all"), (1, "last")])
 @pytest.mark.parametrize("rpe,att,norm", [c for c in MODEL_COMBOS if c[0] in ("lin", "log", "learned")])
-def test_fast_gradients_match_reference(rpe, att, norm, gen):
-    fast, ref = pair(rpe, att, norm, "all")
+def test_fast_gradients_match_reference(rpe, att, norm, layers, output, gen):
+    fast, ref = pair(rpe, att, norm, output, layers=layers)
     x = torch.rand(2, 10, 2, generator=gen, dtype=torch.float64) - 0.5
     fast(x).pow(2).sum().backward()
     ref(x).pow(2).sum().backward()

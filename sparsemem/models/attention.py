@@ -13,7 +13,9 @@ A query row with no admissible lag (a log-type head at t = 0) outputs 0.
 
 ``reference`` computes every (t, s) logit explicitly. ``fast`` computes the
 same numbers faster:
-  * last-position output: only the last query row is formed (O(B H T));
+  * last-position output: only the last query row is formed (O(B H T)); a
+    dp_free or tmx head contracts over time before W_V (``attend_contracted``),
+    which the Transformer uses to contract layer 1 before the embedding too;
   * dp_free and tmx heads over all positions: a causal FFT convolution of the
     values with the head's kernel (float64 inside, so early rows stay exact for
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
@@ -134,12 +136,38 @@ class Attention(nn.Module):
     def fast(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         B, T, _ = x.shape
         if last_only:
+            if self.kind != "dp":
+                u = torch.einsum("hs,bsd->bhd", self.lag_weights(T, x.device, x.dtype).flip(-1), x)
+                return self.attend_contracted(u, x[:, -1:])
             return self._attend(x, torch.tensor([T - 1], device=x.device))
         if self.kind in ("dp_free", "tmx"):
             return self._conv(x)
         if self.normalize:
             return self._sdpa(x)
         return self._attend(x, torch.arange(T, device=x.device))
+
+    def lag_weights(self, length: int, device, dtype) -> torch.Tensor:
+        """Weights over lags 0..length-1 at the last position (H, length), RPE only.
+
+        For dp_free heads these are the attention weights; for tmx heads the
+        normalization-free query factor is applied in ``attend_contracted``.
+        """
+        bias = self.rpe(length, device, dtype)
+        return masked_softmax(bias) if self.normalize else torch.exp(bias)
+
+    def attend_contracted(self, u: torch.Tensor, x_last: torch.Tensor) -> torch.Tensor:
+        """Last-position output of a dp_free / tmx layer from u_h = sum_s w_h(s) x_{T-1-s}.
+
+        u: (B, H, D); x_last: (B, 1, D), the layer input at the last position.
+        Returns (B, 1, D). Exact, since W_V is linear: sum_s w(s) W_V x = W_V sum_s w(s) x.
+        """
+        B, H, D = u.shape
+        wv = self.v.weight.view(H, self.head_dim, D)
+        out = torch.einsum("bhd,hkd->bhk", u, wv)  # (B, H, hd)
+        if self.kind == "tmx" and not self.normalize:
+            q = self.rpe.phi_real(self.w(x_last[:, 0]))  # (B, H)
+            out = out * torch.exp(-q)[..., None]
+        return self.o(out.reshape(B, 1, H * self.head_dim))
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """DP-free / TMX heads over all positions as a causal FFT convolution."""

@@ -1,0 +1,36 @@
+# sparsemem: `make test` and `make reproduce` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+# torch is pinned here, not in pyproject: an unpinned torch pulls a CUDA build of several GB.
+# Override for a GPU machine, e.g. `make test TORCH_SPEC="torch==2.13.0"` with your index set.
+TORCH_VERSION ?= 2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+OUT ?= results
+
+.PHONY: install test reproduce bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+reproduce: $(STAMP)
+	@for cfg in examples/*.yaml; do \
+		name=$$(basename $$cfg .yaml); \
+		echo "== $$name"; \
+		$(BIN)/sparsemem train $$cfg --out $(OUT)/$$name || exit $$?; \
+	done
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/train_speed.py
+
+clean:
+	rm -rf $(VENV) runs $(OUT) .pytest_cache
