@@ -68,6 +68,7 @@ def time_steps(cfg, variant: str, batch: int, seconds: float) -> dict:
     impl = "reference" if variant == "explicit" else "fast"
     model = sm.make_model(cfg.model.model_copy(update={"impl": impl}), task)
     if variant == "sdpa_fixed_bias":
+        model._time_first = lambda: False  # every layer through its attention module
         for attn in model.attn:
             attn.rpe.requires_grad_(False)
             attn._sdpa_any = _sdpa_any.__get__(attn, Attention)

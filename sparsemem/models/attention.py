@@ -14,8 +14,9 @@ A query row with no admissible lag (a log-type head at t = 0) outputs 0.
 ``reference`` computes every (t, s) logit explicitly. ``fast`` computes the
 same numbers faster:
   * last-position output: only the last query row is formed (O(B H T)); a
-    dp_free or tmx head contracts over time before W_V (``attend_contracted``),
-    which the Transformer uses to contract layer 1 before the embedding too;
+    dp_free head contracts over time before W_V (``attend_contracted``), and a
+    first layer of any kind works on the raw tokens (``last_from_tokens``):
+    its logits are affine in x_s, so the cost is O(B H T d), not O(B T D^2);
   * dp_free and tmx heads over all positions: a causal FFT convolution of the
     values with the head's kernel (float64 inside, so early rows stay exact for
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
@@ -136,9 +137,9 @@ class Attention(nn.Module):
     def fast(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         B, T, _ = x.shape
         if last_only:
-            if self.kind != "dp":
+            if self.kind == "dp_free":
                 u = torch.einsum("hs,bsd->bhd", self.lag_weights(T, x.device, x.dtype).flip(-1), x)
-                return self.attend_contracted(u, x[:, -1:])
+                return self.attend_contracted(u)
             return self._attend(x, torch.tensor([T - 1], device=x.device))
         if self.kind in ("dp_free", "tmx"):
             return self._conv(x)
@@ -147,27 +148,52 @@ class Attention(nn.Module):
         return self._attend(x, torch.arange(T, device=x.device))
 
     def lag_weights(self, length: int, device, dtype) -> torch.Tensor:
-        """Weights over lags 0..length-1 at the last position (H, length), RPE only.
+        """The RPE's weights over lags 0..length-1 at the last position: (H, length).
 
-        For dp_free heads these are the attention weights; for tmx heads the
-        normalization-free query factor is applied in ``attend_contracted``.
+        The attention weights themselves for dp_free heads.
         """
         bias = self.rpe(length, device, dtype)
         return masked_softmax(bias) if self.normalize else torch.exp(bias)
 
-    def attend_contracted(self, u: torch.Tensor, x_last: torch.Tensor) -> torch.Tensor:
-        """Last-position output of a dp_free / tmx layer from u_h = sum_s w_h(s) x_{T-1-s}.
+    def attend_contracted(self, u: torch.Tensor) -> torch.Tensor:
+        """Last-position output from u_h = sum_s w_h(s) x_{T-1-s}, the weights already applied.
 
-        u: (B, H, D); x_last: (B, 1, D), the layer input at the last position.
-        Returns (B, 1, D). Exact, since W_V is linear: sum_s w(s) W_V x = W_V sum_s w(s) x.
+        u: (B, H, D). Returns (B, 1, D). Exact, since W_V is linear:
+        sum_s w(s) W_V x_{T-1-s} = W_V sum_s w(s) x_{T-1-s}.
         """
         B, H, D = u.shape
         wv = self.v.weight.view(H, self.head_dim, D)
         out = torch.einsum("bhd,hkd->bhk", u, wv)  # (B, H, hd)
-        if self.kind == "tmx" and not self.normalize:
-            q = self.rpe.phi_real(self.w(x_last[:, 0]))  # (B, H)
-            out = out * torch.exp(-q)[..., None]
         return self.o(out.reshape(B, 1, H * self.head_dim))
+
+    def last_from_tokens(self, x: torch.Tensor, embed: nn.Linear) -> torch.Tensor:
+        """Last-position output of a first layer whose input is embed(x), in O(B H T d).
+
+        Every logit is affine in the raw token x_s (d-dimensional): the dot
+        product <W_Q h_t, W_K (W_E x_s + b_E)> = alpha . x_s + beta, and the
+        weighted sum of embedded tokens is W_E (sum_s w(s) x_s) + b_E sum_s w(s).
+        x: (B, T, d). Returns (B, 1, D).
+        """
+        B, T, d = x.shape
+        H = self.heads
+        h_last = embed(x[:, -1:])  # (B, 1, D)
+        logits = self.rpe(T, x.device, x.dtype).flip(-1)[None]  # (1, H, T) by key position
+        if self.kind == "dp":
+            q = self.q(h_last).view(B, H, self.head_dim)
+            wk = self.k.weight.view(H, self.head_dim, -1)  # (H, hd, D)
+            qk = torch.einsum("bhk,hkd->bhd", q, wk)  # (B, H, D)
+            alpha = qk @ embed.weight  # (B, H, d)
+            beta = qk @ embed.bias  # (B, H)
+            logits = logits + (torch.einsum("bhe,bte->bht", alpha, x) + beta[..., None]) * self.scale
+        elif self.kind == "tmx":
+            logits = logits - self.rpe.phi_real(self.w(h_last[:, 0]))[..., None]
+        w = masked_softmax(logits) if self.normalize else torch.exp(logits)  # (B or 1, H, T)
+        if w.shape[0] == 1:  # weights shared by the batch (dp_free; tmx under softmax)
+            u = torch.einsum("ht,bte->bhe", w[0], x)
+        else:
+            u = torch.einsum("bht,bte->bhe", w, x)
+        u = u @ embed.weight.T + w.sum(-1)[..., None] * embed.bias  # (B, H, D)
+        return self.attend_contracted(u)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """DP-free / TMX heads over all positions as a causal FFT convolution."""

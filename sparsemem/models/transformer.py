@@ -61,21 +61,14 @@ class Transformer(nn.Module):
         self.log_precision = cfg.rpe in LOG_TYPES
 
     def _time_first(self) -> bool:
-        """One dp_free / tmx layer read at the last position: contract time before embedding."""
-        a = self.attn[0]
-        return (len(self.attn) == 1 and self.output == "last" and a.kind != "dp"
-                and a.impl == "fast" and not self.cfg.layer_norm)
+        """One layer read at the last position: attention straight from the raw tokens."""
+        return (len(self.attn) == 1 and self.output == "last" and self.attn[0].impl == "fast"
+                and not self.cfg.layer_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._time_first():
-            # sum_s w(s) (W_E x_{T-1-s} + b_E) = W_E sum_s w(s) x_{T-1-s} + b_E sum_s w(s): O(B H T d)
-            attn = self.attn[0]
-            w = attn.lag_weights(x.shape[1], x.device, x.dtype)  # (H, T)
-            u = torch.einsum("hs,bsd->bhd", w.flip(-1), x)
-            u = u @ self.embed.weight.T + w.sum(-1)[:, None] * self.embed.bias
-            h_last = self.embed(x[:, -1:])
-            h = h_last + attn.attend_contracted(u, h_last)
-            return self.readout(self.norm_ffn[0](h))[:, 0, 0]
+            h = self.embed(x[:, -1:]) + self.attn[0].last_from_tokens(x, self.embed)  # (B, 1, D)
+            return self.readout(h)[:, 0, 0]
         h = self.embed(x)
         L = len(self.attn)
         last = self.output == "last"
