@@ -53,11 +53,11 @@ def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
 
 def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the last axis; rows that are all -inf give all zeros."""
-    m = logits.amax(-1, keepdim=True).detach()
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    e = torch.exp(logits - m)
-    z = e.sum(-1, keepdim=True)
-    return e / torch.where(z > 0, z, torch.ones_like(z))
+    alive = (logits > -math.inf).any(-1, keepdim=True)
+    if bool(alive.all()):
+        return torch.softmax(logits, -1)
+    safe = torch.where(alive, logits, torch.zeros_like(logits))
+    return torch.softmax(safe, -1) * alive.to(logits.dtype)
 
 
 def causal_fft_conv(kernel: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
