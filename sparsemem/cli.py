@@ -63,6 +63,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import Store, load_spec, run_sweep
+
+    spec = load_spec(args.spec, args.overrides)
+    runs = spec.expand()
+    store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
+    with Store(store_path) as store:
+        summary = run_sweep(runs, store, spec.name, workers=args.workers, backend=args.backend,
+                            address=args.address, progress=None if not args.no_progress else False,
+                            ray_temp_dir=str(store_path.parent.resolve() / "ray"))
+        counts = store.counts(spec.name)
+    print(f"sweep {spec.name}: {summary['total']} runs, {summary['skipped']} already finished; "
+          f"store now holds {', '.join(f'{v} {k}' for k, v in counts.items() if v)} -> {store_path}")
+    return 0 if counts["failed"] == 0 else 1
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    command = "sparsemem reproduce " + " ".join(
+        list(args.experiments) + ["--profile", args.profile, "--out", args.out, "--workers", str(args.workers)]
+        + (["--backend", args.backend] if args.backend != "local" else []))
+    result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
+                       backend=args.backend, address=args.address,
+                       progress=None if not args.no_progress else False, command=command)
+    print(f"report: {Path(args.out) / 'REPORT.md'}")
+    for name, verdict in result["verdicts"].items():
+        print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    if not Path(args.store).is_file():
+        raise ConfigError(f"--store {args.store!r} is not a file; give the results.db a sweep or reproduce wrote")
+    verdicts = build_report(args.store, args.out)
+    print(f"report: {Path(args.out) / 'REPORT.md'} ({len(verdicts)} experiments)")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for group, names in CATALOGUE.items():
         print(f"{group}: {', '.join(names)}")
@@ -84,6 +125,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="run a sweep spec into a results store",
+                       description="Expand SPEC.yaml (base config, grid, cases, seeds) and train every run not "
+                                   "yet finished in the store. Rerunning resumes.")
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to the base config")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
+    p.add_argument("--store", metavar="PATH", help="SQLite store (default results/<sweep name>/results.db)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    from .experiments import EXPERIMENTS
+
+    p = sub.add_parser("reproduce", help="rerun the paper's experiments and write the report",
+                       description="Run the paper's experiments (all by default) through the sweep engine and "
+                                   "write results.db, tables/, figures/ and REPORT.md into --out. Rerunning "
+                                   f"resumes. Experiments: {', '.join(EXPERIMENTS)}.")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
+    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
+                   help="quick: CPU-sized grids and 2000 steps (default); paper: the paper's grids, 10,000 steps")
+    p.add_argument("--out", default="results", metavar="DIR", help="output folder (default results)")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results store")
+    p.add_argument("--store", required=True, metavar="PATH", help="the results.db to read")
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write REPORT.md, tables/, figures/")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
     p.set_defaults(func=cmd_list)

@@ -50,12 +50,19 @@ def lr_factor(step: int, cfg) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list:
-    """Weight decay on matrices only: not on biases, norms or positional scales."""
-    decay, rest = [], []
+def param_groups(model: torch.nn.Module, tc) -> list:
+    """Three groups: weight matrices (decayed), other weights, RPE parameters (own lr, no decay)."""
+    decay, rest, rpe = [], [], []
     for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and ".rpe." not in name else rest).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        if ".rpe." in name:
+            rpe.append(p)
+        elif p.dim() >= 2:
+            decay.append(p)
+        else:
+            rest.append(p)
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0},
+              {"params": rpe, "weight_decay": 0.0, "lr": tc.lr * tc.rpe_lr_scale}]
+    return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()
@@ -106,7 +113,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     task = make_task(cfg.task)
     torch.manual_seed(tc.seed)
     model = make_model(cfg.model, task).to(device=device, dtype=dtype)
-    opt = torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas))
+    opt = torch.optim.AdamW(param_groups(model, tc), lr=tc.lr, betas=tuple(tc.betas))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
     gen = torch.Generator(device=device).manual_seed(tc.seed + DATA_SEED_OFFSET)
     x_val, y_val = task.validation_set(tc.val_samples, device=device, dtype=dtype)

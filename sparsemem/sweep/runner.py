@@ -68,11 +68,11 @@ class _Progress:
             self.bar.stop()
 
 
-def run_sweep(runs: list[RunConfig], store: Store, sweep: str, *, workers: int = 1, backend: str = "local",
+def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, workers: int = 1, backend: str = "local",
               address: Optional[str] = None, runs_dir: Union[str, Path, None] = None,
               progress: Optional[bool] = None, ray_temp_dir: Optional[str] = None,
               on_result: Optional[Callable[[str, str], None]] = None) -> dict:
-    """Register ``runs`` under ``sweep`` and train every one not yet finished.
+    """Register ``runs`` under ``sweep`` (unless None: already registered) and train every one not yet finished.
 
     Returns the counts of this call: {"total", "skipped", "done", "diverged", "failed"}.
     """
@@ -80,7 +80,8 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: str, *, workers: int =
         raise ConfigError(f"--workers = {workers}: must be at least 1")
     if backend not in ("local", "ray"):
         raise ConfigError(f"--backend = {backend!r}: must be local or ray")
-    store.add(sweep, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
+    if sweep is not None:
+        store.add(sweep, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
     known = store.by_hash(c.config_hash() for c in runs)
     todo = [c for c in runs if known[c.config_hash()]["status"] not in FINISHED]
     summary = {"total": len(runs), "skipped": len(runs) - len(todo), "done": 0, "diverged": 0, "failed": 0}
@@ -89,7 +90,7 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: str, *, workers: int =
     runs_dir = Path(runs_dir) if runs_dir is not None else store.path.parent / "runs"
     jobs = [(c.config_hash(), c.to_dict(), str(runs_dir / c.config_hash()[:16])) for c in todo]
     show = progress if progress is not None else sys.stderr.isatty()
-    bar = _Progress(show, len(jobs), sweep)
+    bar = _Progress(show, len(jobs), sweep or "runs")
 
     def done(run_hash: str, result: dict) -> None:
         status = _record(store, run_hash, result)

@@ -1,5 +1,9 @@
 """The results store: one SQLite file, one row per run, keyed by config hash.
 
+A run belongs to every sweep that asked for it (table ``members``): two
+experiments that share a configuration share one run. ``meta`` holds a few
+facts about how the store was made (profile, command).
+
 Every write is one transaction; the file runs in WAL mode so readers (a
 report, a progress view) never block the sweep. Status moves
 pending -> running -> done | diverged | failed.
@@ -36,6 +40,15 @@ CREATE TABLE IF NOT EXISTS runs (
     updated     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, status);
+CREATE TABLE IF NOT EXISTS members (
+    sweep TEXT NOT NULL,
+    hash  TEXT NOT NULL REFERENCES runs (hash),
+    PRIMARY KEY (sweep, hash)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 METRIC_COLUMNS = ("val_loss", "val_rel", "train_loss", "steps", "params", "seconds")
@@ -83,6 +96,7 @@ class Store:
         Returns how many rows were new.
         """
         now = time.time()
+        runs = list(runs)
         with self._tx() as db:
             before = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
             db.executemany(
@@ -90,7 +104,17 @@ class Store:
                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 [(h, sweep, name, json.dumps(cfg, sort_keys=True), now, now) for h, name, cfg in runs],
             )
+            db.executemany("INSERT OR IGNORE INTO members (sweep, hash) VALUES (?, ?)",
+                           [(sweep, h) for h, _, _ in runs])
             return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - before
+
+    def set_meta(self, **values: str) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           [(k, json.dumps(v)) for k, v in values.items()])
+
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
 
     def mark_running(self, run_hash: str) -> None:
         with self._tx() as db:
@@ -122,7 +146,7 @@ class Store:
         query, args = "SELECT * FROM runs", []
         where = []
         if sweep is not None:
-            where.append("sweep = ?")
+            where.append("hash IN (SELECT hash FROM members WHERE sweep = ?)")
             args.append(sweep)
         if status is not None:
             status = list(status)
@@ -156,9 +180,10 @@ class Store:
         return out
 
     def sweeps(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT sweep FROM runs ORDER BY rowid")]
+        return [r[0] for r in self._db.execute("SELECT sweep FROM members GROUP BY sweep ORDER BY MIN(rowid)")]
 
     def counts(self, sweep: Optional[str] = None) -> dict[str, int]:
-        query = "SELECT status, COUNT(*) FROM runs" + (" WHERE sweep = ?" if sweep else "") + " GROUP BY status"
+        query = "SELECT status, COUNT(*) FROM runs" + (
+            " WHERE hash IN (SELECT hash FROM members WHERE sweep = ?)" if sweep else "") + " GROUP BY status"
         found = dict(self._db.execute(query, (sweep,) if sweep else ()).fetchall())
         return {s: found.get(s, 0) for s in STATUSES}

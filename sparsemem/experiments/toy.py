@@ -1,0 +1,386 @@
+"""The paper's toy experiments 1b, 2a, 2b, 3a, 4a, 4b (PAPER.md section 6).
+
+Common setup: x in {+-1}^1000 (d = 1), output read at the last position, so
+the paper's position i is lag 1000 - i: its x_48, x_56, x_99 are lags 952,
+944 and 901. Every cell is trained with the same AdamW setting (base.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from .base import Experiment, Results, Table, Verdict, fmt, ratio, spec, train_settings
+
+T = 1000
+LAGS_3 = [952, 944, 901]  # x_48, x_56, x_99
+LAG_1 = [901]  # x_99
+RPES = ["lin", "log", "learned"]
+DIM = 64
+
+
+def grid_hm(profile: str) -> tuple[list[int], list[int]]:
+    if profile == "paper":
+        return [1, 2, 4, 8, 16, 32, 64], [16, 64, 256]
+    return [1, 8, 32], [16, 64, 256]
+
+
+def heads_1d(profile: str) -> list[int]:
+    return [1, 2, 4, 8, 16, 32, 64]
+
+
+def base(profile: str, task: dict, model: dict) -> dict:
+    return {
+        "task": {"seq_len": T, "input": "rademacher", "output": "last", **task},
+        "model": {"layers": 1, "dim": DIM, "rpe_max_distance": T, "attention": "dp_free", **model},
+        "train": train_settings(profile),
+    }
+
+
+def fixed_task(lags, readout) -> dict:
+    return {"kind": "fixed", "lags": lags, "readout": readout}
+
+
+TASK_1B = fixed_task(LAGS_3, {"kind": "relu_net", "width": 64})
+TASK_2A = fixed_task(LAG_1, {"kind": "relu_net", "width": 64})
+TASK_2B = fixed_task(LAGS_3, "sum")
+
+
+def hm_specs(name: str, task: dict):
+    def specs(profile: str):
+        Hs, ms = grid_hm(profile)
+        return [spec(name, base(profile, task, {}),
+                     {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms})]
+    return specs
+
+
+def cell(res: Results, **where) -> str:
+    a, r = res.value("val_loss", **where), res.value("val_rel", **where)
+    return f"{fmt(a)} ({fmt(r)})" if a is not None else "—"
+
+
+def hm_tables(res: Results, profile_H, profile_m, attention="dp_free") -> list[Table]:
+    tables = []
+    for rpe in RPES:
+        rows = [[H] + [cell(res, model__rpe=rpe, model__heads=H, model__ffn_width=m, model__attention=attention)
+                       for m in profile_m] for H in profile_H]
+        tables.append(Table(f"RPE {rpe}: final validation MSE (relative MSE), rows H, columns m",
+                            ["H \\ m"] + [str(m) for m in profile_m], rows))
+    return tables
+
+
+def grid_of(res: Results) -> tuple[list[int], list[int]]:
+    Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
+    ms = sorted({r["config"]["model"]["ffn_width"] for r in res.rows})
+    return Hs, ms
+
+
+def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Hs, ms = grid_of(res)
+    fig, axes = plt.subplots(1, len(RPES), figsize=(4.2 * len(RPES), 3.6), squeeze=False)
+    for ax, rpe in zip(axes[0], RPES):
+        grid = [[res.value("val_rel", model__rpe=rpe, model__heads=H, model__ffn_width=m, model__attention=attention)
+                 for m in ms] for H in Hs]
+        vals = [[math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row]
+                for row in grid]
+        im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=-8, vmax=0.5, aspect="auto")
+        ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+        ax.set_yticks(range(len(Hs)), [str(h) for h in Hs])
+        ax.set_xlabel("FFN width m")
+        ax.set_ylabel("heads H")
+        ax.set_title(f"RPE {rpe}")
+        for i, row in enumerate(vals):
+            for j, v in enumerate(row):
+                if not math.isnan(v):
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="w" if v < -3 else "k", fontsize=8)
+    fig.colorbar(im, ax=axes[0].tolist(), label="log10 relative MSE")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def gains(res: Results, rpe: str, Hs, ms) -> dict:
+    """MSE ratios: raising m at the largest H, raising H at the smallest and largest m."""
+    v = lambda H, m: res.value("val_rel", model__rpe=rpe, model__heads=H, model__ffn_width=m,  # noqa: E731
+                               model__attention="dp_free")
+    return {
+        "m_at_Hmax": ratio(v(Hs[-1], ms[0]), v(Hs[-1], ms[-1])),
+        "m_at_Hmin": ratio(v(Hs[0], ms[0]), v(Hs[0], ms[-1])),
+        "H_at_mmax": ratio(v(Hs[0], ms[-1]), v(Hs[-1], ms[-1])),
+        "H_at_mmin": ratio(v(Hs[0], ms[0]), v(Hs[-1], ms[0])),
+        "best": min((x for x in (v(H, m) for H in Hs for m in ms) if x is not None), default=None),
+    }
+
+
+def gain_text(g: Optional[float]) -> str:
+    return "—" if g is None else ("inf" if math.isinf(g) else f"{g:.3g}x")
+
+
+# -- 1b ------------------------------------------------------------------------
+def analyse_1b(res: Results):
+    Hs, ms = grid_of(res)
+    tables = hm_tables(res, Hs, ms)
+    best = {rpe: gains(res, rpe, Hs, ms)["best"] for rpe in RPES}
+    known = [v for v in best.values() if v is not None]
+    holds = None if not known else min(known) <= 1e-2
+    ours = "best relative MSE per RPE: " + ", ".join(f"{k} {fmt(v)}" for k, v in best.items())
+    winners = [k for k, v in best.items() if v is not None and v <= 1e-2]
+    detail = (f"Reached under {', '.join(winners)}." if winners else "No RPE reached it.") + \
+        " lin and log heads have kernels monotone in the lag, so one head cannot isolate lags 901-952; " \
+        "Thm 3.1 needs about e^(0.01 T) lin heads or T^1.01 log heads per memory there."
+    return tables, Verdict(holds, ours, detail)
+
+
+EXP_1B = Experiment(
+    name="1b", title="Independent memories: one layer with enough H and m suffices",
+    insight="(1b) For independent (fixed) memories a single layer with enough heads and FFN width suffices.",
+    paper="1-layer DP-free, f = sum_{k=1}^{64} relu(w_k . (x_48, x_56, x_99)): H = 32, m = 256 suffice.",
+    rule="the best 1-layer cell reaches relative MSE <= 1e-2",
+    specs=hm_specs("1b", TASK_1B), analyse=analyse_1b,
+    figure=lambda res, path: hm_figure(res, path, "1b: relu readout of lags 952, 944, 901"),
+    notes="The paper does not say which RPE it used; we run lin, log and learned (one bias per distance).",
+)
+
+
+# -- 2a / 2b -------------------------------------------------------------------
+def analyse_2a(res: Results):
+    Hs, ms = grid_of(res)
+    tables = hm_tables(res, Hs, ms)
+    per, holds_any, known = [], False, False
+    for rpe in RPES:
+        g = gains(res, rpe, Hs, ms)
+        if g["m_at_Hmax"] is None or g["H_at_mmax"] is None:
+            continue
+        known = True
+        ok = g["m_at_Hmax"] >= 10 and g["H_at_mmax"] < 2
+        holds_any |= ok
+        per.append(f"{rpe}: m {ms[0]}->{ms[-1]} at H={Hs[-1]} {gain_text(g['m_at_Hmax'])}, "
+                   f"H {Hs[0]}->{Hs[-1]} at m={ms[-1]} {gain_text(g['H_at_mmax'])}")
+    detail = ("With x in {+-1}, any f(x_99) is affine in x_99 (two points), so once a head extracts the lag "
+              "the readout needs no width; the error left is the attention's, which more heads reduce.")
+    return tables, Verdict(holds_any if known else None, "; ".join(per) or "no runs", detail)
+
+
+def analyse_2b(res: Results):
+    Hs, ms = grid_of(res)
+    tables = hm_tables(res, Hs, ms)
+    per, holds_any, known = [], False, False
+    for rpe in RPES:
+        g = gains(res, rpe, Hs, ms)
+        if g["H_at_mmin"] is None or g["m_at_Hmax"] is None:
+            continue
+        known = True
+        ok = g["H_at_mmin"] >= 100 and g["m_at_Hmax"] < 2
+        holds_any |= ok
+        per.append(f"{rpe}: H {Hs[0]}->{Hs[-1]} at m={ms[0]} {gain_text(g['H_at_mmin'])}, "
+                   f"m {ms[0]}->{ms[-1]} at H={Hs[-1]} {gain_text(g['m_at_Hmax'])}")
+    detail = ("A learned per-distance bias lets one head spread its weight over the three lags, so the sum "
+              "is within one head's reach; lin and log heads cannot isolate lags near 900 at all.")
+    return tables, Verdict(holds_any if known else None, "; ".join(per) or "no runs", detail)
+
+
+EXP_2A = Experiment(
+    name="2a", title="FFN width serves a complex readout",
+    insight="(2a) FFNs approximate the readout: a complex readout needs a wider FFN (raise m).",
+    paper="f = sum_{k=1}^{64} relu(w_k x_99): raising m takes MSE 0.49 -> 0.002; raising H gives no gain.",
+    rule="raising m at the largest H cuts MSE >= 10x, and raising H at the largest m cuts it < 2x",
+    specs=hm_specs("2a", TASK_2A), analyse=analyse_2a,
+    figure=lambda res, path: hm_figure(res, path, "2a: relu readout of lag 901"),
+)
+
+EXP_2B = Experiment(
+    name="2b", title="Heads serve more memories",
+    insight="(2b) Attention extracts memory tokens: more memories need more heads (raise H).",
+    paper="f = x_48 + x_56 + x_99: raising H takes MSE 1.16 -> 1e-6; raising m gives no gain.",
+    rule="raising H at the smallest m cuts MSE >= 100x, and raising m at the largest H cuts it < 2x",
+    specs=hm_specs("2b", TASK_2B), analyse=analyse_2b,
+    figure=lambda res, path: hm_figure(res, path, "2b: sum of lags 952, 944, 901"),
+)
+
+
+# -- 3a ------------------------------------------------------------------------
+def specs_3a(profile: str):
+    Hs, ms = grid_hm(profile)
+    dp_H = Hs if profile == "paper" else [8, 32]
+    dp_m = ms if profile == "paper" else [256]
+    return [
+        spec("3a", base(profile, TASK_1B, {}), {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms}),
+        spec("3a", base(profile, TASK_1B, {"attention": "dp"}),
+             {"model.rpe": RPES, "model.heads": dp_H, "model.ffn_width": dp_m}),
+    ]
+
+
+def analyse_3a(res: Results):
+    dp_cells = sorted({(r["config"]["model"]["heads"], r["config"]["model"]["ffn_width"])
+                       for r in res.select(model__attention="dp")})
+    rows, per, holds_any, known = [], [], False, False
+    for rpe in RPES:
+        frees = [res.value("val_rel", model__rpe=rpe, model__attention="dp_free", model__heads=H,
+                           model__ffn_width=m) for H, m in grid_pairs(res, "dp_free")]
+        frees = [v for v in frees if v is not None]
+        for H, m in dp_cells:
+            a = res.value("val_rel", model__rpe=rpe, model__attention="dp_free", model__heads=H, model__ffn_width=m)
+            b = res.value("val_rel", model__rpe=rpe, model__attention="dp", model__heads=H, model__ffn_width=m)
+            rows.append([rpe, H, m, cell(res, model__rpe=rpe, model__attention="dp_free", model__heads=H,
+                                         model__ffn_width=m),
+                         cell(res, model__rpe=rpe, model__attention="dp", model__heads=H, model__ffn_width=m),
+                         gain_text(ratio(a, b))])
+        if not frees or not dp_cells:
+            continue
+        H, m = dp_cells[-1]
+        a = res.value("val_rel", model__rpe=rpe, model__attention="dp_free", model__heads=H, model__ffn_width=m)
+        b = res.value("val_rel", model__rpe=rpe, model__attention="dp", model__heads=H, model__ffn_width=m)
+        if a is None or b is None:
+            continue
+        known = True
+        change = ratio(a, b)
+        ok = min(frees) <= 1e-2 and change is not None and 0.1 < change < 10
+        holds_any |= ok
+        per.append(f"{rpe}: DP-free best {fmt(min(frees))}, at H={H}, m={m} DP-free {fmt(a)} vs DP {fmt(b)}")
+    table = Table("1-layer, target of 1b: DP-free against DP, MSE (relative MSE); gain = DP-free / DP",
+                  ["RPE", "H", "m", "DP-free", "DP", "gain from DP"], rows)
+    detail = "DP-free cells are shared with experiment 1b (same configs, one run each)."
+    return [table], Verdict(holds_any if known else None, "; ".join(per) or "no runs", detail)
+
+
+def grid_pairs(res: Results, attention: str):
+    return sorted({(r["config"]["model"]["heads"], r["config"]["model"]["ffn_width"])
+                   for r in res.select(model__attention=attention)})
+
+
+def figure_3a(res: Results, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = grid_pairs(res, "dp")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / (2 * len(RPES))
+    labels = [f"H={H}, m={m}" for H, m in cells]
+    for k, rpe in enumerate(RPES):
+        for j, att in enumerate(("dp_free", "dp")):
+            vals = [res.value("val_rel", model__rpe=rpe, model__attention=att, model__heads=H, model__ffn_width=m)
+                    for H, m in cells]
+            xs = [i + (2 * k + j) * width for i in range(len(cells))]
+            ax.bar(xs, [v if v is not None and math.isfinite(v) else 0 for v in vals], width,
+                   label=f"{rpe} {'DP' if att == 'dp' else 'DP-free'}", hatch="//" if att == "dp" else None)
+    ax.set_yscale("log")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cells))], labels)
+    ax.set_ylabel("relative MSE")
+    ax.set_title("3a: DP-free against DP on the 1b target")
+    ax.legend(fontsize=7, ncol=3)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+EXP_3A = Experiment(
+    name="3a", title="DP is unnecessary for fixed memories",
+    insight="(3a) Dot-product attention is not needed for Task I (fixed memory).",
+    paper="Target of 1b: DP-free works at H = 32, m = 256; DP gains marginally.",
+    rule="DP-free reaches relative MSE <= 1e-2, and adding DP at the largest (H, m) changes MSE < 10x",
+    specs=specs_3a, analyse=analyse_3a, figure=figure_3a,
+)
+
+
+# -- 4a / 4b ---------------------------------------------------------------------
+def kernel_spec(name: str, profile: str, kernels: list, rpes: list[str]):
+    return spec(name, base(profile, {"kind": "kernel", "kernels": kernels[0]}, {"ffn_width": 0}),
+                {"task.kernels": kernels, "model.rpe": rpes, "model.heads": heads_1d(profile)})
+
+
+def kernel_table(res: Results, title: str, rpes: list[str], **where) -> Table:
+    Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
+    rows = [[H] + [cell(res, model__rpe=rpe, model__heads=H, **where) for rpe in rpes] for H in Hs]
+    return Table(title, ["H"] + [f"{r} RPE" for r in rpes], rows)
+
+
+def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (title, where) in zip(axes[0], panels):
+        for rpe in rpes:
+            vals = [res.value("val_rel", model__rpe=rpe, model__heads=H, **where) for H in Hs]
+            pts = [(H, v) for H, v in zip(Hs, vals) if v is not None and math.isfinite(v)]
+            if pts:
+                ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", label=f"{rpe} RPE")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("heads H")
+        ax.set_ylabel("relative MSE")
+        ax.set_title(title)
+        ax.legend()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def analyse_4a(res: Results):
+    table = kernel_table(res, "rho(t) = t^-0.5: MSE (relative MSE), FFN-free, DP-free", ["log", "lin"])
+    log1 = res.value("val_rel", model__rpe="log", model__heads=1)
+    lins = [v for v in (res.value("val_rel", model__rpe="lin", model__heads=H) for H in heads_1d("paper"))
+            if v is not None]
+    if log1 is None or not lins:
+        return [table], Verdict(None, "incomplete")
+    lin_best = min(lins)
+    holds = log1 <= 1e-4 and lin_best >= 100 * log1
+    ours = f"log, 1 head: {fmt(log1)}; lin, best over H <= 64: {fmt(lin_best)} ({gain_text(ratio(lin_best, log1))} worse)"
+    detail = ("A log-RPE head's kernel is exactly a normalized power law, so one head represents t^-0.5; "
+              "lin heads are sums of exponentials and need many heads for a heavy tail (Thm 5.1).")
+    return [table], Verdict(holds, ours, detail)
+
+
+def analyse_4b(res: Results):
+    tables, parts, verdicts = [], [], []
+    for beta in ("5", "0.5"):
+        where = {"task__kernels": [f"exp:{beta}"]}
+        tables.append(kernel_table(res, f"rho(t) = exp(-{beta} t): MSE (relative MSE), FFN-free, DP-free",
+                                   ["lin", "log"], **where))
+        lin1 = res.value("val_rel", model__rpe="lin", model__heads=1, **where)
+        logs = [v for v in (res.value("val_rel", model__rpe="log", model__heads=H, **where)
+                            for H in heads_1d("paper")) if v is not None]
+        if lin1 is None or not logs:
+            continue
+        ok = lin1 <= 1e-5 and min(logs) >= 10 * lin1
+        verdicts.append(ok)
+        parts.append(f"beta={beta}: lin 1 head {fmt(lin1)}, log best {fmt(min(logs))} "
+                     f"({gain_text(ratio(min(logs), lin1))} worse) -> {'holds' if ok else 'does not hold'}")
+    holds = verdicts[0] if verdicts else None  # the paper's beta = 5 decides; 0.5 is reported beside it
+    detail = ("At beta = 5 the kernel is nearly a delta at lag 0 (rho(1) = 0.0067), which the residual path "
+              "carries for every RPE type, so a log-RPE model only has to fit a tiny tail; beta = 0.5 tests "
+              "the light-tail claim itself.")
+    return tables, Verdict(holds, "; ".join(parts) or "incomplete", detail)
+
+
+EXP_4A = Experiment(
+    name="4a", title="Heavy-tailed memory wants log-type RPE",
+    insight="(4a) Heavy-tailed memory: use log-type RPE (T5, KERPLE-log).",
+    paper="f = sum_s x_s rho(1000 - s), rho(t) = t^-0.5: log RPE, 1 head: < 1e-5; lin RPE, up to 64 heads: 0.19.",
+    rule="log RPE with 1 head reaches relative MSE <= 1e-4, and lin RPE's best over H <= 64 is >= 100x worse",
+    specs=lambda p: [kernel_spec("4a", p, [["power:0.5"]], ["log", "lin"])],
+    analyse=analyse_4a,
+    figure=lambda res, path: kernel_figure(res, path, [("rho(t) = t^-0.5", {})], ["log", "lin"]),
+    notes="rho(0) = 0 for the power kernel (lags 1..999).",
+)
+
+EXP_4B = Experiment(
+    name="4b", title="Light-tailed memory wants lin-type RPE",
+    insight="(4b) Light-tailed memory: use lin-type RPE (Alibi).",
+    paper="Same with rho(t) = e^{-5t}: lin RPE, 1 head: < 1e-7; log RPE, up to 64 heads: 5.3e-4.",
+    rule="lin RPE with 1 head reaches relative MSE <= 1e-5, and log RPE's best over H <= 64 is >= 10x worse "
+         "(judged at the paper's beta = 5; beta = 0.5 reported beside it)",
+    specs=lambda p: [kernel_spec("4b", p, [["exp:5"], ["exp:0.5"]], ["lin", "log"])],
+    analyse=analyse_4b,
+    figure=lambda res, path: kernel_figure(
+        res, path, [("rho(t) = exp(-5t)", {"task__kernels": ["exp:5"]}),
+                    ("rho(t) = exp(-0.5t)", {"task__kernels": ["exp:0.5"]})], ["lin", "log"]),
+)

@@ -1,0 +1,110 @@
+"""Tables, figures and REPORT.md, all derived from a results store.
+
+    sparsemem report --store DIR/results.db --out DIR
+
+rebuilds everything from the store alone: each experiment's rows are the runs
+registered under its name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from pathlib import Path
+from typing import Optional, Union
+
+from .experiments import EXPERIMENTS, Results, Verdict
+from .experiments.base import train_settings
+from .sweep.store import Store
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
+    """{name: (experiment, results, tables, verdict)} for the experiments in the store."""
+    present = set(store.sweeps())
+    out = {}
+    for name, exp in EXPERIMENTS.items():
+        if name not in present or (names and name not in names):
+            continue
+        res = Results(store.rows(sweep=name))
+        tables, verdict = exp.analyse(res)
+        out[name] = (exp, res, tables, verdict)
+    return out
+
+
+def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
+                 names: Optional[list[str]] = None) -> dict[str, Verdict]:
+    """Write tables/, figures/ and REPORT.md into out_dir; return the verdicts."""
+    out = Path(out_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    with Store(store_path) as store:
+        meta = store.meta()
+        found = analyse(store, names)
+        counts = store.counts()
+        failed = store.rows(status=["failed"])
+    profile = meta.get("profile", "unknown")
+    verdicts = {}
+    sections = []
+    for name, (exp, res, tables, verdict) in found.items():
+        verdicts[name] = verdict
+        _write(out / "tables" / f"{name}.md", "\n\n".join(t.markdown() for t in tables) + "\n")
+        for k, t in enumerate(tables, 1):
+            _write(out / "tables" / f"{name}_{k}.csv", t.csv())
+        fig = out / "figures" / f"{name}.png"
+        if res.rows:
+            exp.figure(res, str(fig))
+        run_counts = {}
+        for row in res.rows:
+            run_counts[row["status"]] = run_counts.get(row["status"], 0) + 1
+        body = [
+            f"## {name}: {exp.title}",
+            "",
+            f"- Claim: {exp.insight}",
+            f"- Paper: {exp.paper}",
+            f"- Rule: {exp.rule}.",
+            f"- Ours: {verdict.ours}",
+            f"- Verdict: **{verdict.label}**. {verdict.detail}",
+        ]
+        if exp.notes:
+            body.append(f"- Notes: {exp.notes}")
+        body += [f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items()))}",
+                 f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`", ""]
+        body += [t.markdown() + "\n" for t in tables]
+        if fig.exists():
+            body.append(f"![{name}](figures/{name}.png)\n")
+        sections.append("\n".join(body))
+
+    header = [
+        "# sparsemem: reproduction of Wang and E (NeurIPS 2024), App. H.2",
+        "",
+        f"Profile **{profile}**, built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{Path(store_path).name}` "
+        f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}).",
+        f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with "
+        f"`sparsemem report --store {store_path} --out {out_dir}`.",
+        f"Machine: {platform.machine()}, {meta.get('device', 'cpu')}, torch {meta.get('torch', '?')}; "
+        f"sweep wall time {meta.get('seconds', '?')} s.",
+        "",
+        "Metric: final validation MSE on a fixed validation set; verdict rules use relative MSE "
+        "(MSE / Var(y)); tables show MSE (relative MSE).",
+    ]
+    if profile in ("quick", "paper"):
+        tr = train_settings(profile)
+        header += ["", "One AdamW setting for every toy cell (the paper does not give its own): "
+                   + ", ".join(f"{k} {v}" for k, v in tr.items()) + "; betas (0.9, 0.999), no weight decay, "
+                   "D = 64, T = 1000 for the toy experiments."]
+    header += ["", "| experiment | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
+    for name, (exp, _, _, verdict) in found.items():
+        header.append(f"| {name} | {exp.insight} | {exp.paper} | {verdict.ours} | **{verdict.label}** |")
+    if failed:
+        header += ["", f"{len(failed)} runs failed; first error lines:"]
+        header += [f"- `{r['name']}`: {(r['error'] or '').strip().splitlines()[-1][:200]}" for r in failed[:10]]
+    text = "\n".join(header) + "\n\n" + "\n".join(sections)
+    _write(out / "REPORT.md", text)
+    return verdicts

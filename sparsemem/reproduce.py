@@ -1,0 +1,58 @@
+"""`sparsemem reproduce`: the paper's experiments through the sweep engine, then the report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from .config import ConfigError, RunConfig
+from .experiments import EXPERIMENTS, PROFILES, expand_all
+from .report import build_report
+from .sweep.runner import run_sweep
+from .sweep.store import Store
+
+
+def cost(cfg: RunConfig) -> float:
+    """A rough relative cost, to start the longest runs first."""
+    m, t = cfg.model, cfg.train
+    per_step = m.heads * m.layers * (8 if m.attention == "dp" else 1) + m.ffn_width / 64
+    return t.steps * t.batch_size * per_step * (cfg.task.seq_len / 1000) * (m.layers if m.layers > 1 else 1)
+
+
+def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
+              workers: int = 1, backend: str = "local", address: Optional[str] = None,
+              progress: Optional[bool] = None, command: str = "sparsemem reproduce") -> dict:
+    """Run the named experiments (all by default) and write the report into ``out``."""
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
+    names = list(names or EXPERIMENTS)
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ConfigError(f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)}")
+    out = Path(out)
+    store_path = out / "results.db"
+    if store_path.exists():
+        with Store(store_path) as store:
+            had = store.meta().get("profile")
+        if had and had != profile:
+            raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
+    import torch
+
+    runs_by_hash = {}
+    with Store(store_path) as store:
+        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__)
+        for name in names:
+            runs = expand_all(EXPERIMENTS[name].specs(profile))
+            store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
+            for c in runs:
+                runs_by_hash.setdefault(c.config_hash(), c)
+        todo = sorted(runs_by_hash.values(), key=cost, reverse=True)
+        t0 = time.perf_counter()
+        summary = run_sweep(todo, store, None, workers=workers, backend=backend, address=address,
+                            runs_dir=out / "runs", progress=progress,
+                            ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None)
+        before = store.meta().get("seconds", 0.0)
+        store.set_meta(seconds=round(before + time.perf_counter() - t0, 1))
+    verdicts = build_report(store_path, out, names)
+    return {"summary": summary, "verdicts": verdicts}
