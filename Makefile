@@ -8,6 +8,8 @@ TORCH_SPEC ?= torch==$(TORCH_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PROFILE ?= quick
 
 .PHONY: install test reproduce bench clean
 
@@ -16,18 +18,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
 	touch $@
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP)
-	@for cfg in examples/*.yaml; do \
-		name=$$(basename $$cfg .yaml); \
-		echo "== $$name"; \
-		$(BIN)/sparsemem train $$cfg --out $(OUT)/$$name || exit $$?; \
-	done
+	$(BIN)/sparsemem reproduce --profile $(PROFILE) --out $(OUT) --workers $(WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

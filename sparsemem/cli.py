@@ -65,7 +65,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Store, load_spec, run_sweep
+    from .sweep.runner import check_runner_args
 
+    check_runner_args(args.workers, args.backend)
     spec = load_spec(args.spec, args.overrides)
     runs = spec.expand()
     store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
@@ -85,8 +87,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     command = "sparsemem reproduce " + " ".join(
         list(args.experiments) + ["--profile", args.profile, "--out", args.out, "--workers", str(args.workers)]
         + (["--backend", args.backend] if args.backend != "local" else []))
+    if args.corpus:
+        command += f" --corpus {args.corpus}"
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
-                       backend=args.backend, address=args.address,
+                       backend=args.backend, address=args.address, corpus=args.corpus,
                        progress=None if not args.no_progress else False, command=command)
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
@@ -143,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="rerun the paper's experiments and write the report",
                        description="Run the paper's experiments (all by default) through the sweep engine and "
                                    "write results.db, tables/, figures/ and REPORT.md into --out. Rerunning "
-                                   f"resumes. Experiments: {', '.join(EXPERIMENTS)}.")
+                                   f"resumes. Experiments: {', '.join(EXPERIMENTS)} (the _text ones need "
+                                   "--corpus).")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick",
                    help="quick: CPU-sized grids and 2000 steps (default); paper: the paper's grids, 10,000 steps")
@@ -151,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--corpus", metavar="DIR", help="a folder of text files (or openwebtext) for 1a_text and "
+                                                   "3b_text; with it, they run by default too")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 

@@ -29,7 +29,7 @@ from pydantic import (
 
 RPE_TYPES = ("lin", "log", "t5", "kerple_log", "alibi", "none", "learned")
 ATTENTION_KINDS = ("dp", "dp_free", "tmx")
-TASK_KINDS = ("fixed", "adaptive", "kernel")
+TASK_KINDS = ("fixed", "adaptive", "kernel", "text")
 INPUT_KINDS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUT_KINDS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
@@ -160,7 +160,7 @@ def table_key(values: tuple[float, ...]) -> str:
 class TaskConfig(_Strict):
     """A target family (PAPER.md section 3) and its sampling."""
 
-    kind: Literal["fixed", "adaptive", "kernel"] = "fixed"
+    kind: Literal["fixed", "adaptive", "kernel", "text"] = "fixed"
     seq_len: int = Field(64, ge=1)
     dim: int = Field(1, ge=1)  # d, the token dimension
     input: InputConfig = Field(default_factory=InputConfig)
@@ -174,6 +174,8 @@ class TaskConfig(_Strict):
     g: Optional[list[dict[str, int]]] = None  # adaptive lag tables; None: random
     example: Optional[Literal["nested_product", "prop42"]] = None
     seed: int = 0  # seeds the target itself (random g, relu_net weights, validation set)
+    corpus: Optional[str] = None  # text: a folder of text files, or "openwebtext" (needs `datasets`)
+    max_bytes: int = Field(50_000_000, ge=1)  # text: read at most this many bytes of the corpus
 
     _norm_input = field_validator("input", mode="before")(_kind_shorthand)
     _norm_lags = field_validator("lags", "kernels", mode="before")(_listify)
@@ -193,6 +195,14 @@ class TaskConfig(_Strict):
     def _check(self) -> "TaskConfig":
         if self.example is not None and self.kind != "adaptive":
             raise FieldError("kind", self.kind, f"example {self.example!r} is an adaptive task; kind must be adaptive")
+        if self.kind == "text":
+            if not self.corpus:
+                raise FieldError("corpus", self.corpus, "a text task needs a corpus: a folder of text files or openwebtext")
+            if self.corpus != "openwebtext" and not Path(self.corpus).is_dir():
+                raise FieldError("corpus", self.corpus, "not a folder; give a folder of text files or openwebtext")
+            if self.output != "all":
+                raise FieldError("output", self.output, "a text task predicts every next byte: output must be all")
+            return self
         if self.kind == "fixed":
             if not self.lags:
                 raise FieldError("lags", self.lags, "a fixed task needs a non-empty list of lags")

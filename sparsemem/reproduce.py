@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .config import ConfigError, RunConfig
-from .experiments import EXPERIMENTS, PROFILES, expand_all
+from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, PROFILES, expand_all
 from .report import build_report
-from .sweep.runner import run_sweep
+from .sweep.runner import check_runner_args, run_sweep
 from .sweep.store import Store
 
 
@@ -22,14 +22,22 @@ def cost(cfg: RunConfig) -> float:
 
 def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
-              progress: Optional[bool] = None, command: str = "sparsemem reproduce") -> dict:
-    """Run the named experiments (all by default) and write the report into ``out``."""
+              progress: Optional[bool] = None, command: str = "sparsemem reproduce",
+              corpus: Optional[str] = None) -> dict:
+    """Run the named experiments and write the report into ``out``.
+
+    By default every experiment that needs no corpus; with ``corpus`` the text
+    experiments too.
+    """
     if profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
-    names = list(names or EXPERIMENTS)
+    check_runner_args(workers, backend)
+    names = list(names or (list(EXPERIMENTS) if corpus else DEFAULT_EXPERIMENTS))
     for name in names:
         if name not in EXPERIMENTS:
             raise ConfigError(f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)}")
+    specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
+    planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
     out = Path(out)
     store_path = out / "results.db"
     if store_path.exists():
@@ -43,7 +51,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     with Store(store_path) as store:
         store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__)
         for name in names:
-            runs = expand_all(EXPERIMENTS[name].specs(profile))
+            runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
             for c in runs:
                 runs_by_hash.setdefault(c.config_hash(), c)

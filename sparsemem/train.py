@@ -66,13 +66,13 @@ def param_groups(model: torch.nn.Module, tc) -> list:
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> float:
-    """Mean squared error over a fixed set, in chunks."""
+def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> float:
+    """The task's loss (MSE, or cross-entropy for text) over a fixed set, in chunks."""
     total, n = 0.0, 0
     for i in range(0, x.shape[0], chunk):
-        pred = model(x[i:i + chunk])
-        total += torch.sum((pred - y[i:i + chunk]).double() ** 2).item()
-        n += y[i:i + chunk].numel()
+        part = y[i:i + chunk]
+        total += task.loss(model(x[i:i + chunk]), part).double().item() * part.shape[0]
+        n += part.shape[0]
     return total / n
 
 
@@ -117,7 +117,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
     gen = torch.Generator(device=device).manual_seed(tc.seed + DATA_SEED_OFFSET)
     x_val, y_val = task.validation_set(tc.val_samples, device=device, dtype=dtype)
-    var_y = float(y_val.double().var(unbiased=False)) if y_val.numel() > 1 else 0.0
+    var_y = task.variance(y_val)  # None for text: no relative loss
 
     out = Path(out_dir) if out_dir is not None else None
     chash = cfg.config_hash()
@@ -178,7 +178,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     try:
         for step in range(start + 1, tc.steps + 1):
             x, y = task.sample(tc.batch_size, gen, dtype)
-            loss = torch.mean((model(x) - y) ** 2)
+            loss = task.loss(model(x), y)
             lv = loss.item()
             if not math.isfinite(lv):
                 result.update(status="diverged", diverged_step=step, steps=step)
@@ -194,10 +194,10 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                 bar.update(bar.task_ids[0], advance=1, info=f"loss {lv:.3g}")
             if step % tc.eval_interval == 0 or step == tc.steps:
                 model.eval()
-                val = evaluate(model, x_val, y_val)
+                val = evaluate(model, task, x_val, y_val)
                 model.train()
                 row = {"step": step, "train_loss": loss_sum / loss_n, "val_loss": val,
-                       "val_rel": val / var_y if var_y > 0 else None, "lr": sched.get_last_lr()[0],
+                       "val_rel": val / var_y if var_y else None, "lr": sched.get_last_lr()[0],
                        "seconds": round(elapsed_before + time.perf_counter() - t0, 3)}
                 loss_sum, loss_n = 0.0, 0
                 result.update(steps=step, val_loss=val, val_rel=row["val_rel"], train_loss=row["train_loss"])

@@ -9,7 +9,7 @@ they compare relative MSE (val_loss / Var(y)), and tables show both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..config import RunConfig
@@ -79,7 +79,17 @@ class Experiment:
     analyse: Callable[["Results"], tuple[list[Table], Verdict]]
     figure: Callable[["Results", str], None]
     notes: str = ""  # choices and caveats for the report
-    tags: tuple = field(default_factory=tuple)
+    needs_corpus: bool = False  # text experiments: specs(profile, corpus)
+
+    def make_specs(self, profile: str, corpus: Optional[str] = None) -> list[SweepSpec]:
+        if self.needs_corpus:
+            if not corpus:
+                from ..config import ConfigError
+
+                raise ConfigError(f"experiment {self.name} trains language models: give --corpus DIR "
+                                  "(a folder of text files) or --corpus openwebtext")
+            return self.specs(profile, corpus)
+        return self.specs(profile)
 
 
 class Results:

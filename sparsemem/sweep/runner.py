@@ -68,6 +68,13 @@ class _Progress:
             self.bar.stop()
 
 
+def check_runner_args(workers: int, backend: str) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers = {workers}: must be at least 1")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend = {backend!r}: must be local or ray")
+
+
 def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, workers: int = 1, backend: str = "local",
               address: Optional[str] = None, runs_dir: Union[str, Path, None] = None,
               progress: Optional[bool] = None, ray_temp_dir: Optional[str] = None,
@@ -76,10 +83,7 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
 
     Returns the counts of this call: {"total", "skipped", "done", "diverged", "failed"}.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers = {workers}: must be at least 1")
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"--backend = {backend!r}: must be local or ray")
+    check_runner_args(workers, backend)
     if sweep is not None:
         store.add(sweep, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
     known = store.by_hash(c.config_hash() for c in runs)
@@ -140,8 +144,15 @@ def _run_ray(jobs, store: Store, done, *, address: Optional[str], workers: int, 
         import ray
     except ImportError:
         raise ConfigError("--backend ray needs Ray: pip install 'sparsemem[ray]'") from None
+    import shutil
+    import tempfile
+
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    started = False
+    started, scratch = False, None
+    if temp_dir and len(str(temp_dir)) > 40:
+        # Ray's socket paths under its temp dir must stay below 108 bytes: use a short one, removed after
+        scratch = tempfile.mkdtemp(prefix="smray-")
+        temp_dir = scratch
     if not ray.is_initialized():
         kwargs = {"include_dashboard": False, "log_to_driver": False}
         if address:
@@ -182,3 +193,5 @@ def _run_ray(jobs, store: Store, done, *, address: Optional[str], workers: int, 
     finally:
         if started:
             ray.shutdown()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)

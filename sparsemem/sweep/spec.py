@@ -63,7 +63,8 @@ class SweepSpec(_Strict):
         for case in self.cases:
             for values in itertools.product(*(self.grid[k] for k in keys)):
                 for seed in self.seeds:
-                    items = {**case, **dict(zip(keys, values)), "train.seed": seed}
+                    # a grid or case over train.seed wins over `seeds`
+                    items = {"train.seed": seed, **case, **dict(zip(keys, values))}
                     overrides = [_override(k, v) for k, v in items.items()]
                     label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in items.items() if k != "train.seed")
                     cfg = RunConfig.from_dict(base, overrides)

@@ -7,8 +7,9 @@ from .adaptive import AdaptiveTask
 from .base import Task
 from .fixed import FixedTask
 from .kernel import KernelTask, kernel_values
+from .text import TextTask
 
-TASKS = {"fixed": FixedTask, "adaptive": AdaptiveTask, "kernel": KernelTask}
+TASKS = {"fixed": FixedTask, "adaptive": AdaptiveTask, "kernel": KernelTask, "text": TextTask}
 
 
 def make_task(cfg: TaskConfig) -> Task:
@@ -16,4 +17,4 @@ def make_task(cfg: TaskConfig) -> Task:
     return TASKS[cfg.kind](cfg)
 
 
-__all__ = ["Task", "FixedTask", "AdaptiveTask", "KernelTask", "TASKS", "make_task", "kernel_values"]
+__all__ = ["Task", "FixedTask", "AdaptiveTask", "KernelTask", "TextTask", "TASKS", "make_task", "kernel_values"]

@@ -73,6 +73,14 @@ class Task:
         x = self.sample_x(batch, generator, dtype)
         return x, self.target(x.to(torch.float64)).to(dtype)
 
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training and validation loss: mean squared error."""
+        return torch.mean((pred - y) ** 2)
+
+    def variance(self, y: torch.Tensor):
+        """Var(y), the scale of relative MSE."""
+        return float(y.double().var(unbiased=False)) if y.numel() > 1 else None
+
     def validation_set(self, n: int, device="cpu", dtype=torch.float32):
         """A fixed set of n samples, the same for every model and training seed."""
         gen = torch.Generator(device=device).manual_seed(self.cfg.seed + VALIDATION_SEED_OFFSET)

@@ -1,0 +1,87 @@
+"""Language modelling on a text corpus, byte-level: predict every next byte.
+
+The corpus is a local folder (every regular file under it, in sorted order,
+read as bytes and joined by newlines) or ``openwebtext`` through the
+`datasets` library where the network allows. The last tenth of the bytes is
+held out for validation. x and y are (B, T) byte ids, y shifted by one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..config import ConfigError
+from .base import VALIDATION_SEED_OFFSET, Task
+
+VOCAB = 256
+
+
+def read_folder(folder: str, max_bytes: int) -> bytes:
+    """Every regular file under ``folder`` (sorted, recursive), joined by newlines, at most max_bytes."""
+    parts, total = [], 0
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith(".")):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        parts.append(data)
+        total += len(data) + 1
+        if total >= max_bytes:
+            break
+    return b"\n".join(parts)[:max_bytes]
+
+
+def read_openwebtext(max_bytes: int) -> bytes:  # pragma: no cover - needs the network
+    """The first max_bytes of OpenWebText, streamed through `datasets`."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ConfigError("task.corpus = openwebtext needs `datasets`: pip install 'sparsemem[text]'") from None
+    parts, total = [], 0
+    for doc in load_dataset("Skylion007/openwebtext", split="train", streaming=True):
+        data = doc["text"].encode("utf-8")
+        parts.append(data)
+        total += len(data) + 1
+        if total >= max_bytes:
+            break
+    return b"\n".join(parts)[:max_bytes]
+
+
+class TextTask(Task):
+    """Next-byte prediction; the loss is cross-entropy in nats per byte."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.seq_len = cfg.seq_len
+        self.dim = 1
+        raw = read_openwebtext(cfg.max_bytes) if cfg.corpus == "openwebtext" else read_folder(cfg.corpus, cfg.max_bytes)
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long() if raw else torch.zeros(0, dtype=torch.long)
+        cut = int(len(data) * 0.9)
+        self.train_data, self.val_data = data[:cut], data[cut:]
+        need = cfg.seq_len + 2
+        if len(self.val_data) < need or len(self.train_data) < need:
+            raise ConfigError(f"task.corpus = {cfg.corpus!r}: {len(data)} bytes is too little for seq_len "
+                              f"{cfg.seq_len}; need at least {10 * need}")
+
+    def _windows(self, data: torch.Tensor, batch: int, generator: torch.Generator):
+        T = self.seq_len
+        starts = torch.randint(0, len(data) - T - 1, (batch,), generator=generator, device=generator.device)
+        idx = starts.cpu()[:, None] + torch.arange(T + 1)
+        w = data[idx].to(generator.device)
+        return w[:, :-1], w[:, 1:]
+
+    def sample(self, batch: int, generator: torch.Generator, dtype=torch.float32):
+        return self._windows(self.train_data, batch, generator)
+
+    def validation_set(self, n: int, device="cpu", dtype=torch.float32):
+        gen = torch.Generator(device=device).manual_seed(self.cfg.seed + VALIDATION_SEED_OFFSET)
+        return self._windows(self.val_data, n, gen)
+
+    def loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), y.reshape(-1))
+
+    def variance(self, y: torch.Tensor):
+        return None

@@ -1,0 +1,83 @@
+"""The text corpus loader and byte language models, on a corpus the test writes."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import sparsemem as sm
+from sparsemem.experiments import EXPERIMENTS, expand_all
+from sparsemem.tasks.text import read_folder
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    words = "the cat sat on the mat and the dog ran to the log ".split()
+    text = " ".join(words[(i * 7) % len(words)] for i in range(3000))
+    (folder / "a.txt").write_text(text[:9000])
+    (folder / "sub" / "b.md").write_text(text[9000:])
+    (folder / ".hidden").write_text("skipped")
+    return folder
+
+
+def test_read_folder_joins_files_in_order(corpus):
+    data = read_folder(str(corpus), 10**9)
+    a, b = (corpus / "a.txt").read_bytes(), (corpus / "sub" / "b.md").read_bytes()
+    assert data == a + b"\n" + b
+    assert read_folder(str(corpus), 100) == a[:100]
+
+
+def test_text_task_windows_and_split(corpus):
+    cfg = sm.RunConfig.from_dict({}, [f"task.corpus={corpus}", "task.kind=text", "task.seq_len=32", "task.output=all"])
+    task = sm.make_task(cfg.task)
+    data = read_folder(str(corpus), 10**9)
+    assert len(task.train_data) + len(task.val_data) == len(data)
+    x, y = task.sample(4, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (4, 32) and x.dtype == torch.long
+    assert torch.equal(x[:, 1:], y[:, :-1])  # y is x shifted by one byte
+    joined = bytes(task.train_data.tolist())
+    for row in torch.cat([x, y[:, -1:]], 1).tolist():
+        assert bytes(row) in joined
+    xv, _ = task.validation_set(3)
+    assert torch.equal(xv, task.validation_set(3)[0])
+
+
+def test_byte_lm_trains_below_uniform(corpus, tmp_path):
+    cfg = sm.RunConfig.from_dict({}, [
+        f"task.corpus={corpus}", "task.kind=text", "task.seq_len=32", "task.output=all",
+        "model.layers=2", "model.dim=32", "model.heads=2", "model.ffn_width=64", "model.layer_norm=true",
+        "train.steps=60", "train.batch_size=8", "train.lr=0.01", "train.val_samples=16",
+    ])
+    result = sm.train(cfg, out_dir=tmp_path / "run", progress=False)
+    assert result["status"] == "done" and result["val_rel"] is None
+    assert result["val_loss"] < 0.6 * torch.log(torch.tensor(256.0)).item()  # well below a uniform guess
+
+
+@pytest.mark.parametrize("bad,needle", [(["task.corpus=/no/such/dir"], "task.corpus"),
+                                        (["task.output=last"], "task.output"), ([], "task.corpus")])
+def test_text_bad_config(corpus, bad, needle):
+    base = ["task.kind=text", "task.output=all"] + ([f"task.corpus={corpus}"] if bad else [])
+    with pytest.raises(sm.ConfigError, match=needle):
+        sm.RunConfig.from_dict({}, base + bad)
+
+
+def test_text_corpus_too_small(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a.txt").write_text("tiny")
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=text", "task.output=all", f"task.corpus={tmp_path / 'c'}"])
+    with pytest.raises(sm.ConfigError, match="too little"):
+        sm.make_task(cfg.task)
+
+
+def test_text_experiments_need_a_corpus(corpus, tmp_path):
+    for name in ("1a_text", "3b_text"):
+        with pytest.raises(sm.ConfigError, match="--corpus"):
+            EXPERIMENTS[name].make_specs("quick")
+        runs = expand_all(EXPERIMENTS[name].make_specs("quick", str(corpus)))
+        assert runs and all(r.task.kind == "text" for r in runs)
+    proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "3b_text", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--corpus" in proc.stderr and not (tmp_path / "o").exists()
