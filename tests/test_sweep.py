@@ -53,6 +53,12 @@ def test_spec_file_with_base_path_and_errors(tmp_path):
         load_spec(tmp_path / "bad2.yaml")
 
 
+def test_example_sweep_spec():
+    runs = load_spec("examples/sweep_kernel_heads.yaml").expand()
+    assert len(runs) == 8 and {r.task.kind for r in runs} == {"kernel"}
+    assert {(r.model.rpe, r.model.heads) for r in runs} == {(p, h) for p in ("log", "lin") for h in (1, 2, 4, 8)}
+
+
 def test_store_rows_members_and_wal(tmp_path):
     runs = tiny_spec(grid={"model.heads": [1, 2]}).expand()
     with Store(tmp_path / "r.db") as store:

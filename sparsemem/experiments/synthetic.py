@@ -64,6 +64,10 @@ def analyse_1a(res: Results):
     detail = ("With Boolean tokens the nested lags take 2 + 4 values, so a 1-layer model with enough heads can "
               "treat the task as a fixed-memory one (PAPER.md section 4); depth is needed only when the "
               "candidate lags outnumber the heads.")
+    rel = {k: res.value("val_rel", model__layers=L, model__heads=H) for k, (L, H) in variants().items()}
+    if rel["+layer"] is not None and rel["+heads"] is not None and max(rel["+layer"], rel["+heads"]) <= 1e-3:
+        detail = (f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
+                  f"{fmt(rel['+heads'])}), so the two drops are equal up to noise. ") + detail
     return [table], Verdict(holds, ours, detail)
 
 
