@@ -108,6 +108,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} = {text!r}: give comma-separated positive integers") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{what} = {text!r}: give comma-separated positive integers")
+    return values
+
+
+def cmd_theory_fit(args: argparse.Namespace) -> int:
+    from .config import parse_kernel
+    from .theory.fit import FIT_RPES, fit_table, plot_fits
+
+    if not args.kernel.startswith("deltas:"):
+        try:
+            form, arg = parse_kernel(args.kernel)
+        except ValueError as err:
+            raise ConfigError(f"--kernel = {args.kernel!r}: {err}") from None
+        if form == "delta" and arg >= args.seq_len:
+            raise ConfigError(f"--kernel = {args.kernel!r}: the lag must be below --seq-len {args.seq_len}")
+    else:
+        lags = _int_list(args.kernel[len("deltas:"):].replace("+", ","), "--kernel deltas")
+        if max(lags) >= args.seq_len:
+            raise ConfigError(f"--kernel = {args.kernel!r}: every lag must be below --seq-len {args.seq_len}")
+    rpes = [r for r in args.rpe.split(",") if r]
+    for r in rpes:
+        if r not in FIT_RPES:
+            raise ConfigError(f"--rpe = {r!r}: must be among {', '.join(FIT_RPES)}")
+    heads = _int_list(args.heads, "--heads")
+    if args.seq_len < 2:
+        raise ConfigError(f"--seq-len = {args.seq_len}: must be at least 2")
+    table = fit_table(args.kernel, rpes, heads, args.seq_len)
+    if args.json:
+        print(json.dumps({r: {H: {"l2": f.l2, "l1": f.l1, "p": f.p, "c": f.c, "c0": f.c0}
+                              for H, f in fits.items()} for r, fits in table.items()}))
+    else:
+        print(f"best fit of {args.kernel} over lags 0..{args.seq_len - 1} by H DP-free heads (l2 = MSE floor)")
+        print("H".rjust(5) + "".join(f"{r + ' l2':>14}{r + ' l1':>14}" for r in rpes))
+        for H in heads:
+            print(f"{H:5d}" + "".join(f"{table[r][H].l2:14.3e}{table[r][H].l1:14.3e}" for r in rpes))
+    if args.plot:
+        plot_fits(table, args.kernel, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for group, names in CATALOGUE.items():
         print(f"{group}: {', '.join(names)}")
@@ -165,6 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, metavar="PATH", help="the results.db to read")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write REPORT.md, tables/, figures/")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("theory", help="the paper's theory made numerical")
+    theory = p.add_subparsers(dest="theory_command", required=True, metavar="WHAT")
+    p = theory.add_parser("fit", help="best fit of a memory kernel by H DP-free heads of each RPE type",
+                          description="The smallest MSE (l2) and l1 error with which H DP-free heads of an "
+                                      "RPE type, read linearly, represent a kernel: global greedy search over "
+                                      "the head scales p on a grid, then joint refinement, weights by least "
+                                      "squares. For i.i.d. unit-variance inputs l2 is the MSE floor of a "
+                                      "1-layer FFN-free model on the linear target with that kernel.")
+    p.add_argument("--kernel", required=True,
+                   help="exp:BETA, power:BETA, delta:T, or a sum of deltas deltas:T1+T2+...")
+    p.add_argument("--rpe", default="lin,log", help="comma-separated RPE types (default lin,log)")
+    p.add_argument("--heads", default="1,2,4,8", help="comma-separated head counts (default 1,2,4,8)")
+    p.add_argument("--seq-len", type=int, default=1000, help="number of lags S (default 1000)")
+    p.add_argument("--plot", metavar="FILE", help="draw the errors against H into a PNG")
+    p.add_argument("--json", action="store_true", help="print the fits as JSON")
+    p.set_defaults(func=cmd_theory_fit)
 
     p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
     p.set_defaults(func=cmd_list)

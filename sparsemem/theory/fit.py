@@ -1,0 +1,189 @@
+"""Optimal head fits: how well H DP-free heads of one RPE type represent a kernel.
+
+A 1-layer DP-free head h of RPE type r, read at the last of S positions, has
+the normalized kernel w_p(s) = exp(p phi(s)) / sum_j exp(p phi(j)), s = 0..S-1.
+With an FFN-free (linear) readout the model's effective kernel is
+
+    K(s) = sum_h c_h w_{p_h}(s) + c_0 1{s = 0}        (c_0: the residual path)
+
+and for i.i.d. zero-mean unit-variance inputs the MSE on a linear target
+y = sum_s rho(s) x_{t-s} is exactly sum_s (K(s) - rho(s))^2. ``fit_heads``
+searches the p_h globally: greedy selection on a dense grid of p (each step
+adds the atom that lowers the error most, with every c solved exactly by least
+squares), then joint refinement of all p by L-BFGS with c re-solved inside
+(variable projection). Each H starts from the best (H-1)-head solution, so
+the error never rises with H.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..models.rpe import t5_bucket
+from ..tasks.kernel import kernel_values
+
+FIT_RPES = ("lin", "log", "t5", "kerple_log", "alibi", "none")
+P_GRID = torch.logspace(-3, 2, 600, dtype=torch.float64)
+
+
+def phi(kind: str, s: torch.Tensor, buckets: int = 16, max_distance: int = 128, a: float = 1.0) -> torch.Tensor:
+    """phi(s) of an RPE type (without p), -inf where the head never looks."""
+    if kind in ("lin", "alibi"):
+        return -s
+    if kind == "log":
+        return torch.where(s >= 1, -torch.log(s.clamp(min=1)), torch.full_like(s, -math.inf))
+    if kind == "t5":
+        return -t5_bucket(s, buckets, max_distance).to(s.dtype)
+    if kind == "kerple_log":
+        return -torch.log1p(a * s)
+    if kind == "none":
+        return torch.zeros_like(s)
+    raise ValueError(f"rpe {kind!r} has no fixed kernel shape to fit; use one of {', '.join(FIT_RPES)}")
+
+
+def head_kernels(kind: str, p: torch.Tensor, length: int, **kw) -> torch.Tensor:
+    """Normalized kernels w_p(s) for every p: (len(p), length), float64."""
+    s = torch.arange(length, dtype=torch.float64)
+    f = phi(kind, s, **kw)
+    finite = torch.isfinite(f)
+    # -inf only through `where`, so no gradient meets the infinity
+    logits = torch.where(finite, p[:, None] * torch.where(finite, f, torch.zeros_like(f)), -math.inf)
+    return torch.softmax(logits, -1)
+
+
+@dataclass
+class Fit:
+    rpe: str
+    heads: int
+    p: list[float]
+    c: list[float]  # per head
+    c0: float  # residual weight at lag 0
+    l2: float  # sum_s (K - rho)^2: the MSE floor
+    l1: float  # sum_s |K - rho|
+    kernel: torch.Tensor  # the fitted K(s)
+
+
+def _solve(atoms: torch.Tensor, rho: torch.Tensor):
+    """Least squares for the weights of atoms (rows) and a lag-0 term; returns (coef, fitted)."""
+    e0 = torch.zeros(1, atoms.shape[1], dtype=atoms.dtype)
+    e0[0, 0] = 1.0
+    basis = torch.cat([atoms, e0], 0)
+    q, r = torch.linalg.qr(basis.T)  # basis.T = q r, so the fit is q q^T rho
+    coef = torch.linalg.solve_triangular(r, (q.T @ rho)[:, None], upper=True)[:, 0]
+    return coef, coef @ basis  # the kernel these weights realize
+
+
+def _finish(kind: str, p: torch.Tensor, rho: torch.Tensor, **kw) -> Fit:
+    atoms = head_kernels(kind, p, len(rho), **kw)
+    coef, fitted = _solve(atoms, rho)
+    err = fitted - rho
+    return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), float(coef[-1]), float((err ** 2).sum()),
+               float(err.abs().sum()), fitted)
+
+
+def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> torch.Tensor:
+    """Joint L-BFGS over log p with c solved by least squares inside."""
+    logp = p.log().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([logp], lr=1, max_iter=iters, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-30, tolerance_change=1e-40, history_size=20)
+
+    def closure():
+        opt.zero_grad()
+        p_now = logp.clamp(math.log(1e-4), math.log(1e3)).exp()
+        _, fitted = _solve(head_kernels(kind, p_now, len(rho), **kw), rho)
+        loss = ((fitted - rho) ** 2).sum()
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+    except (RuntimeError, IndexError):  # a singular step, or torch's line search losing its bracket
+        return p
+    new = logp.detach().clamp(math.log(1e-4), math.log(1e3)).exp()
+    return new if torch.isfinite(new).all() else p
+
+
+def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
+              grid: Optional[torch.Tensor] = None, **kw) -> list[Fit]:
+    """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1)."""
+    rho = rho.to(torch.float64)
+    S = len(rho)
+    if kind == "alibi":  # fixed slopes: only the weights are free
+        fits = []
+        for H in range(1, max_heads + 1):
+            p = 2.0 ** (-8.0 * torch.arange(1, H + 1, dtype=torch.float64) / H)
+            fits.append(_finish(kind, p, rho, **kw))
+        return fits
+    grid = P_GRID if grid is None else grid
+    bank = head_kernels(kind, grid, S, **kw)  # (G, S)
+    chosen: list[float] = []
+    fits: list[Fit] = []
+    e0 = torch.zeros(1, S, dtype=torch.float64)
+    e0[0, 0] = 1.0
+    for H in range(1, max_heads + 1):
+        # greedy: the grid atom whose part outside the current span best explains the residual
+        current = torch.cat([e0, head_kernels(kind, torch.tensor(chosen, dtype=torch.float64), S, **kw)], 0)
+        q, _ = torch.linalg.qr(current.T)  # (S, k) orthonormal basis of the span
+        resid = rho - q @ (q.T @ rho)
+        perp = bank - (bank @ q) @ q.T
+        norms = (perp ** 2).sum(1)
+        # atoms (nearly) inside the span add nothing but ill-conditioning: skip them
+        fresh = norms > 1e-8 * (bank ** 2).sum(1)
+        gains = torch.where(fresh, (perp @ resid) ** 2 / norms.clamp(min=1e-300), torch.zeros_like(norms))
+        best_p = torch.tensor(chosen + [float(grid[int(gains.argmax())])], dtype=torch.float64)
+        refined = _refine(kind, best_p, rho, refine_iters, **kw) if refine_iters else best_p
+        fit = _finish(kind, refined, rho, **kw)
+        start = _finish(kind, best_p, rho, **kw)
+        fit = fit if fit.l2 <= start.l2 else start  # (False for NaN: keep the greedy start)
+        if fits and not fit.l2 <= fits[-1].l2:  # never worse than H-1 heads (an extra head can be weighted 0)
+            prev = fits[-1]
+            fit = Fit(kind, H, prev.p + [float(grid[0])], prev.c + [0.0], prev.c0, prev.l2, prev.l1, prev.kernel)
+        chosen = fit.p
+        fits.append(fit)
+    return fits
+
+
+def target_kernel(spec, length: int) -> torch.Tensor:
+    """rho(0..length-1) from a kernel spec (``exp:B``, ``power:B``, ``delta:T``, a list) or a sum of deltas."""
+    if isinstance(spec, str) and spec.startswith("deltas:"):
+        rho = torch.zeros(length, dtype=torch.float64)
+        for t in spec[len("deltas:"):].split("+"):
+            rho[int(t)] += 1.0
+        return rho
+    return kernel_values(spec, length)
+
+
+def fit_table(kernel: str, rpes: list[str], heads: list[int], seq_len: int) -> dict:
+    """{rpe: {H: Fit}} for the requested head counts (every H up to the largest is fitted)."""
+    rho = target_kernel(kernel, seq_len)
+    out = {}
+    for rpe in rpes:
+        fits = fit_heads(rho, rpe, max(heads))
+        out[rpe] = {H: fits[H - 1] for H in heads}
+    return out
+
+
+def plot_fits(table: dict, kernel: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for rpe, fits in table.items():
+        Hs = sorted(fits)
+        for ax, attr in zip(axes, ("l2", "l1")):
+            ax.plot(Hs, [max(getattr(fits[H], attr), 1e-32) for H in Hs], "o-", label=f"{rpe} RPE")
+    for ax, name in zip(axes, ("l2 error (MSE floor)", "l1 error")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("heads H")
+        ax.set_ylabel(name)
+        ax.legend()
+    fig.suptitle(f"best fit of {kernel} by H DP-free heads")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)

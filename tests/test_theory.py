@@ -1,0 +1,83 @@
+"""Optimal head fits: exactness where one head suffices, monotone in H, and the
+fitted floor equals the MSE of a real model carrying those heads."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import sparsemem as sm
+from sparsemem.theory import fit_heads, target_kernel
+
+S = 120
+
+
+@pytest.mark.parametrize("spec,rpe,p", [("exp:0.7", "lin", 0.7), ("exp:0.05", "lin", 0.05),
+                                        ("power:0.5", "log", 0.5), ("power:1.5", "log", 1.5)])
+def test_one_head_represents_its_own_kernel_exactly(spec, rpe, p):
+    fits = fit_heads(target_kernel(spec, S), rpe, 2)
+    assert fits[0].l2 < 1e-10 and fits[0].l1 < 1e-5
+    assert fits[0].p[0] == pytest.approx(p, rel=1e-4)
+
+
+@pytest.mark.parametrize("spec,rpe", [("power:0.5", "lin"), ("exp:0.7", "log"), ("deltas:5+17", "lin"),
+                                      ("delta:30", "log"), ("power:1.2", "t5"), ("exp:0.3", "kerple_log"),
+                                      ("power:0.8", "alibi")])
+def test_error_never_rises_with_heads(spec, rpe):
+    fits = fit_heads(target_kernel(spec, S), rpe, 6, refine_iters=20)
+    errs = [f.l2 for f in fits]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(errs, errs[1:])), errs
+    if rpe != "alibi":
+        assert errs[-1] < errs[0]
+
+
+def test_heavy_tail_wants_log_heads():
+    rho = target_kernel("power:0.5", S)
+    lin = fit_heads(rho, "lin", 4, refine_iters=20)
+    log = fit_heads(rho, "log", 1)
+    assert log[0].l2 < 1e-10 < lin[-1].l2
+
+
+def test_fit_floor_is_the_mse_of_a_model_with_those_heads():
+    spec, H = "power:0.8", 3
+    fit = fit_heads(target_kernel(spec, S), "lin", H)[-1]
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", f"task.kernels=[{spec}]", f"task.seq_len={S}",
+                                      "model.attention=dp_free", "model.rpe=lin", f"model.heads={H}",
+                                      "model.head_dim=1", f"model.dim={H + 1}", "model.ffn_width=0"])
+    task = sm.make_task(cfg.task)
+    model = sm.make_model(cfg.model, task).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.embed.weight[0, 0] = 1.0  # x_t into coordinate 0
+        attn = model.attn[0]
+        attn.rpe.log_p.copy_(torch.tensor(fit.p, dtype=torch.float64).log())
+        attn.v.weight[:, 0] = 1.0  # every head reads coordinate 0
+        for h in range(H):
+            attn.o.weight[1 + h, h] = 1.0  # head h writes coordinate 1 + h
+        model.readout.weight[0] = torch.tensor([fit.c0] + fit.c, dtype=torch.float64)
+    kernel = fit.c0 * torch.eye(S, dtype=torch.float64)[0] + torch.tensor(fit.c, dtype=torch.float64) @ torch.tensor(
+        model.attention_kernels(S)[0])
+    assert torch.allclose(kernel, fit.kernel, atol=1e-10)
+    x, y = task.validation_set(4000, dtype=torch.float64)
+    with torch.no_grad():
+        mse = torch.mean((model(x) - y) ** 2).item()
+    assert mse == pytest.approx(fit.l2, rel=0.1)
+
+
+def test_cli_theory_fit(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "fit", "--kernel", "exp:0.5", "--rpe",
+                           "lin,log", "--heads", "1,2", "--seq-len", "60", "--json", "--plot",
+                           str(tmp_path / "f.png")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lin"]["1"]["l2"] < 1e-10 and out["log"]["2"]["l2"] <= out["log"]["1"]["l2"]
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    for args, needle in [(["--kernel", "cauchy:1"], "--kernel"), (["--kernel", "exp:1", "--rpe", "rope"], "--rpe"),
+                         (["--kernel", "exp:1", "--heads", "0"], "--heads"),
+                         (["--kernel", "delta:80", "--seq-len", "60"], "--seq-len")]:
+        bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "fit", *args], capture_output=True,
+                             text=True)
+        assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
