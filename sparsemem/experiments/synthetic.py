@@ -63,7 +63,10 @@ def analyse_1a(res: Results):
     ours = f"loss drop from adding a layer {fmt(drop_l)}, from adding heads {fmt(drop_h)} (matched parameters)"
     detail = ("With Boolean tokens the nested lags take 2 + 4 values, so a 1-layer model with enough heads can "
               "treat the task as a fixed-memory one (PAPER.md section 4); depth is needed only when the "
-              "candidate lags outnumber the heads.")
+              "candidate lags outnumber the heads. Note also that under softmax a query cannot move a head's "
+              "positional focus (the RPE does not depend on the query; only normalization-free or TMX "
+              "attention can, as in Thm 4.1), so a deeper softmax model must fetch nested lags by content "
+              "or by more heads as well.")
     rel = {k: res.value("val_rel", model__layers=L, model__heads=H) for k, (L, H) in variants().items()}
     if rel["+layer"] is not None and rel["+heads"] is not None and max(rel["+layer"], rel["+heads"]) <= 1e-3:
         detail = (f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
