@@ -73,6 +73,11 @@ def _solve(atoms: torch.Tensor, rho: torch.Tensor):
     e0[0, 0] = 1.0
     basis = torch.cat([atoms, e0], 0)
     q, r = torch.linalg.qr(basis.T)  # basis.T = q r, so the fit is q q^T rho
+    diag = r.diagonal().abs()
+    if r.shape[0] != r.shape[1] or bool((diag < 1e-12 * diag.max()).any()):
+        # (nearly) dependent atoms: the minimum-norm least-squares weights
+        coef = torch.linalg.lstsq(basis.T.detach(), rho[:, None], driver="gelsd").solution[:, 0]
+        return coef, coef @ basis
     coef = torch.linalg.solve_triangular(r, (q.T @ rho)[:, None], upper=True)[:, 0]
     return coef, coef @ basis  # the kernel these weights realize
 
@@ -108,10 +113,14 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> 
 
 
 def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
-              grid: Optional[torch.Tensor] = None, **kw) -> list[Fit]:
-    """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1)."""
+              grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None, **kw) -> list[Fit]:
+    """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1).
+
+    With ``stop_l1`` the search ends at the first H whose l1 error is at most that.
+    """
     rho = rho.to(torch.float64)
     S = len(rho)
+    max_heads = min(max_heads, S - 1)  # with the lag-0 term, S atoms already span every kernel
     if kind == "alibi":  # fixed slopes: only the weights are free
         fits = []
         for H in range(1, max_heads + 1):
@@ -144,6 +153,8 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
             fit = Fit(kind, H, prev.p + [float(grid[0])], prev.c + [0.0], prev.c0, prev.l2, prev.l1, prev.kernel)
         chosen = fit.p
         fits.append(fit)
+        if stop_l1 is not None and fit.l1 <= stop_l1:
+            break
     return fits
 
 
