@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments import EXPERIMENTS
 
     p = sub.add_parser("reproduce", help="rerun the paper's experiments and write the report",
-                       description="Run the paper's experiments (all by default) through the sweep engine and "
+                       description="Run the paper's experiments (by default all that need no corpus) through the sweep engine and "
                                    "write results.db, tables/, figures/ and REPORT.md into --out. Rerunning "
                                    f"resumes. Experiments: {', '.join(EXPERIMENTS)} (the _text ones need "
                                    "--corpus).")
