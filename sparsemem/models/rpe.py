@@ -20,6 +20,7 @@ p_h and a_h are kept positive as exp of a free parameter.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional
 
@@ -78,7 +79,8 @@ class RPE(nn.Module):
     def forward(self, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """Biases for lags s = 0..length-1: (H, length). May hold -inf (log at s = 0)."""
         H = self.heads
-        device = device if device is not None else next(iter(self.buffers()), torch.empty(0)).device
+        if device is None:  # where the module lives
+            device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
         s = torch.arange(length, device=device, dtype=dtype)
         if self.kind == "none":
             return torch.zeros(H, length, device=device, dtype=dtype)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import yaml
 from pydantic import Field, field_validator
 
-from ..config import ConfigError, RunConfig, _Strict, load_yaml, validate_config
+from ..config import RunConfig, _Strict, load_yaml, validate_config
 
 
 def _override(key: str, value: Any) -> str:
