@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import (
     ADAPTIVE_EXAMPLES,
+    ARCHS,
     ATTENTION_KINDS,
     INPUT_KINDS,
     KERNEL_FORMS,
@@ -20,6 +21,7 @@ from .config import (
 )
 
 CATALOGUE = {
+    "arch": ARCHS,
     "rpe": RPE_TYPES,
     "attention": ATTENTION_KINDS,
     "task": TASK_KINDS,

@@ -29,6 +29,7 @@ from pydantic import (
 
 RPE_TYPES = ("lin", "log", "t5", "kerple_log", "alibi", "none", "learned")
 ATTENTION_KINDS = ("dp", "dp_free", "tmx")
+ARCHS = ("transformer", "linear_rnn", "lstm")
 TASK_KINDS = ("fixed", "adaptive", "kernel", "text")
 INPUT_KINDS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUT_KINDS = ("sum", "product", "linear", "relu_net")
@@ -270,8 +271,10 @@ class TaskConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The Transformer family of PAPER.md section 2."""
+    """The Transformer family of PAPER.md section 2, and the recurrent baselines."""
 
+    arch: Literal["transformer", "linear_rnn", "lstm"] = "transformer"
+    hidden: int = Field(16, ge=1)  # N, the state size of linear_rnn and lstm
     layers: int = Field(1, ge=1)
     heads: int = Field(1, ge=1)
     dim: int = Field(64, ge=1)  # D, the residual width
