@@ -157,6 +157,39 @@ def cmd_theory_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_theory_memory(args: argparse.Namespace) -> int:
+    from .config import parse_kernel
+    from .theory.memory import memory_table, plot_memory
+
+    kernels = [k for k in args.kernels.split(",") if k]
+    for k in kernels:
+        try:
+            parse_kernel(k)
+        except ValueError as err:
+            raise ConfigError(f"--kernels: {err}") from None
+    lengths = _int_list(args.lengths, "--lengths")
+    if min(lengths) < 2:
+        raise ConfigError(f"--lengths = {args.lengths!r}: every length must be at least 2")
+    if not 0 < args.target < 1:
+        raise ConfigError(f"--target = {args.target}: must be in (0, 1)")
+    if args.max_heads < 1:
+        raise ConfigError(f"--max-heads = {args.max_heads}: must be at least 1")
+    table = memory_table(kernels, lengths, args.target, args.max_heads)
+    if args.json:
+        print(json.dumps(table))
+    else:
+        print(f"smallest N (linear recurrence = lin heads) and log H with relative MSE <= {args.target:g} "
+              f"(optimal fits; '-' means more than {args.max_heads})")
+        print(f"{'kernel':>12} {'':>22}" + "".join(f"{S:>7}" for S in lengths))
+        for kernel, rows in table.items():
+            for label, pts in rows.items():
+                print(f"{kernel:>12} {label:>22}" + "".join(f"{pts[S] if pts[S] else '-':>7}" for S in lengths))
+    if args.plot:
+        plot_memory(table, args.target, args.max_heads, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for group, names in CATALOGUE.items():
         print(f"{group}: {', '.join(names)}")
@@ -231,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="draw the errors against H into a PNG")
     p.add_argument("--json", action="store_true", help="print the fits as JSON")
     p.set_defaults(func=cmd_theory_fit)
+
+    p = theory.add_parser("memory", help="the curse of memory: smallest N of a linear recurrence against log H",
+                          description="For each kernel and sequence length, the fewest states N of a diagonal "
+                                      "linear recurrence (a sum of N exponentials: the span of N lin-RPE "
+                                      "heads) and the fewest log-RPE heads whose optimal fit reaches the "
+                                      "target relative MSE.")
+    p.add_argument("--kernels", default="power:0.5,power:1.5,exp:0.5", help="comma-separated kernels")
+    p.add_argument("--lengths", default="64,128,256,512,1024", help="comma-separated sequence lengths")
+    p.add_argument("--target", type=float, default=1e-3, help="relative MSE to reach (default 1e-3)")
+    p.add_argument("--max-heads", type=int, default=64, help="largest N or H tried (default 64)")
+    p.add_argument("--plot", metavar="FILE", help="draw N and H against length into a PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_theory_memory)
 
     p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
     p.set_defaults(func=cmd_list)

@@ -81,3 +81,27 @@ def test_cli_theory_fit(tmp_path):
         bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "fit", *args], capture_output=True,
                              text=True)
         assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_memory_smallest_states_and_heads():
+    from sparsemem.theory.memory import smallest
+
+    assert smallest("exp:0.5", "lin", 128, 1e-6, 8) == 1  # one state / one lin head is exact
+    assert smallest("power:1.5", "log", 128, 1e-6, 8) == 1
+    n_loose = smallest("power:0.5", "lin", 128, 1e-3, 16)
+    n_tight = smallest("power:0.5", "lin", 128, 1e-6, 16)
+    assert 2 <= n_loose <= n_tight  # a heavy tail needs several exponentials, more for a tighter target
+    assert smallest("delta:100", "lin", 128, 1e-6, 2) is None
+
+
+def test_cli_theory_memory(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "memory", "--kernels", "exp:0.5",
+                           "--lengths", "32,64", "--max-heads", "4", "--json", "--plot", str(tmp_path / "m.png")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["exp:0.5"]["linear_rnn N = lin H"] == {"32": 1, "64": 1}
+    assert (tmp_path / "m.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "memory", "--target", "2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--target" in bad.stderr

@@ -113,10 +113,11 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> 
 
 
 def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
-              grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None, **kw) -> list[Fit]:
+              grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None,
+              stop_l2: Optional[float] = None, **kw) -> list[Fit]:
     """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1).
 
-    With ``stop_l1`` the search ends at the first H whose l1 error is at most that.
+    With ``stop_l1`` / ``stop_l2`` the search ends at the first H whose l1 / l2 error is at most that.
     """
     rho = rho.to(torch.float64)
     S = len(rho)
@@ -153,7 +154,7 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
             fit = Fit(kind, H, prev.p + [float(grid[0])], prev.c + [0.0], prev.c0, prev.l2, prev.l1, prev.kernel)
         chosen = fit.p
         fits.append(fit)
-        if stop_l1 is not None and fit.l1 <= stop_l1:
+        if (stop_l1 is not None and fit.l1 <= stop_l1) or (stop_l2 is not None and fit.l2 <= stop_l2):
             break
     return fits
 
