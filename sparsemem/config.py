@@ -323,6 +323,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     val_samples: int = Field(1000, ge=1)
     eval_every: int = Field(0, ge=0)  # 0 = about ten evaluations per run
+    eval_lengths: list[int] = Field(default_factory=list)  # also score the final model at these seq_lens
     checkpoint_every: int = Field(0, ge=0)  # 0 = at every evaluation
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     dtype: Literal["float32", "float64"] = "float32"
@@ -333,6 +334,13 @@ class TrainConfig(_Strict):
         ok = v in ("cpu", "cuda", "auto", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
         if not ok:
             raise ValueError(f"device {v!r} is not one of cpu, cuda, cuda:N, mps, auto")
+        return v
+
+    @field_validator("eval_lengths")
+    @classmethod
+    def _lengths(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError("every eval length must be at least 1")
         return v
 
     @property
@@ -351,6 +359,16 @@ class RunConfig(_Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _lengths_fit_task(self) -> "RunConfig":
+        for n in self.train.eval_lengths:
+            try:
+                TaskConfig.model_validate({**self.task.model_dump(), "seq_len": n})
+            except ValidationError as exc:
+                raise FieldError("train.eval_lengths", n, f"the task is not valid at this length: "
+                                 f"{exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return self
 
     @classmethod
     def from_dict(cls, data: dict, overrides: list[str] = ()) -> "RunConfig":

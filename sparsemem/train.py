@@ -76,6 +76,19 @@ def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) ->
     return total / n
 
 
+def evaluate_lengths(cfg: RunConfig, model, device, dtype) -> dict:
+    """The trained model on the same task at other sequence lengths: {length: {val_loss, val_rel}}."""
+    out = {}
+    model.eval()
+    for n in cfg.train.eval_lengths:
+        task = make_task(cfg.task.model_copy(update={"seq_len": n}))
+        x, y = task.validation_set(cfg.train.val_samples, device=device, dtype=dtype)
+        loss = evaluate(model, task, x, y)
+        var = task.variance(y)
+        out[str(n)] = {"val_loss": loss, "val_rel": loss / var if var else None}
+    return out
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -214,6 +227,8 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     finally:
         if bar is not None:
             bar.stop()
+    if tc.eval_lengths and result["status"] == "done":
+        result["length_eval"] = evaluate_lengths(cfg, model, device, dtype)
     result["seconds"] = round(elapsed_before + time.perf_counter() - t0, 3)
     if out is not None:
         _write_text(out / "final.json", json.dumps(result, indent=2))

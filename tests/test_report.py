@@ -16,7 +16,9 @@ def fill(store, name, value_of, corpus=None):
     store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
     for c in runs:
         v = value_of(c)
-        store.finish(c.config_hash(), {"status": "done", "val_rel": v, "val_loss": 2 * v, "steps": 1})
+        lengths = {str(n): {"val_rel": 2 * v, "val_loss": 4 * v} for n in c.train.eval_lengths}
+        store.finish(c.config_hash(), {"status": "done", "val_rel": v, "val_loss": 2 * v, "steps": 1,
+                                       "length_eval": lengths})
     return runs
 
 
@@ -69,6 +71,15 @@ def test_every_experiment_analyses_an_empty_and_a_full_store(tmp_path):
     verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
     assert set(verdicts) == set(EXPERIMENTS)
     assert all(v.holds is not None for v in verdicts.values())
+
+
+def test_length_generalization_reads_the_longer_evaluations(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "length_gen", lambda c: 1e-3 if c.model.rpe == "log" else 1e-2)
+    verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
+    assert verdicts["length_gen"].holds is True
+    table = (tmp_path / "out" / "tables" / "length_gen.md").read_text()
+    assert "| log | 1.00e-03 | 2.00e-03 | 2.00e-03 |" in table
 
 
 def test_report_cli_bad_store(tmp_path):

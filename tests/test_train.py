@@ -107,3 +107,15 @@ def test_val_rel_is_mse_over_target_variance():
     result = sm.train(cfg_of("train.steps=3"), progress=False)
     assert result["val_rel"] == pytest.approx(result["val_loss"] / result["var_y"])
     assert result["var_y"] == pytest.approx(2.0, rel=0.25)  # x_{t-2} + x_{t-5}, Rademacher
+
+
+def test_eval_lengths_score_the_trained_model_at_other_lengths():
+    cfg = cfg_of("train.steps=5", "train.eval_lengths=[32, 64]")
+    result = sm.train(cfg, progress=False)
+    assert set(result["length_eval"]) == {"32", "64"}
+    # the same model at its own length gives the recorded validation loss
+    again = sm.train(cfg.model_copy(update={"train": cfg.train.model_copy(update={"eval_lengths": [16]})}),
+                     progress=False)
+    assert again["length_eval"]["16"]["val_loss"] == pytest.approx(again["val_loss"])
+    with pytest.raises(sm.ConfigError, match="train.eval_lengths"):
+        cfg_of("train.eval_lengths=[4]")  # lag 5 does not fit in 4 positions
