@@ -125,6 +125,16 @@ class Results:
         return sum(vals) / len(vals) if vals else None
 
 
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def fmt(v: Optional[float]) -> str:
     if v is None:
         return "—"

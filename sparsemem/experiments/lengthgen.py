@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ..config import RPE_TYPES
-from .base import Experiment, Results, Table, Verdict, fmt, spec, train_settings
+from .base import Experiment, Results, Table, Verdict, fmt, pyplot, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
 TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},
@@ -70,10 +70,7 @@ def analyse(res: Results):
 
 
 def figure(res: Results, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not res.rows:
         return

@@ -13,7 +13,17 @@ import math
 
 from ..config import ModelConfig
 from ..models import make_model
-from .base import Experiment, Results, Table, Verdict, fmt, ratio, spec, train_settings
+from .base import (
+    Experiment,
+    Results,
+    Table,
+    Verdict,
+    fmt,
+    pyplot,
+    ratio,
+    spec,
+    train_settings,
+)
 
 T_SYN = 32
 NESTED_TASK = {"kind": "adaptive", "seq_len": T_SYN, "input": "rademacher", "lags": [16, 16], "depth": 2,
@@ -75,10 +85,7 @@ def analyse_1a(res: Results):
 
 
 def figure_1a(res: Results, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels, vals = [], []
     for label, (L, H) in variants().items():
@@ -151,10 +158,7 @@ def analyse_3b(res: Results):
 
 
 def figure_3b(res: Results, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     prop = Results(res.select(task__example="prop42"))
     fig, ax = plt.subplots(figsize=(5.5, 3.6))

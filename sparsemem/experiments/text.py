@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..config import ModelConfig
 from ..models import LanguageModel
-from .base import Experiment, Results, Table, Verdict, fmt, spec
+from .base import Experiment, Results, Table, Verdict, fmt, pyplot, spec
 
 T_TEXT = 128
 
@@ -93,10 +93,7 @@ def analyse_3b(res: Results):
 
 
 def figure_lines(res: Results, path: str, title: str, key: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     labels = [r["name"].split("/")[1] for r in res.rows]

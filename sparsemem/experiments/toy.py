@@ -11,7 +11,17 @@ import functools
 import math
 from typing import Optional
 
-from .base import Experiment, Results, Table, Verdict, fmt, ratio, spec, train_settings
+from .base import (
+    Experiment,
+    Results,
+    Table,
+    Verdict,
+    fmt,
+    pyplot,
+    ratio,
+    spec,
+    train_settings,
+)
 
 T = 1000
 LAGS_3 = [952, 944, 901]  # x_48, x_56, x_99
@@ -77,10 +87,7 @@ def grid_of(res: Results) -> tuple[list[int], list[int]]:
 
 
 def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     Hs, ms = grid_of(res)
     fig, axes = plt.subplots(1, len(RPES), figsize=(4.6 * len(RPES), 3.6), squeeze=False)
@@ -273,10 +280,7 @@ def grid_pairs(res: Results, attention: str):
 
 
 def figure_3a(res: Results, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cells = grid_pairs(res, "dp")
     fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -357,10 +361,7 @@ def floor_gap(res: Results, rpes: list[str], kernel: str, **where) -> str:
 
 
 def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
