@@ -105,3 +105,13 @@ def test_cli_theory_memory(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "memory", "--target", "2"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--target" in bad.stderr
+
+
+def test_linear_floor_of_prop42_matches_the_exact_value():
+    """Best linear predictor of x_{t-g(x_t)}, x uniform on {-1,0,1}: MSE 2/3 - (3/2)(17/81) = 19/54."""
+    from sparsemem.theory.linear import linear_floor
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.example=prop42", "task.seq_len=16"])
+    floor = linear_floor(cfg.task, samples=50_000)
+    assert floor["mse"] == pytest.approx(19 / 54, abs=0.006)
+    assert floor["rel"] == pytest.approx(19 / 36, abs=0.01)
