@@ -115,3 +115,44 @@ def test_linear_floor_of_prop42_matches_the_exact_value():
     floor = linear_floor(cfg.task, samples=50_000)
     assert floor["mse"] == pytest.approx(19 / 54, abs=0.006)
     assert floor["rel"] == pytest.approx(19 / 36, abs=0.01)
+
+
+def test_construction_exact_where_one_head_suffices():
+    from sparsemem.theory.construct import construct
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", "task.kernels=[power:1.5]", "task.seq_len=100",
+                                      "model.rpe=log", "train.val_samples=500"])
+    _, info = construct(cfg, 1)
+    assert info["val_rel"] < 1e-12
+
+
+@pytest.mark.parametrize("overrides,width", [
+    (["task.kind=kernel", "task.kernels=[power:1.5, exp:0.5]", "task.readout=sum", "task.seq_len=100"], 0),
+    (["task.kind=fixed", "task.lags=[3, 7]", "task.readout=relu_net", "task.seq_len=32"], 128),
+])
+def test_construction_error_falls_with_heads(overrides, width):
+    from sparsemem.theory.construct import construct
+
+    cfg = sm.RunConfig.from_dict({}, overrides + ["model.rpe=lin", "train.val_samples=1000"])
+    errs = [construct(cfg, H, width)[1]["val_rel"] for H in (1, 4, 16)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-4  # 16 lin heads per memory: Thm 3.1 / 5.1 at work
+
+
+def test_cli_construct_saves_a_loadable_model(tmp_path):
+    out = tmp_path / "c"
+    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=kernel",
+                           "task.kernels=[exp:0.3]", "task.seq_len=64", "model.rpe=lin", "--heads", "1",
+                           "--out", str(out), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    cfg = sm.RunConfig.from_yaml(out / "config.yaml")
+    task = sm.make_task(cfg.task)
+    model = sm.make_model(cfg.model, task).double()
+    model.load_state_dict(torch.load(out / "model.pt"))
+    x, y = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.mean((model(x) - y) ** 2).item() == pytest.approx(info["val_loss"], abs=1e-12)
+    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
+                          "task.example=prop42", "--heads", "2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "task.kind" in bad.stderr
