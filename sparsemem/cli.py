@@ -254,13 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    from .experiments import EXPERIMENTS
+    from .experiments import EXPERIMENTS, GROUPS
 
     p = sub.add_parser("reproduce", help="rerun the paper's experiments and write the report",
-                       description="Run the paper's experiments (by default all that need no corpus) through the sweep engine and "
+                       description="Run the paper's experiments (by default the paper group and length_gen) through the sweep engine and "
                                    "write results.db, tables/, figures/ and REPORT.md into --out. Rerunning "
                                    f"resumes. Experiments: {', '.join(EXPERIMENTS)} (the _text ones need "
-                                   "--corpus).")
+                                   f"--corpus); groups: {', '.join(f'{g} = {chr(32).join(m)}' for g, m in GROUPS.items())}.")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
     p.add_argument("--profile", choices=("quick", "paper"), default="quick",
                    help="quick: CPU-sized grids and 2000 steps (default); paper: the paper's grids, 10,000 steps")

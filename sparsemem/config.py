@@ -313,7 +313,7 @@ class TrainConfig(_Strict):
     steps: int = Field(1000, ge=1)
     batch_size: int = Field(100, ge=1)
     lr: float = Field(1e-3, gt=0)
-    rpe_lr_scale: float = Field(1.0, gt=0)  # lr of the RPE parameters = lr * this
+    rpe_lr_scale: float = Field(1.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = Field(0, ge=0)

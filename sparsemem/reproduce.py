@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .config import ConfigError, RunConfig
-from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, PROFILES, expand_all
+from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all
 from .report import build_report
 from .sweep.runner import check_runner_args, run_sweep
 from .sweep.store import Store
@@ -32,10 +32,12 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     if profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
     check_runner_args(workers, backend)
-    names = list(names or (list(EXPERIMENTS) if corpus else DEFAULT_EXPERIMENTS))
+    names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
+    names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
         if name not in EXPERIMENTS:
-            raise ConfigError(f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)}")
+            raise ConfigError(f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)} "
+                              f"and the groups {', '.join(GROUPS)}")
     specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
     out = Path(out)

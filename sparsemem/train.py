@@ -50,11 +50,16 @@ def lr_factor(step: int, cfg) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
+def is_memory_parameter(name: str) -> bool:
+    """RPE parameters and a recurrence's decay rates: they set how far back a model looks."""
+    return ".rpe." in name or name.endswith("decay_logit")
+
+
 def param_groups(model: torch.nn.Module, tc) -> list:
-    """Three groups: weight matrices (decayed), other weights, RPE parameters (own lr, no decay)."""
+    """Three groups: weight matrices (decayed), other weights, memory parameters (lr * rpe_lr_scale, no decay)."""
     decay, rest, rpe = [], [], []
     for name, p in model.named_parameters():
-        if ".rpe." in name:
+        if is_memory_parameter(name):
             rpe.append(p)
         elif p.dim() >= 2:
             decay.append(p)

@@ -92,3 +92,39 @@ def test_reproduce_cli_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "9z", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "9z" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_curse_of_memory_counts_the_fewest_states_and_heads(tmp_path):
+    def value_of(c):
+        heavy = c.task.kernels[0].startswith("power")
+        if c.model.arch == "linear_rnn":
+            return 1e-4 if c.model.hidden >= (8 if heavy else 1) else 1e-1
+        if c.model.rpe == "log":
+            return 1e-4 if heavy else 1e-1
+        return 1e-4 if c.model.heads >= (4 if heavy else 1) else 1e-1
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "curse_of_memory", value_of)
+    verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
+    assert verdicts["curse_of_memory"].holds is True
+    table = (tmp_path / "out" / "tables" / "curse_of_memory.md").read_text()
+    assert "| power:0.5 | 1024 | 8 | 4 | 4 | 4 | 1 | 1 |" in table
+    assert "| exp:0.5 | 64 | 1 | 1 | 1 | 1 | > 8 | 3 |" in table
+
+
+def test_reproduce_groups_expand(tmp_path, monkeypatch):
+    import sparsemem.reproduce as rep
+
+    seen = {}
+
+    def fake_run_sweep(runs, store, sweep, **kw):
+        seen["n"] = len(runs)
+        return {"total": len(runs), "skipped": len(runs), "done": 0, "diverged": 0, "failed": 0}
+
+    monkeypatch.setattr(rep, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(rep, "build_report", lambda *a, **k: {})
+    rep.reproduce(["theory"], out=tmp_path / "o", progress=False)
+    with Store(tmp_path / "o" / "results.db") as store:
+        assert store.sweeps() == ["4a", "4b", "curse_of_memory", "length_gen"]
+    assert seen["n"] == len({c.config_hash() for n in ("4a", "4b", "curse_of_memory", "length_gen")
+                             for c in expand_all(EXPERIMENTS[n].make_specs("quick"))})

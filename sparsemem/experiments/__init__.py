@@ -2,14 +2,21 @@
 
 from .base import PROFILES, Experiment, Results, Table, Verdict, expand_all
 from .lengthgen import EXP_LENGTH
+from .memory import EXP_MEMORY
 from .synthetic import EXP_1A, EXP_3B
 from .text import EXP_1A_TEXT, EXP_3B_TEXT
 from .toy import EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_4A, EXP_4B
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (EXP_1A, EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_3B, EXP_4A, EXP_4B,
-                                       EXP_LENGTH, EXP_1A_TEXT, EXP_3B_TEXT)}
-# what `sparsemem reproduce` runs when no experiment is named: everything that needs no corpus
-DEFAULT_EXPERIMENTS = [name for name, e in EXPERIMENTS.items() if not e.needs_corpus]
+                                       EXP_LENGTH, EXP_MEMORY, EXP_1A_TEXT, EXP_3B_TEXT)}
+# named groups `sparsemem reproduce` accepts besides experiment names
+GROUPS = {
+    "paper": ["1a_synthetic", "1b", "2a", "2b", "3a", "3b_synthetic", "4a", "4b"],
+    "theory": ["4a", "4b", "curse_of_memory", "length_gen"],  # optimal-fit floors, states vs heads, lengths
+    "text": ["1a_text", "3b_text"],
+}
+# what `sparsemem reproduce` runs when no experiment is named
+DEFAULT_EXPERIMENTS = GROUPS["paper"] + ["length_gen"]
 
-__all__ = ["DEFAULT_EXPERIMENTS", "EXPERIMENTS", "PROFILES", "Experiment", "Results", "Table", "Verdict", "expand_all"]
+__all__ = ["DEFAULT_EXPERIMENTS", "EXPERIMENTS", "GROUPS", "PROFILES", "Experiment", "Results", "Table", "Verdict", "expand_all"]

@@ -32,14 +32,14 @@ class LinearRNN(nn.Module):
         super().__init__()
         self.cfg, self.output = cfg, output
         N = cfg.hidden
-        # lambda_n = sigmoid(raw_n), spread from fast to slow decay
-        self.raw = nn.Parameter(torch.logit(torch.linspace(0.5, 0.999, N)))
+        # lambda_n = sigmoid(decay_logit_n), spread from fast to slow decay
+        self.decay_logit = nn.Parameter(torch.logit(torch.linspace(0.5, 0.999, N)))
         self.B = nn.Linear(input_dim, N, bias=False)
         self.readout = _readout(cfg, N + input_dim)
 
     @property
     def lam(self) -> torch.Tensor:
-        return torch.sigmoid(self.raw)
+        return torch.sigmoid(self.decay_logit)
 
     def states(self, x: torch.Tensor, last_only: bool) -> torch.Tensor:
         """h at the last position (B, 1, N) or at every position (B, T, N)."""
