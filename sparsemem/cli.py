@@ -191,13 +191,14 @@ def cmd_theory_memory(args: argparse.Namespace) -> int:
 
 
 def cmd_theory_construct(args: argparse.Namespace) -> int:
-    from .theory.construct import construct
+    from .theory.construct import construct, construct_adaptive
 
     path, overrides = _split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
     if args.heads < 1 or args.width < 0:
         raise ConfigError(f"--heads = {args.heads}, --width = {args.width}: need heads >= 1 and width >= 0")
-    model, info = construct(cfg, args.heads, args.width)
+    adaptive = cfg.task.kind == "adaptive"
+    model, info = construct_adaptive(cfg, args.heads) if adaptive else construct(cfg, args.heads, args.width)
     if args.out:
         import torch
         import yaml
@@ -212,11 +213,13 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"construction: {cfg.task.kind} task, {args.heads} {cfg.model.rpe} heads per memory, readout "
-              f"{'linear' if args.width == 0 else f'width {args.width}'}: validation MSE {info['val_loss']:.4g} "
-              f"(relative {info['val_rel']:.3g}); kernel fit l2 per memory "
-              + ", ".join(f"{v:.3g}" for v in info["kernel_l2"])
-              + (f" -> {args.out}" if args.out else ""))
+        what = (f"Prop 4.2 DP construction, {info['heads_total']} heads in all" if adaptive else
+                f"{args.heads} {cfg.model.rpe} heads per memory, readout "
+                f"{'linear' if args.width == 0 else f'width {args.width}'}")
+        errs = (f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
+                if adaptive else f"kernel fit l2 per memory {', '.join(f'{v:.3g}' for v in info['kernel_l2'])}")
+        print(f"construction: {cfg.task.kind} task, {what}: validation MSE {info['val_loss']:.4g} "
+              f"(relative {info['val_rel']:.3g}); {errs}" + (f" -> {args.out}" if args.out else ""))
     return 0
 
 
@@ -312,10 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Load the explicit construction for a fixed (Thm 3.1) or kernel (Thm 5.1) "
                                       "task into an ordinary 1-layer DP-free model: each memory's kernel fitted "
                                       "by H heads of model.rpe, a readout fitted to f (linear, or random ReLU "
-                                      "features of width --width with a least-squares output layer); then "
-                                      "score it on the task's validation set.")
+                                      "features of width --width with a least-squares output layer); for "
+                                      "y_t = x_{t-g(x_t)} (e.g. task.example=prop42) Prop 4.2's DP construction "
+                                      "in a normalization-free model, H exponentials per lag. Then score it on "
+                                      "the task's validation set.")
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
-    p.add_argument("--heads", type=int, required=True, help="heads per memory")
+    p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
     p.add_argument("--width", type=int, default=0, help="readout width m (0 = linear, default)")
     p.add_argument("--out", metavar="DIR", help="save model.pt, config.yaml and result.json here")
     p.add_argument("--json", action="store_true")

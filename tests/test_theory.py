@@ -154,5 +154,19 @@ def test_cli_construct_saves_a_loadable_model(tmp_path):
     with torch.no_grad():
         assert torch.mean((model(x) - y) ** 2).item() == pytest.approx(info["val_loss"], abs=1e-12)
     bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
-                          "task.example=prop42", "--heads", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "task.kind" in bad.stderr
+                          "task.example=nested_product", "--heads", "2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "x_{t-g(x_t)}" in bad.stderr
+
+
+def test_prop42_dp_construction_beats_the_dp_free_floor():
+    """Prop 4.2: NF attention with DP reaches small error as heads grow; DP-free stays at the linear floor."""
+    from sparsemem.theory.construct import construct_adaptive
+    from sparsemem.theory.linear import linear_floor
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.example=prop42", "task.seq_len=32",
+                                      "train.val_samples=1000"])
+    infos = [construct_adaptive(cfg, n)[1] for n in (1, 3, 4)]
+    rels = [i["val_rel"] for i in infos]
+    assert rels[0] > rels[1] > rels[2] and rels[2] < 1e-8
+    assert infos[2]["sup_error"] < 1e-3 and infos[2]["heads_total"] == 36
+    assert linear_floor(cfg.task, samples=20_000)["rel"] > 0.5  # every DP-free model read linearly

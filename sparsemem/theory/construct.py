@@ -114,3 +114,64 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
     return model, {"val_loss": mse, "val_rel": mse / var if var > 0 else None,
                    "kernel_l2": [f.l2 for f in fits], "heads_per_memory": [f.heads for f in fits],
                    "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
+
+
+def construct_adaptive(cfg: RunConfig, heads: int, seed: int = 0):
+    """Prop 4.2's DP construction for y_t = x_{t-g(x_t)} (adaptive, K = 0, one memory, discrete tokens).
+
+    A 1-layer normalization-free DP model with lin RPE, read linearly. Head (j, l, i) has query
+    B_j x_t against a constant key, so its weight is exp(B_j x_t) exp(-p_i s): the dot product gates by
+    the token (exp(B_j x) over j interpolates the indicator 1{g(x) = l} exactly on the value set) and
+    the RPE selects the lag (the heads i of group l fit the delta at lag l without the residual).
+    `heads` is the number of exponentials per lag; the model has |values| * |lags| * heads heads.
+    """
+    tc = cfg.task
+    if tc.kind != "adaptive" or tc.depth != 0 or len(tc.lags) != 1 or tc.readout.kind != "linear" \
+            or list(tc.readout.weights) != [0, 1] or tc.output != "last":
+        raise ConfigError("the adaptive construction covers y_t = x_{t-g(x_t)}: an adaptive task with one "
+                          "memory, depth 0, readout {kind: linear, weights: [0, 1]}, output last (e.g. prop42)")
+    task = make_task(tc)
+    T = tc.seq_len
+    values = torch.tensor(task.values, dtype=torch.float64)
+    V = len(values)
+    table = task.tables[0]  # lag for each symbol (the pad symbol, if any, last)
+    lag_of = [int(table[i]) for i in range(V)]
+    lags = sorted(set(lag_of))
+    B = torch.linspace(-1.0, 1.0, V, dtype=torch.float64) if V > 1 else torch.zeros(1, dtype=torch.float64)
+    gates = torch.exp(values[:, None] * B[None, :])  # (V values, V exponentials)
+    beta = {l: torch.linalg.solve(gates, torch.tensor([1.0 if g == l else 0.0 for g in lag_of],
+                                                      dtype=torch.float64)) for l in lags}
+    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1] for l in lags}
+    H = sum(V * fits[l].heads for l in lags)
+    mcfg = ModelConfig(layers=1, heads=H, head_dim=1, dim=3, ffn_width=0, attention="dp", normalize=False,
+                       rpe="lin", scale=False)
+    model = make_model(mcfg, task).double()
+    attn = model.attn[0]
+    s = torch.arange(T, dtype=torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.embed.weight[0, 0] = 1.0  # coordinate 0: x_t
+        model.embed.bias[1] = 1.0  # coordinate 1: the constant the keys read
+        ps, h = [], 0
+        for l in lags:
+            fit = fits[l]
+            for j in range(V):
+                for p, c in zip(fit.p, fit.c):
+                    z = torch.exp(-p * s).sum()  # the fit's heads are normalized; NF heads are not
+                    attn.q.weight[h, 0] = B[j]
+                    attn.k.weight[h, 1] = 1.0
+                    attn.v.weight[h, 0] = 1.0
+                    attn.o.weight[2, h] = beta[l][j] * c / z
+                    ps.append(p)
+                    h += 1
+        attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
+        model.readout.weight[0, 2] = 1.0
+    xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
+    with torch.no_grad():
+        err = model(xv) - yv
+    mse = float((err ** 2).mean())
+    var = float(yv.var(unbiased=False))
+    return model, {"val_loss": mse, "val_rel": mse / var if var > 0 else None, "sup_error": float(err.abs().max()),
+                   "kernel_l1": {str(l): fits[l].l1 for l in lags}, "heads_total": H,
+                   "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}

@@ -67,30 +67,34 @@ class Fit:
     kernel: torch.Tensor  # the fitted K(s)
 
 
-def _solve(atoms: torch.Tensor, rho: torch.Tensor):
-    """Least squares for the weights of atoms (rows) and a lag-0 term; returns (coef, fitted)."""
+def _solve(atoms: torch.Tensor, rho: torch.Tensor, residual: bool = True):
+    """Least squares for the weights of atoms (rows) and, with `residual`, a lag-0 term (last coef)."""
     e0 = torch.zeros(1, atoms.shape[1], dtype=atoms.dtype)
-    e0[0, 0] = 1.0
-    basis = torch.cat([atoms, e0], 0)
+    e0[0, 0] = 1.0 if residual else 0.0
+    basis = torch.cat([atoms, e0], 0) if residual else atoms
     q, r = torch.linalg.qr(basis.T)  # basis.T = q r, so the fit is q q^T rho
     diag = r.diagonal().abs()
     if r.shape[0] != r.shape[1] or bool((diag < 1e-12 * diag.max()).any()):
         # (nearly) dependent atoms: the minimum-norm least-squares weights
         coef = torch.linalg.lstsq(basis.T.detach(), rho[:, None], driver="gelsd").solution[:, 0]
-        return coef, coef @ basis
-    coef = torch.linalg.solve_triangular(r, (q.T @ rho)[:, None], upper=True)[:, 0]
+    else:
+        coef = torch.linalg.solve_triangular(r, (q.T @ rho)[:, None], upper=True)[:, 0]
+    if not residual:  # report a zero lag-0 weight in the last place, as with the residual
+        coef = torch.cat([coef, coef.new_zeros(1)])
+        return coef, coef[:-1] @ basis
     return coef, coef @ basis  # the kernel these weights realize
 
 
-def _finish(kind: str, p: torch.Tensor, rho: torch.Tensor, **kw) -> Fit:
+def _finish(kind: str, p: torch.Tensor, rho: torch.Tensor, residual: bool = True, **kw) -> Fit:
     atoms = head_kernels(kind, p, len(rho), **kw)
-    coef, fitted = _solve(atoms, rho)
+    coef, fitted = _solve(atoms, rho, residual)
     err = fitted - rho
     return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), float(coef[-1]), float((err ** 2).sum()),
                float(err.abs().sum()), fitted)
 
 
-def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> torch.Tensor:
+def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual: bool = True,
+            **kw) -> torch.Tensor:
     """Joint L-BFGS over log p with c solved by least squares inside."""
     logp = p.log().clone().requires_grad_(True)
     opt = torch.optim.LBFGS([logp], lr=1, max_iter=iters, line_search_fn="strong_wolfe",
@@ -99,7 +103,7 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> 
     def closure():
         opt.zero_grad()
         p_now = logp.clamp(math.log(1e-4), math.log(1e3)).exp()
-        _, fitted = _solve(head_kernels(kind, p_now, len(rho), **kw), rho)
+        _, fitted = _solve(head_kernels(kind, p_now, len(rho), **kw), rho, residual)
         loss = ((fitted - rho) ** 2).sum()
         loss.backward()
         return loss
@@ -114,10 +118,11 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, **kw) -> 
 
 def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
               grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None,
-              stop_l2: Optional[float] = None, **kw) -> list[Fit]:
+              stop_l2: Optional[float] = None, residual: bool = True, **kw) -> list[Fit]:
     """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1).
 
     With ``stop_l1`` / ``stop_l2`` the search ends at the first H whose l1 / l2 error is at most that.
+    ``residual=False`` drops the lag-0 term: the heads alone must make the kernel.
     """
     rho = rho.to(torch.float64)
     S = len(rho)
@@ -126,18 +131,19 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
         fits = []
         for H in range(1, max_heads + 1):
             p = 2.0 ** (-8.0 * torch.arange(1, H + 1, dtype=torch.float64) / H)
-            fits.append(_finish(kind, p, rho, **kw))
+            fits.append(_finish(kind, p, rho, residual, **kw))
         return fits
     grid = P_GRID if grid is None else grid
     bank = head_kernels(kind, grid, S, **kw)  # (G, S)
     chosen: list[float] = []
     fits: list[Fit] = []
-    e0 = torch.zeros(1, S, dtype=torch.float64)
-    e0[0, 0] = 1.0
+    e0 = torch.zeros(1 if residual else 0, S, dtype=torch.float64)
+    if residual:
+        e0[0, 0] = 1.0
     for H in range(1, max_heads + 1):
         # greedy: the grid atom whose part outside the current span best explains the residual
         current = torch.cat([e0, head_kernels(kind, torch.tensor(chosen, dtype=torch.float64), S, **kw)], 0)
-        q, _ = torch.linalg.qr(current.T)  # (S, k) orthonormal basis of the span
+        q = torch.linalg.qr(current.T)[0] if current.shape[0] else current.new_zeros(S, 0)  # (S, k) basis
         resid = rho - q @ (q.T @ rho)
         perp = bank - (bank @ q) @ q.T
         norms = (perp ** 2).sum(1)
@@ -145,9 +151,9 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
         fresh = norms > 1e-8 * (bank ** 2).sum(1)
         gains = torch.where(fresh, (perp @ resid) ** 2 / norms.clamp(min=1e-300), torch.zeros_like(norms))
         best_p = torch.tensor(chosen + [float(grid[int(gains.argmax())])], dtype=torch.float64)
-        refined = _refine(kind, best_p, rho, refine_iters, **kw) if refine_iters else best_p
-        fit = _finish(kind, refined, rho, **kw)
-        start = _finish(kind, best_p, rho, **kw)
+        refined = _refine(kind, best_p, rho, refine_iters, residual, **kw) if refine_iters else best_p
+        fit = _finish(kind, refined, rho, residual, **kw)
+        start = _finish(kind, best_p, rho, residual, **kw)
         fit = fit if fit.l2 <= start.l2 else start  # (False for NaN: keep the greedy start)
         if fits and not fit.l2 <= fits[-1].l2:  # never worse than H-1 heads (an extra head can be weighted 0)
             prev = fits[-1]
