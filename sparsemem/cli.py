@@ -198,7 +198,7 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.heads < 1 or args.width < 0:
         raise ConfigError(f"--heads = {args.heads}, --width = {args.width}: need heads >= 1 and width >= 0")
     adaptive = cfg.task.kind == "adaptive"
-    model, info = construct_adaptive(cfg, args.heads) if adaptive else construct(cfg, args.heads, args.width)
+    model, info = (construct_adaptive if adaptive else construct)(cfg, args.heads, args.width)
     if args.out:
         import torch
         import yaml
@@ -213,7 +213,7 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        what = (f"Prop 4.2 DP construction, {info['heads_total']} heads in all" if adaptive else
+        what = (f"adaptive DP construction, {info['heads_total']} heads in all" if adaptive else
                 f"{args.heads} {cfg.model.rpe} heads per memory, readout "
                 f"{'linear' if args.width == 0 else f'width {args.width}'}")
         errs = (f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
@@ -315,10 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Load the explicit construction for a fixed (Thm 3.1) or kernel (Thm 5.1) "
                                       "task into an ordinary 1-layer DP-free model: each memory's kernel fitted "
                                       "by H heads of model.rpe, a readout fitted to f (linear, or random ReLU "
-                                      "features of width --width with a least-squares output layer); for "
-                                      "y_t = x_{t-g(x_t)} (e.g. task.example=prop42) Prop 4.2's DP construction "
-                                      "in a normalization-free model, H exponentials per lag. Then score it on "
-                                      "the task's validation set.")
+                                      "features of width --width with a least-squares output layer); for an "
+                                      "adaptive task with t_i = g_i(x_t) (depth 0, e.g. task.example=prop42) "
+                                      "the DP construction of Prop 4.2 / Thm 4.1 in a normalization-free "
+                                      "model, H exponentials per lag. Then score it on the validation set.")
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
     p.add_argument("--width", type=int, default=0, help="readout width m (0 = linear, default)")

@@ -155,7 +155,7 @@ def test_cli_construct_saves_a_loadable_model(tmp_path):
         assert torch.mean((model(x) - y) ** 2).item() == pytest.approx(info["val_loss"], abs=1e-12)
     bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
                           "task.example=nested_product", "--heads", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "x_{t-g(x_t)}" in bad.stderr
+    assert bad.returncode == 2 and "depth 0" in bad.stderr
 
 
 def test_prop42_dp_construction_beats_the_dp_free_floor():
@@ -170,3 +170,14 @@ def test_prop42_dp_construction_beats_the_dp_free_floor():
     assert rels[0] > rels[1] > rels[2] and rels[2] < 1e-8
     assert infos[2]["sup_error"] < 1e-3 and infos[2]["heads_total"] == 36
     assert linear_floor(cfg.task, samples=20_000)["rel"] > 0.5  # every DP-free model read linearly
+
+
+def test_warm_up_adaptive_construction_with_two_memories_and_a_relu_readout():
+    """Thm 4.1's K = 0 case: t_i = g_i(x_t), two memories, random tables, f a ReLU net."""
+    from sparsemem.theory.construct import construct_adaptive
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.input=rademacher", "task.lags=[3, 5]",
+                                      "task.depth=0", "task.readout=relu_net", "task.seq_len=24", "task.seed=2",
+                                      "train.val_samples=1000"])
+    rels = [construct_adaptive(cfg, n, width=256)[1]["val_rel"] for n in (1, 6)]
+    assert rels[1] < rels[0] and rels[1] < 1e-2

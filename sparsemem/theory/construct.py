@@ -44,6 +44,48 @@ def memory_kernels(task) -> torch.Tensor:
     raise ConfigError(f"task.kind = {cfg.kind!r}: constructions cover fixed (Thm 3.1) and kernel (Thm 5.1) tasks")
 
 
+def fit_readout(model, task, mz: torch.Tensor, width: int, samples: int, seed: int) -> None:
+    """Fit the readout to f on z = coords @ mz.T, the memory values the model computes.
+
+    Linear readout (width 0): least squares. Width m: random ReLU features of z (first layer, scaled
+    to z's spread) and a least-squares second layer, as in Barron-space approximation.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x, y = task.sample(samples, gen, torch.float64)
+    attn = model.attn[0]
+    M = mz.shape[0]
+    with torch.no_grad():
+        coords = (model.embed(x[:, -1:]) + attn.last_from_tokens(x, model.embed))[:, 0]
+        z = coords @ mz.T
+        if width == 0:
+            a = torch.cat([z, torch.ones(samples, 1, dtype=torch.float64)], 1)
+            sol = torch.linalg.lstsq(a, y[:, None]).solution[:, 0]
+            model.readout.weight.copy_((sol[:M] @ mz)[None])
+            model.readout.bias.fill_(float(sol[M]))
+            return
+        scale = z.std(0).clamp(min=1e-12)
+        w = torch.randn(width, M, generator=gen, dtype=torch.float64) / scale / math.sqrt(M)
+        b = (torch.rand(width, generator=gen, dtype=torch.float64) * 2 - 1) * 2
+        b = b - (w @ z.mean(0))
+        feats = torch.relu(z @ w.T + b)
+        a = torch.cat([feats, torch.ones(samples, 1, dtype=torch.float64)], 1)
+        ridge = 1e-8 * (a ** 2).mean()
+        sol = torch.linalg.solve(a.T @ a + ridge * torch.eye(width + 1, dtype=torch.float64), a.T @ y)
+        model.readout.fc1.weight.copy_(w @ mz)
+        model.readout.fc1.bias.copy_(b)
+        model.readout.fc2.weight.copy_(sol[:width][None])
+        model.readout.fc2.bias.fill_(float(sol[width]))
+
+
+def score(model, task, cfg: RunConfig) -> dict:
+    xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
+    with torch.no_grad():
+        err = model(xv) - yv
+    mse = float((err ** 2).mean())
+    var = float(yv.var(unbiased=False))
+    return {"val_loss": mse, "val_rel": mse / var if var > 0 else None, "sup_error": float(err.abs().max())}
+
+
 def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0):
     """Build the construction for cfg's task with `heads` heads per memory and readout width `width`.
 
@@ -84,67 +126,43 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
     for k, fit in enumerate(fits):
         mz[k, 1 + k] = 1.0
         mz[k, 0] = fit.c0
-    gen = torch.Generator().manual_seed(seed)
-    x, y = task.sample(samples, gen, torch.float64)
-    with torch.no_grad():
-        coords = (model.embed(x[:, -1:]) + attn.last_from_tokens(x, model.embed))[:, 0]  # (N, 1 + M)
-        z = coords @ mz.T
-        if width == 0:
-            a = torch.cat([z, torch.ones(samples, 1, dtype=torch.float64)], 1)
-            sol = torch.linalg.lstsq(a, y[:, None]).solution[:, 0]
-            model.readout.weight.copy_((sol[:M] @ mz)[None])
-            model.readout.bias.fill_(float(sol[M]))
-        else:
-            scale = z.std(0).clamp(min=1e-12)
-            w = torch.randn(width, M, generator=gen, dtype=torch.float64) / scale / math.sqrt(M)
-            b = (torch.rand(width, generator=gen, dtype=torch.float64) * 2 - 1) * 2
-            b = b - (w @ z.mean(0))
-            feats = torch.relu(z @ w.T + b)
-            a = torch.cat([feats, torch.ones(samples, 1, dtype=torch.float64)], 1)
-            ridge = 1e-8 * (a ** 2).mean()
-            sol = torch.linalg.solve(a.T @ a + ridge * torch.eye(width + 1, dtype=torch.float64), a.T @ y)
-            model.readout.fc1.weight.copy_(w @ mz)
-            model.readout.fc1.bias.copy_(b)
-            model.readout.fc2.weight.copy_(sol[:width][None])
-            model.readout.fc2.bias.fill_(float(sol[width]))
-    xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
-    with torch.no_grad():
-        mse = float(((model(xv) - yv) ** 2).mean())
-    var = float(yv.var(unbiased=False))
-    return model, {"val_loss": mse, "val_rel": mse / var if var > 0 else None,
-                   "kernel_l2": [f.l2 for f in fits], "heads_per_memory": [f.heads for f in fits],
-                   "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
+    fit_readout(model, task, mz, width, samples, seed)
+    return model, {**score(model, task, cfg), "kernel_l2": [f.l2 for f in fits],
+                   "heads_per_memory": [f.heads for f in fits], "params": model.num_params(),
+                   "model_config": mcfg.model_dump(mode="json")}
 
 
-def construct_adaptive(cfg: RunConfig, heads: int, seed: int = 0):
-    """Prop 4.2's DP construction for y_t = x_{t-g(x_t)} (adaptive, K = 0, one memory, discrete tokens).
+def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0):
+    """The warm-up adaptive case (Thm 4.1, K = 0; Prop 4.2 for M = 1) for discrete tokens, in one layer.
 
-    A 1-layer normalization-free DP model with lin RPE, read linearly. Head (j, l, i) has query
-    B_j x_t against a constant key, so its weight is exp(B_j x_t) exp(-p_i s): the dot product gates by
-    the token (exp(B_j x) over j interpolates the indicator 1{g(x) = l} exactly on the value set) and
-    the RPE selects the lag (the heads i of group l fit the delta at lag l without the residual).
-    `heads` is the number of exponentials per lag; the model has |values| * |lags| * heads heads.
+    y_t = f(x_t, x_{t-t_1}, ..., x_{t-t_M}) with t_i = g_i(x_t). A 1-layer normalization-free DP model
+    with lin RPE: head (i, l, j, r) has query B_j x_t against a constant key, so its weight is
+    exp(B_j x_t) exp(-p_r s). Over j, the gates exp(B_j x) interpolate the indicator 1{g_i(x) = l}
+    exactly on the value set (a |V| x |V| solve); over r, the lin heads fit the delta at lag l without
+    the residual (fit.py). Memory i lands in coordinate 3 + i; the readout is fitted to f as in
+    ``construct``. `heads` is the number of exponentials per lag.
     """
     tc = cfg.task
-    if tc.kind != "adaptive" or tc.depth != 0 or len(tc.lags) != 1 or tc.readout.kind != "linear" \
-            or list(tc.readout.weights) != [0, 1] or tc.output != "last":
-        raise ConfigError("the adaptive construction covers y_t = x_{t-g(x_t)}: an adaptive task with one "
-                          "memory, depth 0, readout {kind: linear, weights: [0, 1]}, output last (e.g. prop42)")
+    if tc.kind != "adaptive" or tc.depth != 0 or tc.output != "last":
+        raise ConfigError("the adaptive construction covers the warm-up case t_i = g_i(x_t): an adaptive task "
+                          "with depth 0 and output last (e.g. prop42)")
     task = make_task(tc)
-    T = tc.seq_len
+    T, M = tc.seq_len, len(tc.lags)
     values = torch.tensor(task.values, dtype=torch.float64)
     V = len(values)
-    table = task.tables[0]  # lag for each symbol (the pad symbol, if any, last)
-    lag_of = [int(table[i]) for i in range(V)]
-    lags = sorted(set(lag_of))
     B = torch.linspace(-1.0, 1.0, V, dtype=torch.float64) if V > 1 else torch.zeros(1, dtype=torch.float64)
-    gates = torch.exp(values[:, None] * B[None, :])  # (V values, V exponentials)
-    beta = {l: torch.linalg.solve(gates, torch.tensor([1.0 if g == l else 0.0 for g in lag_of],
-                                                      dtype=torch.float64)) for l in lags}
-    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1] for l in lags}
-    H = sum(V * fits[l].heads for l in lags)
-    mcfg = ModelConfig(layers=1, heads=H, head_dim=1, dim=3, ffn_width=0, attention="dp", normalize=False,
-                       rpe="lin", scale=False)
+    gates = torch.exp(values[:, None] * B[None, :])  # (values, exponentials)
+    lag_tables = [[int(table[i]) for i in range(V)] for table in task.tables]  # lag of each token value
+    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
+            for l in sorted({l for lags in lag_tables for l in lags})}
+    plan = []  # (memory, lag, gate coefficients)
+    for i, lags in enumerate(lag_tables):
+        for l in sorted(set(lags)):
+            indicator = torch.tensor([1.0 if g == l else 0.0 for g in lags], dtype=torch.float64)
+            plan.append((i, l, torch.linalg.solve(gates, indicator)))
+    H = sum(V * fits[l].heads for _, l, _ in plan)
+    mcfg = ModelConfig(layers=1, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention="dp",
+                       normalize=False, rpe="lin", scale=False)
     model = make_model(mcfg, task).double()
     attn = model.attn[0]
     s = torch.arange(T, dtype=torch.float64)
@@ -152,26 +170,23 @@ def construct_adaptive(cfg: RunConfig, heads: int, seed: int = 0):
         for p in model.parameters():
             p.zero_()
         model.embed.weight[0, 0] = 1.0  # coordinate 0: x_t
-        model.embed.bias[1] = 1.0  # coordinate 1: the constant the keys read
+        model.embed.bias[1] = 1.0  # coordinate 1: the constant every key reads
         ps, h = [], 0
-        for l in lags:
-            fit = fits[l]
+        for i, l, beta in plan:
             for j in range(V):
-                for p, c in zip(fit.p, fit.c):
-                    z = torch.exp(-p * s).sum()  # the fit's heads are normalized; NF heads are not
+                for p, c in zip(fits[l].p, fits[l].c):
                     attn.q.weight[h, 0] = B[j]
                     attn.k.weight[h, 1] = 1.0
                     attn.v.weight[h, 0] = 1.0
-                    attn.o.weight[2, h] = beta[l][j] * c / z
+                    # the fit's heads are normalized over the window, normalization-free ones are not
+                    attn.o.weight[2 + i, h] = beta[j] * c / torch.exp(-p * s).sum()
                     ps.append(p)
                     h += 1
         attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
-        model.readout.weight[0, 2] = 1.0
-    xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
-    with torch.no_grad():
-        err = model(xv) - yv
-    mse = float((err ** 2).mean())
-    var = float(yv.var(unbiased=False))
-    return model, {"val_loss": mse, "val_rel": mse / var if var > 0 else None, "sup_error": float(err.abs().max()),
-                   "kernel_l1": {str(l): fits[l].l1 for l in lags}, "heads_total": H,
-                   "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
+    mz = torch.zeros(1 + M, 2 + M, dtype=torch.float64)  # z = (x_t, memory 1, ..., memory M)
+    mz[0, 0] = 1.0
+    for i in range(M):
+        mz[1 + i, 2 + i] = 1.0
+    fit_readout(model, task, mz, width, samples, seed)
+    return model, {**score(model, task, cfg), "kernel_l1": {str(l): f.l1 for l, f in fits.items()},
+                   "heads_total": H, "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
