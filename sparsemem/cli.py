@@ -229,6 +229,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    """The options `sweep` and `reproduce` share: how runs are executed."""
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparsemem",
@@ -250,11 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "yet finished in the store. Rerunning resumes.")
     p.add_argument("spec", metavar="SPEC.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides applied to the base config")
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
     p.add_argument("--store", metavar="PATH", help="SQLite store (default results/<sweep name>/results.db)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--no-progress", action="store_true")
+    _runner_args(p)
     p.set_defaults(func=cmd_sweep)
 
     from .experiments import EXPERIMENTS, GROUPS
@@ -268,12 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("quick", "paper"), default="quick",
                    help="quick: CPU-sized grids and 2000 steps (default); paper: the paper's grids, 10,000 steps")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default results)")
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    _runner_args(p)
     p.add_argument("--corpus", metavar="DIR", help="a folder of text files (or openwebtext) for 1a_text and "
                                                    "3b_text; with it, they run by default too")
-    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results store")

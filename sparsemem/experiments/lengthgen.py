@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 from ..config import RPE_TYPES
-from .base import Experiment, Results, Table, Verdict, fmt, pyplot, spec, train_settings
+from ..plotting import log_axes, pyplot, save_figure
+from .base import Experiment, Results, Table, Verdict, fmt, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
 TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},
@@ -83,14 +84,9 @@ def figure(res: Results, path: str) -> None:
             pts = [(n, v) for n, v in zip(lengths, vals) if v is not None and math.isfinite(v)]
             if pts:
                 ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", label=rpe)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("evaluation length")
-        ax.set_ylabel("relative MSE")
-        ax.set_title(f"{label}, trained at T = {T}")
+        log_axes(ax, "evaluation length", "relative MSE", f"{label}, trained at T = {T}", legend=None)
         ax.legend(fontsize=7, ncol=2)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 EXP_LENGTH = Experiment(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 from typing import Optional
 
-from .base import Experiment, Results, Table, Verdict, pyplot, spec, train_settings
+from ..plotting import log_axes, pyplot, save_figure
+from .base import Experiment, Results, Table, Verdict, spec, train_settings
 
 TARGET = 1e-3
 SIZES = [1, 2, 4, 8]
@@ -111,14 +112,9 @@ def figure(res: Results, path: str) -> None:
             line = ax.plot(lengths, vals, "o-", label=f"{label(arch, rpe)}, trained")[0]
             ax.plot(lengths, fits, "s:", color=line.get_color(), label=f"{label(arch, rpe)}, fit")
         ax.axhline(top, color="grey", lw=0.5, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
-        ax.set_xlabel("sequence length")
-        ax.set_ylabel(f"fewest N or H (line: > {max(SIZES)})")
-        ax.set_title(f"{kernel}: relative MSE <= {TARGET:g}")
-        ax.legend(fontsize=6)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+        log_axes(ax, "sequence length", f"fewest N or H (line: > {max(SIZES)})",
+                 f"{kernel}: relative MSE <= {TARGET:g}", ybase=2, legend=6)
+    save_figure(fig, path)
 
 
 EXP_MEMORY = Experiment(

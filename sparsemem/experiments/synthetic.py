@@ -13,6 +13,7 @@ import math
 
 from ..config import ModelConfig, TaskConfig
 from ..models import make_model
+from ..plotting import log_axes, pyplot, save_figure
 from ..theory.linear import linear_floor
 from .base import (
     Experiment,
@@ -20,7 +21,6 @@ from .base import (
     Table,
     Verdict,
     fmt,
-    pyplot,
     ratio,
     spec,
     train_settings,
@@ -97,8 +97,7 @@ def figure_1a(res: Results, path: str) -> None:
     ax.set_yscale("log")
     ax.set_ylabel("relative MSE")
     ax.set_title("1a (synthetic): depth against heads")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 EXP_1A = Experiment(
@@ -175,14 +174,8 @@ def figure_3b(res: Results, path: str) -> None:
             pts = [(H, v) for H, v in zip(Hs, vals) if v is not None]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{att}, {rpe} RPE")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("heads H")
-    ax.set_ylabel("relative MSE")
-    ax.set_title("3b (synthetic): Prop 4.2 task")
-    ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    log_axes(ax, "heads H", "relative MSE", "3b (synthetic): Prop 4.2 task")
+    save_figure(fig, path)
 
 
 EXP_3B = Experiment(

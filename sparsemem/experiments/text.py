@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ..config import ModelConfig
 from ..models import LanguageModel
-from .base import Experiment, Results, Table, Verdict, fmt, pyplot, spec
+from ..plotting import pyplot, save_figure
+from .base import Experiment, Results, Table, Verdict, fmt, spec
 
 T_TEXT = 128
 
@@ -92,7 +93,7 @@ def analyse_3b(res: Results):
     return [table], Verdict(all(ok), ours)
 
 
-def figure_lines(res: Results, path: str, title: str, key: str) -> None:
+def figure_bars(res: Results, path: str, title: str) -> None:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -101,8 +102,7 @@ def figure_lines(res: Results, path: str, title: str, key: str) -> None:
     ax.set_xticks(range(len(res.rows)), labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("validation loss (nats/byte)")
     ax.set_title(title)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 EXP_1A_TEXT = Experiment(
@@ -111,7 +111,7 @@ EXP_1A_TEXT = Experiment(
     paper="OpenWebText, 10k iterations: raising L cut the loss by 0.802, raising H by 0.136.",
     rule="the loss drop from adding a layer exceeds the drop from adding heads at matched parameter counts",
     specs=specs_1a, analyse=analyse_1a, needs_corpus=True,
-    figure=lambda res, path: figure_lines(res, path, "1a (text): depth against heads", "layers"),
+    figure=lambda res, path: figure_bars(res, path, "1a (text): depth against heads"),
 )
 
 EXP_3B_TEXT = Experiment(
@@ -120,5 +120,5 @@ EXP_3B_TEXT = Experiment(
     paper="OpenWebText: 5.796 vs 5.830, 5.374 vs 5.486, 4.994 vs 5.274 (DP better at each size).",
     rule="DP has the lower validation loss at every model size",
     specs=specs_3b, analyse=analyse_3b, needs_corpus=True,
-    figure=lambda res, path: figure_lines(res, path, "3b (text): DP against DP-free", "attention"),
+    figure=lambda res, path: figure_bars(res, path, "3b (text): DP against DP-free"),
 )

@@ -11,13 +11,13 @@ import functools
 import math
 from typing import Optional
 
+from ..plotting import log_axes, pyplot, save_figure
 from .base import (
     Experiment,
     Results,
     Table,
     Verdict,
     fmt,
-    pyplot,
     ratio,
     spec,
     train_settings,
@@ -109,8 +109,7 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
                     ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="w" if v > -4 else "k", fontsize=8)
     fig.colorbar(im, ax=axes[0].tolist(), label="log10 relative MSE")
     fig.suptitle(title, y=1.03)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def gains(res: Results, rpe: str, Hs, ms) -> dict:
@@ -298,8 +297,7 @@ def figure_3a(res: Results, path: str) -> None:
     ax.set_ylabel("relative MSE")
     ax.set_title("3a: DP-free against DP on the 1b target")
     ax.legend(fontsize=7, ncol=3)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 EXP_3A = Experiment(
@@ -371,14 +369,8 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
             pts = [(H, v) for H, v in zip(Hs, vals) if v is not None and math.isfinite(v)]
             if pts:
                 ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", label=f"{rpe} RPE")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("heads H")
-        ax.set_ylabel("relative MSE")
-        ax.set_title(title)
-        ax.legend()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+        log_axes(ax, "heads H", "relative MSE", title)
+    save_figure(fig, path)
 
 
 def analyse_4a(res: Results):

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 
 from ..models.rpe import t5_bucket
+from ..plotting import log_axes, pyplot, save_figure
 from ..tasks.kernel import kernel_values
 
 FIT_RPES = ("lin", "log", "t5", "kerple_log", "alibi", "none")
@@ -186,10 +187,7 @@ def fit_table(kernel: str, rpes: list[str], heads: list[int], seq_len: int) -> d
 
 
 def plot_fits(table: dict, kernel: str, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for rpe, fits in table.items():
@@ -197,11 +195,6 @@ def plot_fits(table: dict, kernel: str, path: str) -> None:
         for ax, attr in zip(axes, ("l2", "l1")):
             ax.plot(Hs, [max(getattr(fits[H], attr), 1e-32) for H in Hs], "o-", label=f"{rpe} RPE")
     for ax, name in zip(axes, ("l2 error (MSE floor)", "l1 error")):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("heads H")
-        ax.set_ylabel(name)
-        ax.legend()
+        log_axes(ax, "heads H", name, "")
     fig.suptitle(f"best fit of {kernel} by H DP-free heads")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)

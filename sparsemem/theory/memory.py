@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..plotting import log_axes, pyplot, save_figure
 from .fit import fit_heads, target_kernel
 
 
@@ -40,10 +41,7 @@ def memory_table(kernels: list[str], lengths: list[int], target: float, max_head
 
 
 def plot_memory(table: dict, target: float, max_heads: int, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(table), figsize=(4.4 * len(table), 3.6), squeeze=False)
     for ax, (kernel, rows) in zip(axes[0], table.items()):
@@ -52,11 +50,6 @@ def plot_memory(table: dict, target: float, max_heads: int, path: str) -> None:
             ys = [pts[S] if pts[S] is not None else max_heads * 1.5 for S in xs]
             ax.plot(xs, ys, "o-", label=label)
         ax.axhline(max_heads * 1.5, color="grey", lw=0.5, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log", base=2)
-        ax.set_xlabel("sequence length S")
-        ax.set_ylabel(f"smallest N or H (above the line: > {max_heads})")
-        ax.set_title(f"{kernel}: relative MSE <= {target:g}")
-        ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+        log_axes(ax, "sequence length S", f"smallest N or H (above the line: > {max_heads})",
+                 f"{kernel}: relative MSE <= {target:g}", ybase=2)
+    save_figure(fig, path)
