@@ -190,6 +190,58 @@ def cmd_theory_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_theory_scaling(args: argparse.Namespace) -> int:
+    from .theory.scaling import SCALING_RPES, THM51_KERNELS, exact_fewer, rates, scaling_table
+
+    lags = _int_list(args.lags, "--lags")
+    if min(lags) < 2:
+        raise ConfigError(f"--lags = {args.lags!r}: every lag must be at least 2")
+    rpes = [r for r in args.rpe.split(",") if r]
+    for r in rpes:
+        if r not in SCALING_RPES:
+            raise ConfigError(f"--rpe = {r!r}: must be among {', '.join(SCALING_RPES)}")
+    try:
+        eps = [float(e) for e in args.eps.split(",") if e]
+    except ValueError:
+        raise ConfigError(f"--eps = {args.eps!r}: must be comma-separated numbers in (0, 1)") from None
+    if not eps or not all(0 < e < 1 for e in eps):
+        raise ConfigError(f"--eps = {args.eps!r}: every eps must be in (0, 1)")
+    check = _int_list(args.check, "--check") if args.check else []
+    if check and (min(check) < 2 or max(check) > 16):
+        raise ConfigError(f"--check = {args.check!r}: lags from 2 to 16 (exact arithmetic grows fast)")
+    if args.rate_heads < 0:
+        raise ConfigError(f"--rate-heads = {args.rate_heads}: must be >= 0")
+    table = scaling_table(lags, rpes, eps)
+    checks = [exact_fewer(T, r, min(eps)) for T in check for r in rpes]
+    rate = rates(list(THM51_KERNELS), rpes, args.rate_heads, 1000) if args.rate_heads else None
+    if args.json:
+        print(json.dumps({"rows": {r: {f"{e:g}": v for e, v in by.items()} for r, by in table["rows"].items()},
+                          "fits": table["fits"], "checks": checks, "rates": rate}))
+    else:
+        print("delta memory at lag T, the H = T construction (exponents p_h = a h, lags 0..4T): "
+              "scale a and log10 of the head weights")
+        print(f"{'T':>6}" + "".join(f"{f'{r} l1<={e:g}':>26}" for r in rpes for e in eps))
+        for i, T in enumerate(lags):
+            cells = [table["rows"][r][e][i] for r in rpes for e in eps]
+            cell = ["H={} a={:.3g} w=1e{:.0f}".format(c["heads"], c["a"], c["log10_weight"]) for c in cells]
+            print(f"{T:6d}" + "".join(f"{x:>26}" for x in cell))
+        for name, f in table["fits"].items():
+            print(f"growth {name}: heads ~ T^{f['heads']['power']['slope']:.2f}, "
+                  f"weight digits ~ T^{f['log10_weight']['power']['slope']:.2f}")
+        for c in checks:
+            print(f"check T = {c['T']} {c['rpe']}: {c['heads']} grid heads leave l1 >= {c['l1_at_least']:.3f}")
+        for kernel, by in (rate or {}).items():
+            for r, v in by.items():
+                slope = f"slope {v['fit']['power']['slope']:.2f}" if v["fit"] else "exact at H = 1"
+                print(f"Thm 5.1 {kernel:>14} {r}: l2 " + " ".join(f"{e:.1e}" for e in v["l2"]) + f"  ({slope})")
+    if args.plot:
+        from .theory.scaling import plot_scaling
+
+        plot_scaling(table, args.plot, rate)
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def cmd_theory_construct(args: argparse.Namespace) -> int:
     from .theory.construct import construct, construct_adaptive
 
@@ -312,6 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="draw N and H against length into a PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_memory)
+
+    p = theory.add_parser("scaling", help="heads and weights against the lag of a delta memory (Thm 3.1); "
+                                          "rates for Thm 5.1 kernels",
+                          description="For the delta kernel at each lag T: H = T DP-free heads with exponents "
+                                      "p_h = a h (the theorem's substitution) and the residual reach l1 error "
+                                      "<= eps at the smallest scale a found; prints a and log10 of the head "
+                                      "weights, and fits their growth in T. --check T1,... proves in exact "
+                                      "arithmetic (mpmath) that T - 1 such heads stay above eps. With "
+                                      "--rate-heads N, also the optimal l2 error of the Thm 5.1 kernels with "
+                                      "1..N heads and the fitted slope in log H.")
+    p.add_argument("--lags", default="8,16,32,64,128,256,512,1024", help="comma-separated lags T")
+    p.add_argument("--rpe", default="lin,log", help="lin, log or both (default lin,log)")
+    p.add_argument("--eps", default="0.1,0.01", help="comma-separated l1 targets (default 0.1,0.01)")
+    p.add_argument("--check", default="4,8", help="lags (2..16) for the exact T - 1 check; '' for none")
+    p.add_argument("--rate-heads", type=int, default=8, help="Thm 5.1 rates with 1..N heads (0: skip)")
+    p.add_argument("--plot", metavar="FILE", help="draw heads, weight digits and rates into a PNG")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_theory_scaling)
 
     p = theory.add_parser("construct", help="build a Thm 3.1 / 5.1 construction and score it, no training",
                           description="Load the explicit construction for a fixed (Thm 3.1) or kernel (Thm 5.1) "

@@ -28,11 +28,13 @@ def _write(path: Path, text: str) -> None:
 def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
     """{name: (experiment, results, tables, verdict)} for the experiments in the store."""
     present = set(store.sweeps())
+    meta = store.meta()
     out = {}
     for name, exp in EXPERIMENTS.items():
-        if name not in present or (names and name not in names):
+        computed = meta.get(f"computed:{name}")
+        if (name not in present and computed is None) or (names and name not in names):
             continue
-        res = Results(store.rows(sweep=name))
+        res = Results(store.rows(sweep=name), computed)
         tables, verdict = exp.analyse(res)
         out[name] = (exp, res, tables, verdict)
     return out
@@ -58,7 +60,7 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
         for k, t in enumerate(tables, 1):
             _write(out / "tables" / f"{name}_{k}.csv", t.csv())
         fig = out / "figures" / f"{name}.png"
-        if res.rows:
+        if res.rows or res.computed:
             exp.figure(res, str(fig))
         run_counts = {}
         for row in res.rows:
@@ -74,7 +76,7 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
         ]
         if exp.notes:
             body.append(f"- Notes: {exp.notes}")
-        body += [f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items()))}",
+        body += [f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
                  f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`", ""]
         body += [t.markdown() + "\n" for t in tables]
         if fig.exists():

@@ -3,17 +3,19 @@
 from .base import PROFILES, Experiment, Results, Table, Verdict, expand_all
 from .lengthgen import EXP_LENGTH
 from .memory import EXP_MEMORY
+from .scaling import EXP_SCALING
 from .synthetic import EXP_1A, EXP_3B
 from .text import EXP_1A_TEXT, EXP_3B_TEXT
 from .toy import EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_4A, EXP_4B
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (EXP_1A, EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_3B, EXP_4A, EXP_4B,
-                                       EXP_LENGTH, EXP_MEMORY, EXP_1A_TEXT, EXP_3B_TEXT)}
+                                       EXP_LENGTH, EXP_MEMORY, EXP_SCALING, EXP_1A_TEXT, EXP_3B_TEXT)}
 # named groups `sparsemem reproduce` accepts besides experiment names
 GROUPS = {
     "paper": ["1a_synthetic", "1b", "2a", "2b", "3a", "3b_synthetic", "4a", "4b"],
-    "theory": ["4a", "4b", "curse_of_memory", "length_gen"],  # optimal-fit floors, states vs heads, lengths
+    # optimal-fit floors, head-count scaling, states vs heads, lengths
+    "theory": ["4a", "4b", "head_scaling", "curse_of_memory", "length_gen"],
     "text": ["1a_text", "3b_text"],
 }
 # what `sparsemem reproduce` runs when no experiment is named

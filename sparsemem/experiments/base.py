@@ -80,6 +80,9 @@ class Experiment:
     figure: Callable[["Results", str], None]
     notes: str = ""  # choices and caveats for the report
     needs_corpus: bool = False  # text experiments: specs(profile, corpus)
+    # computed experiments train nothing: compute(profile) returns JSON data that the store keeps as meta
+    # ("computed:NAME") and analyse / figure read from Results.computed
+    compute: Optional[Callable[[str], dict]] = None
 
     def make_specs(self, profile: str, corpus: Optional[str] = None) -> list[SweepSpec]:
         if self.needs_corpus:
@@ -95,8 +98,9 @@ class Experiment:
 class Results:
     """The finished rows of an experiment's runs, looked up by config."""
 
-    def __init__(self, rows: list[dict]):
+    def __init__(self, rows: list[dict], computed: Optional[dict] = None):
         self.rows = rows
+        self.computed = computed
 
     def select(self, **where) -> list[dict]:
         """Rows whose config matches every dotted key = value given (``model__heads=4``)."""
@@ -123,13 +127,6 @@ class Results:
             elif row["status"] == "diverged":
                 vals.append(math.inf)
         return sum(vals) / len(vals) if vals else None
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
-    plt = pyplot()
-
-    return plt
 
 
 def fmt(v: Optional[float]) -> str:
