@@ -11,7 +11,10 @@ scaled_dot_product_attention over all positions with a fixed (frozen) RPE bias.
 A baseline that would not fit in memory at the full batch is timed at a smaller
 batch; its `batch` field says which, and steps_per_s is scaled to the full batch.
 
-    python benchmarks/train_speed.py [--seconds S] [--threads N]
+On a GPU (--device cuda) every variant starts at the full batch and halves it
+on running out of memory.
+
+    python benchmarks/train_speed.py [--seconds S] [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -62,11 +65,11 @@ def _sdpa_any(self, x):
         del self.q, self.k
 
 
-def time_steps(cfg, variant: str, batch: int, seconds: float) -> dict:
+def time_steps(cfg, variant: str, batch: int, seconds: float, device: str = "cpu") -> dict:
     task = sm.make_task(cfg.task)
     torch.manual_seed(0)
     impl = "reference" if variant == "explicit" else "fast"
-    model = sm.make_model(cfg.model.model_copy(update={"impl": impl}), task)
+    model = sm.make_model(cfg.model.model_copy(update={"impl": impl}), task).to(device)
     if variant == "sdpa_fixed_bias":
         model._time_first = lambda: False  # every layer through its attention module
         for attn in model.attn:
@@ -74,7 +77,8 @@ def time_steps(cfg, variant: str, batch: int, seconds: float) -> dict:
             attn._sdpa_any = _sdpa_any.__get__(attn, Attention)
             attn.forward = sdpa_all_positions.__get__(attn, Attention)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def step():
         x, y = task.sample(batch, gen)
@@ -84,10 +88,14 @@ def time_steps(cfg, variant: str, batch: int, seconds: float) -> dict:
         opt.step()
 
     step()  # warm-up
+    sync()
     n, t0 = 0, time.perf_counter()
     while n < 2 or time.perf_counter() - t0 < seconds:
         step()
         n += 1
+        if n % 10 == 0:
+            sync()
+    sync()
     dt = (time.perf_counter() - t0) / n
     return {"seconds_per_step": round(dt, 5), "steps_timed": n, "batch": batch,
             "samples_per_s": round(batch / dt, 1)}
@@ -97,7 +105,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement (default 5)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
     if args.threads:
         torch.set_num_threads(args.threads)
     results = []
@@ -106,8 +117,17 @@ def main() -> None:
         full = spec["batch"]
         for variant in ("fast", "explicit", "sdpa_fixed_bias"):
             # the explicit (B, H, T, T) logits of exp1b at batch 100 need ~13 GB per tensor
-            batch = full if (variant == "fast" or name == "dp_all") else 4
-            r = time_steps(cfg, variant, batch, args.seconds)
+            gpu = args.device.startswith("cuda")
+            batch = full if (variant == "fast" or name == "dp_all" or gpu) else 4
+            while True:
+                try:
+                    r = time_steps(cfg, variant, batch, args.seconds, args.device)
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if batch == 1:
+                        raise
+                    batch //= 2
+                    torch.cuda.empty_cache()
             r["steps_per_s"] = round(r["samples_per_s"] / full, 3)
             results.append({"setting": name, "variant": variant, **r})
     print(json.dumps({
@@ -115,6 +135,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
         "note": "steps_per_s is at the setting's full batch (samples_per_s / full batch)",
         "results": results,
     }, indent=2))

@@ -91,9 +91,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         + (["--backend", args.backend] if args.backend != "local" else []))
     if args.corpus:
         command += f" --corpus {args.corpus}"
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
-                       progress=None if not args.no_progress else False, command=command)
+                       progress=None if not args.no_progress else False, command=command, device=args.device)
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
         print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
@@ -265,7 +267,8 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        what = (f"adaptive DP construction, {info['heads_total']} heads in all" if adaptive else
+        what = (f"adaptive DP construction, {info['layers']} layer(s), heads per layer "
+                f"{', '.join(map(str, info['heads_per_layer']))}" if adaptive else
                 f"{args.heads} {cfg.model.rpe} heads per memory, readout "
                 f"{'linear' if args.width == 0 else f'width {args.width}'}")
         errs = (f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
@@ -328,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     _runner_args(p)
     p.add_argument("--corpus", metavar="DIR", help="a folder of text files (or openwebtext) for 1a_text and "
                                                    "3b_text; with it, they run by default too")
+    p.add_argument("--device", default="cpu", help="train.device of every run: cpu (default), cuda, cuda:N "
+                                                   "or auto; runs on another device are other runs in the store")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results store")
@@ -388,9 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "task into an ordinary 1-layer DP-free model: each memory's kernel fitted "
                                       "by H heads of model.rpe, a readout fitted to f (linear, or random ReLU "
                                       "features of width --width with a least-squares output layer); for an "
-                                      "adaptive task with t_i = g_i(x_t) (depth 0, e.g. task.example=prop42) "
-                                      "the DP construction of Prop 4.2 / Thm 4.1 in a normalization-free "
-                                      "model, H exponentials per lag. Then score it on the validation set.")
+                                      "adaptive task over discrete tokens the DP construction of Prop 4.2 / "
+                                      "Thm 4.1 (depth 0, e.g. task.example=prop42) or Thm 4.4 (depth K: one "
+                                      "layer per nested memory, e.g. task.example=nested_product) in a "
+                                      "normalization-free model, H exponentials per lag. Then score it on "
+                                      "the validation set.")
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
     p.add_argument("--width", type=int, default=0, help="readout width m (0 = linear, default)")

@@ -23,7 +23,7 @@ def cost(cfg: RunConfig) -> float:
 def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
               progress: Optional[bool] = None, command: str = "sparsemem reproduce",
-              corpus: Optional[str] = None) -> dict:
+              corpus: Optional[str] = None, device: str = "cpu") -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
@@ -40,6 +40,20 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
                               f"and the groups {', '.join(GROUPS)}")
     specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
+    if device != "cpu":
+        import torch
+
+        from .config import TrainConfig
+
+        try:
+            TrainConfig(device=device)
+        except ValueError as err:
+            msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
+            raise ConfigError(f"--device = {device!r}: {msg.removeprefix('Value error, ')}") from None
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--device = {device!r}: CUDA is not available here; use cpu or auto")
+        planned = {name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
+                          for c in runs] for name, runs in planned.items()}
     out = Path(out)
     store_path = out / "results.db"
     if store_path.exists():
@@ -51,7 +65,9 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
 
     runs_by_hash = {}
     with Store(store_path) as store:
-        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__)
+        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__,
+                       device=device if device != "cuda" or not torch.cuda.is_available()
+                       else f"cuda ({torch.cuda.get_device_name()})")
         for name in names:
             runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])

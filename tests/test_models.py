@@ -208,3 +208,21 @@ def test_tmx_uses_order_d_attention_parameters():
     free = make_model(ModelConfig(attention="dp_free", **cfg))
     assert tmx.num_params() - free.num_params() == 4 * 16  # one w_h in R^D per head
     assert dp.num_params() - free.num_params() == 2 * 16 * 16
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 33])
+def test_toeplitz_gradient_sums_diagonals(T, gen):
+    """The diagonal-sum gradient of the full Toeplitz bias equals autograd's gather gradient."""
+    from sparsemem.models.attention import _Toeplitz, lag_matrix, toeplitz_bias
+
+    bias = torch.randn(3, T, generator=gen, dtype=torch.float64, requires_grad=True)
+    pos = torch.arange(T)
+    lag = lag_matrix(pos, T)
+    upstream = torch.randn(3, T, T, generator=gen, dtype=torch.float64) * (lag >= 0)
+    (toeplitz_bias(bias, pos) * upstream).nan_to_num(0.0).sum().backward()
+    ours = bias.grad.clone()
+    bias.grad = None
+    plain = bias[:, lag.clamp(min=0)].masked_fill(lag[None] < 0, float("-inf"))
+    (plain * upstream).nan_to_num(0.0).sum().backward()
+    assert torch.allclose(ours, bias.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda b: _Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))

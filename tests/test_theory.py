@@ -154,8 +154,9 @@ def test_cli_construct_saves_a_loadable_model(tmp_path):
     with torch.no_grad():
         assert torch.mean((model(x) - y) ** 2).item() == pytest.approx(info["val_loss"], abs=1e-12)
     bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
-                          "task.example=nested_product", "--heads", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "depth 0" in bad.stderr
+                          "task.example=nested_product", "task.output=all", "--heads", "2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "last position" in bad.stderr and bad.stderr.count("\n") == 1
 
 
 def test_prop42_dp_construction_beats_the_dp_free_floor():
@@ -181,3 +182,46 @@ def test_warm_up_adaptive_construction_with_two_memories_and_a_relu_readout():
                                       "train.val_samples=1000"])
     rels = [construct_adaptive(cfg, n, width=256)[1]["val_rel"] for n in (1, 6)]
     assert rels[1] < rels[0] and rels[1] < 1e-2
+
+
+def test_nested_construction_one_layer_per_nested_memory(tmp_path):
+    """Thm 4.4 (K = 2): y = x_t x_{t-g(x_t)} x_{t-g(x_t, x_{t-t_1})} in two layers, the second gated by
+    the first's memory; exact up to the lag fits, and a saved model reloads to the same error."""
+    from sparsemem.theory.construct import construct_adaptive
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.example=nested_product", "task.seq_len=16",
+                                      "train.val_samples=1000"])
+    infos = [construct_adaptive(cfg, n, width=64, samples=4000)[1] for n in (1, 3)]
+    assert [i["layers"] for i in infos] == [2, 2]
+    assert infos[0]["heads_per_layer"] == [4, 18]  # 2 lags x 2 gates; 3 lags x (2 x 3) gates
+    assert infos[0]["val_rel"] > 0.1 and infos[1]["val_rel"] < 1e-8 and infos[1]["sup_error"] < 1e-3
+    out = tmp_path / "n"
+    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
+                           "task.example=nested_product", "task.seq_len=16", "--heads", "3", "--width", "64",
+                           "--out", str(out), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["layers"] == 2 and info["val_rel"] < 1e-8
+    cfg2 = sm.RunConfig.from_yaml(out / "config.yaml")
+    task = sm.make_task(cfg2.task)
+    model = sm.make_model(cfg2.model, task).double()
+    model.load_state_dict(torch.load(out / "model.pt"))
+    x, y = task.validation_set(cfg2.train.val_samples, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.mean((model(x) - y) ** 2).item() == pytest.approx(info["val_loss"], abs=1e-12)
+
+
+def test_depth_one_construction_needs_its_second_layer():
+    """K = 1, M = 2: memory 2's lag depends on memory 1's token. The built model has 2 layers; with the
+    second layer's gates blind to memory 1 (its query weight on that coordinate zeroed) the error jumps."""
+    from sparsemem.theory.construct import construct_adaptive, score
+
+    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.input=rademacher", "task.lags=[2, 3]",
+                                      "task.depth=1", "task.readout=sum", "task.seq_len=12", "task.seed=3",
+                                      "train.val_samples=1000"])
+    model, info = construct_adaptive(cfg, 4, samples=4000)
+    assert info["layers"] == 2 and info["val_rel"] < 1e-4
+    with torch.no_grad():
+        model.attn[1].q.weight[:, 2] = 0.0  # coordinate 2 holds memory 1
+    blind = score(model, sm.make_task(cfg.task), cfg)
+    assert blind["val_rel"] > 100 * max(info["val_rel"], 1e-12) and blind["val_rel"] > 1e-3

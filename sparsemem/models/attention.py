@@ -43,11 +43,38 @@ def lag_matrix(q_pos: torch.Tensor, T: int) -> torch.Tensor:
     return q_pos[:, None] - torch.arange(T, device=q_pos.device)[None, :]
 
 
+class _Toeplitz(torch.autograd.Function):
+    """bias (H, T) -> bias[:, max(t - j, 0)] (H, T, T), whose gradient sums diagonals.
+
+    Autograd's own gradient of that gather scatter-adds T^2 entries into T lags
+    (T per lag), which serializes on a GPU's atomics. The diagonal sums come
+    from one skew instead: flipping the key axis and padding each row by T makes
+    row-major offsets put lag t - j in column c = t + (T - 1 - j) of a
+    (T, 2T - 1) view. Entries above the diagonal (future keys) are left out of
+    the gradient: the caller masks them to -inf, so theirs is zero anyway.
+    """
+
+    @staticmethod
+    def forward(ctx, bias: torch.Tensor) -> torch.Tensor:
+        T = bias.shape[-1]
+        pos = torch.arange(T, device=bias.device)
+        return bias[:, lag_matrix(pos, T).clamp(min=0)]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        H, T, _ = grad.shape
+        skew = F.pad(grad.flip(-1), (0, T)).reshape(H, 2 * T * T)[:, : T * (2 * T - 1)]
+        return skew.reshape(H, T, 2 * T - 1).sum(1)[:, T - 1:]
+
+
 def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
     """(H, T) lag-indexed biases -> (H, Tq, T) position-indexed, -inf for future keys."""
     H, T = bias.shape
     lag = lag_matrix(q_pos, T)
-    full = bias[:, lag.clamp(min=0)]
+    if len(q_pos) == T and bias.requires_grad:  # every query row (q_pos = 0..T-1): diagonal-sum gradient
+        full = _Toeplitz.apply(bias)
+    else:
+        full = bias[:, lag.clamp(min=0)]
     return full.masked_fill(lag[None] < 0, -math.inf)
 
 

@@ -66,9 +66,13 @@ class Transformer(nn.Module):
                 and not self.cfg.layer_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.readout(self.stream(x))[..., 0]
+        return y[:, -1] if self.output == "last" else y
+
+    def stream(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream the readout sees: (B, 1, D) for output last, else (B, T, D)."""
         if self._time_first():
-            h = self.embed(x[:, -1:]) + self.attn[0].last_from_tokens(x, self.embed)  # (B, 1, D)
-            return self.readout(h)[:, 0, 0]
+            return self.embed(x[:, -1:]) + self.attn[0].last_from_tokens(x, self.embed)  # (B, 1, D)
         h = self.embed(x)
         L = len(self.attn)
         last = self.output == "last"
@@ -81,8 +85,7 @@ class Transformer(nn.Module):
                 if self.cfg.ffn_precision:
                     f = round_with_precision(f, self.log_precision)
                 h = h + f
-        y = self.readout(self.norm_ffn[L - 1](h))[..., 0]
-        return y[:, -1] if last else y
+        return self.norm_ffn[L - 1](h)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -52,10 +52,10 @@ def fit_readout(model, task, mz: torch.Tensor, width: int, samples: int, seed: i
     """
     gen = torch.Generator().manual_seed(seed)
     x, y = task.sample(samples, gen, torch.float64)
-    attn = model.attn[0]
     M = mz.shape[0]
     with torch.no_grad():
-        coords = (model.embed(x[:, -1:]) + attn.last_from_tokens(x, model.embed))[:, 0]
+        # the residual stream at the last position, in chunks: deeper models form (chunk, H, T, T) logits
+        coords = torch.cat([model.stream(c)[:, -1] for c in x.split(1000)])
         z = coords @ mz.T
         if width == 0:
             a = torch.cat([z, torch.ones(samples, 1, dtype=torch.float64)], 1)
@@ -80,7 +80,7 @@ def fit_readout(model, task, mz: torch.Tensor, width: int, samples: int, seed: i
 def score(model, task, cfg: RunConfig) -> dict:
     xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
     with torch.no_grad():
-        err = model(xv) - yv
+        err = torch.cat([model(c) for c in xv.split(1000)]) - yv
     mse = float((err ** 2).mean())
     var = float(yv.var(unbiased=False))
     return {"val_loss": mse, "val_rel": mse / var if var > 0 else None, "sup_error": float(err.abs().max())}
@@ -132,61 +132,100 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
                    "model_config": mcfg.model_dump(mode="json")}
 
 
-def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0):
-    """The warm-up adaptive case (Thm 4.1, K = 0; Prop 4.2 for M = 1) for discrete tokens, in one layer.
+def _gate_solve(nodes: list[torch.Tensor], points: list[torch.Tensor], indicator: torch.Tensor) -> torch.Tensor:
+    """Coefficients over the products prod_r exp(B_{r,j_r} u_r) that equal `indicator` on a grid.
 
-    y_t = f(x_t, x_{t-t_1}, ..., x_{t-t_M}) with t_i = g_i(x_t). A 1-layer normalization-free DP model
-    with lin RPE: head (i, l, j, r) has query B_j x_t against a constant key, so its weight is
-    exp(B_j x_t) exp(-p_r s). Over j, the gates exp(B_j x) interpolate the indicator 1{g_i(x) = l}
-    exactly on the value set (a |V| x |V| solve); over r, the lin heads fit the delta at lag l without
-    the residual (fit.py). Memory i lands in coordinate 3 + i; the readout is fitted to f as in
-    ``construct``. `heads` is the number of exponentials per lag.
+    ``points[r]`` are the values argument r takes and ``nodes[r]`` as many distinct B's; the grid is their
+    product (row-major, like the task's table codes). The matrix is a Kronecker product of invertible
+    Vandermonde matrices in exp(u), so the interpolation is exact.
+    """
+    gates = torch.ones(1, 1, dtype=torch.float64)
+    for b, u in zip(nodes, points):
+        gates = torch.kron(gates, torch.exp(u[:, None] * b[None, :]))
+    return torch.linalg.solve(gates, indicator)
+
+
+def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0):
+    """Task II with discrete tokens (Thm 4.1, K = 0; Prop 4.2; Thm 4.4, K >= 1): one layer per nested memory.
+
+    y_t = f(x_t, x_{t-t_1}, ..., x_{t-t_M}), t_i = g_i(x_t, x_{t-t_1}, ..., x_{t-t_min(i-1,K)}). A
+    normalization-free DP model with lin RPE; coordinate 0 holds x_t, coordinate 1 the constant 1, and
+    memory i lands in coordinate 2 + i. Layer k (k = 1..K) builds memory k, layer K + 1 every later
+    memory, so the model has min(M, K + 1) layers (Thm 4.4's count without its FFN layer). A head for
+    memory i, lag value l and gate j has the query sum_r B_{r,j_r} u_r over g_i's arguments u = (x_t,
+    memory 1, ...) read from the residual stream, against a constant key, so its weight is
+    prod_r exp(B_{r,j_r} u_r) exp(-p s). Over j the gates interpolate 1{g_i(u) = l} exactly on the
+    argument grid (a Kronecker-Vandermonde solve); over the `heads` lin heads r they fit the delta at lag
+    l without the residual (fit.py). Values read coordinate 0, which no layer changes, at t - s. The
+    readout is fitted to f as in ``construct``.
     """
     tc = cfg.task
-    if tc.kind != "adaptive" or tc.depth != 0 or tc.output != "last":
-        raise ConfigError("the adaptive construction covers the warm-up case t_i = g_i(x_t): an adaptive task "
-                          "with depth 0 and output last (e.g. prop42)")
+    if tc.kind != "adaptive" or tc.output != "last":
+        raise ConfigError("the adaptive construction needs an adaptive task read at the last position "
+                          "(task.kind=adaptive, task.output=last)")
     task = make_task(tc)
-    T, M = tc.seq_len, len(tc.lags)
-    values = torch.tensor(task.values, dtype=torch.float64)
-    V = len(values)
-    B = torch.linspace(-1.0, 1.0, V, dtype=torch.float64) if V > 1 else torch.zeros(1, dtype=torch.float64)
-    gates = torch.exp(values[:, None] * B[None, :])  # (values, exponentials)
-    lag_tables = [[int(table[i]) for i in range(V)] for table in task.tables]  # lag of each token value
-    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
-            for l in sorted({l for lags in lag_tables for l in lags})}
-    plan = []  # (memory, lag, gate coefficients)
-    for i, lags in enumerate(lag_tables):
+    T, M, K = tc.seq_len, len(tc.lags), tc.depth
+    values = torch.tensor(task.values, dtype=torch.float64)  # x_t at the query is a token, never the pad
+    symbols = torch.tensor(task.symbols, dtype=torch.float64)  # a memory can be the pad 0 before the start
+
+    def nodes(n: int) -> torch.Tensor:
+        return torch.linspace(-1.0, 1.0, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+
+    S = len(task.symbols)
+    plan = []  # (stage, memory, lag, argument coordinates, B nodes per argument, gate coefficients)
+    for i, table in enumerate(task.tables):
+        a = tc.g_arity(i)
+        points = [values] + [symbols] * (a - 1)
+        coords = [0] + [2 + j for j in range(a - 1)]
+        # table codes run over symbols for every argument; x_t takes token values only
+        codes = [k for k in range(S ** a) if k // S ** (a - 1) < len(task.values)]
+        lags = [int(table[k]) for k in codes]
         for l in sorted(set(lags)):
             indicator = torch.tensor([1.0 if g == l else 0.0 for g in lags], dtype=torch.float64)
-            plan.append((i, l, torch.linalg.solve(gates, indicator)))
-    H = sum(V * fits[l].heads for _, l, _ in plan)
-    mcfg = ModelConfig(layers=1, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention="dp",
+            bs = [nodes(len(u)) for u in points]
+            plan.append((min(i, K), i, l, coords, bs, _gate_solve(bs, points, indicator)))
+    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
+            for l in sorted({l for _, _, l, *_ in plan})}
+    layers = 1 + max(stage for stage, *_ in plan)
+    per_layer = [sum(len(beta) * fits[l].heads for st, _, l, _, _, beta in plan if st == k) for k in range(layers)]
+    H = max(per_layer)
+    mcfg = ModelConfig(layers=layers, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention="dp",
                        normalize=False, rpe="lin", scale=False)
     model = make_model(mcfg, task).double()
-    attn = model.attn[0]
     s = torch.arange(T, dtype=torch.float64)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
         model.embed.weight[0, 0] = 1.0  # coordinate 0: x_t
         model.embed.bias[1] = 1.0  # coordinate 1: the constant every key reads
-        ps, h = [], 0
-        for i, l, beta in plan:
-            for j in range(V):
-                for p, c in zip(fits[l].p, fits[l].c):
-                    attn.q.weight[h, 0] = B[j]
-                    attn.k.weight[h, 1] = 1.0
-                    attn.v.weight[h, 0] = 1.0
-                    # the fit's heads are normalized over the window, normalization-free ones are not
-                    attn.o.weight[2 + i, h] = beta[j] * c / torch.exp(-p * s).sum()
-                    ps.append(p)
-                    h += 1
-        attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
+        for k in range(layers):
+            attn, ps, h = model.attn[k], [], 0
+            for stage, i, l, coords, bs, beta in plan:
+                if stage != k:
+                    continue
+                for flat, coef in enumerate(beta):
+                    # the gate's multi-index j over the arguments, row-major like the Kronecker product
+                    idx, rest = [], flat
+                    for b in reversed(bs):
+                        idx.append(rest % len(b))
+                        rest //= len(b)
+                    idx.reverse()
+                    for p, c in zip(fits[l].p, fits[l].c):
+                        for coord, b, j in zip(coords, bs, idx):
+                            attn.q.weight[h, coord] = b[j]
+                        attn.k.weight[h, 1] = 1.0
+                        attn.v.weight[h, 0] = 1.0
+                        # the fit's heads are normalized over the window, normalization-free ones are not
+                        attn.o.weight[2 + i, h] = coef * c / torch.exp(-p * s).sum()
+                        ps.append(p)
+                        h += 1
+            ps += [1.0] * (H - len(ps))  # unused heads: zero weights, any scale
+            attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
     mz = torch.zeros(1 + M, 2 + M, dtype=torch.float64)  # z = (x_t, memory 1, ..., memory M)
     mz[0, 0] = 1.0
     for i in range(M):
         mz[1 + i, 2 + i] = 1.0
     fit_readout(model, task, mz, width, samples, seed)
     return model, {**score(model, task, cfg), "kernel_l1": {str(l): f.l1 for l, f in fits.items()},
-                   "heads_total": H, "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
+                   "heads_total": sum(per_layer), "heads_per_layer": per_layer, "layers": layers,
+                   "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
