@@ -14,8 +14,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
 # named groups `sparsemem reproduce` accepts besides experiment names
 GROUPS = {
     "paper": ["1a_synthetic", "1b", "2a", "2b", "3a", "3b_synthetic", "4a", "4b"],
-    # optimal-fit floors, head-count scaling, states vs heads, lengths
-    "theory": ["4a", "4b", "head_scaling", "curse_of_memory", "length_gen"],
+    # optimal-fit floors (2b, 4a, 4b), head-count scaling, states vs heads, lengths
+    "theory": ["2b", "4a", "4b", "head_scaling", "curse_of_memory", "length_gen"],
     "text": ["1a_text", "3b_text"],
 }
 # what `sparsemem reproduce` runs when no experiment is named

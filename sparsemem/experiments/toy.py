@@ -228,7 +228,7 @@ def floor_note_2b(res: Results) -> str:
         return ""
     worst = min(gaps)  # closest to the linear optimum
     return (f" lin and log cells stay at or above the best linear readout of their heads (closest: {worst[1]} "
-            f"H={worst[2]}, {worst[0]:.2g}x its {fmt(worst[3])}), which itself stays near Var(y) = 3: their "
+            f"H={worst[2]} at {worst[0]:.3g}x its {fmt(worst[3])}), which itself stays near Var(y) = 3: their "
             "monotone kernels cannot single out lags near 900 (see head_scaling).")
 
 
