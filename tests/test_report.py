@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from sparsemem.experiments import EXPERIMENTS, expand_all
 from sparsemem.report import build_report
@@ -93,6 +94,12 @@ def test_reproduce_cli_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "9z", "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "9z" in proc.stderr and not (tmp_path / "o").exists()
+    bad_device = ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in bad_device:
+        proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "4a", "--device", device,
+                               "--out", str(tmp_path / "o")], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--device" in proc.stderr
+        assert not (tmp_path / "o").exists()
 
 
 def test_curse_of_memory_counts_the_fewest_states_and_heads(tmp_path):
@@ -124,10 +131,13 @@ def test_reproduce_groups_expand(tmp_path, monkeypatch):
 
     monkeypatch.setattr(rep, "run_sweep", fake_run_sweep)
     monkeypatch.setattr(rep, "build_report", lambda *a, **k: {})
+    monkeypatch.setattr(EXPERIMENTS["head_scaling"], "compute", lambda profile: {"profile": profile})
     rep.reproduce(["theory"], out=tmp_path / "o", progress=False)
     with Store(tmp_path / "o" / "results.db") as store:
-        assert store.sweeps() == ["4a", "4b", "curse_of_memory", "length_gen"]
-    assert seen["n"] == len({c.config_hash() for n in ("4a", "4b", "curse_of_memory", "length_gen")
+        # head_scaling trains nothing: it is kept as computed data, not as runs
+        assert store.sweeps() == ["2b", "4a", "4b", "curse_of_memory", "length_gen"]
+        assert store.meta()["computed:head_scaling"] == {"profile": "quick"}
+    assert seen["n"] == len({c.config_hash() for n in ("2b", "4a", "4b", "curse_of_memory", "length_gen")
                              for c in expand_all(EXPERIMENTS[n].make_specs("quick"))})
 
 
