@@ -252,7 +252,13 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.heads < 1 or args.width < 0:
         raise ConfigError(f"--heads = {args.heads}, --width = {args.width}: need heads >= 1 and width >= 0")
     adaptive = cfg.task.kind == "adaptive"
-    model, info = (construct_adaptive if adaptive else construct)(cfg, args.heads, args.width)
+    if args.attention != "dp" and not adaptive:
+        raise ConfigError(f"--attention = {args.attention!r}: tmx is built for adaptive tasks; fixed and kernel "
+                          "tasks use DP-free heads")
+    if adaptive:
+        model, info = construct_adaptive(cfg, args.heads, args.width, attention=args.attention)
+    else:
+        model, info = construct(cfg, args.heads, args.width)
     if args.out:
         import torch
         import yaml
@@ -267,7 +273,7 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
     else:
-        what = (f"adaptive DP construction, {info['layers']} layer(s), heads per layer "
+        what = (f"{args.attention.upper()} gates, {info['layers']} layer(s), heads per layer "
                 f"{', '.join(map(str, info['heads_per_layer']))}" if adaptive else
                 f"{args.heads} {cfg.model.rpe} heads per memory, readout "
                 f"{'linear' if args.width == 0 else f'width {args.width}'}")
@@ -401,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
     p.add_argument("--width", type=int, default=0, help="readout width m (0 = linear, default)")
+    p.add_argument("--attention", choices=("dp", "tmx"), default="dp",
+                   help="adaptive tasks: gates by the dot product (dp, default) or by TMX heads (Prop 4.3)")
     p.add_argument("--out", metavar="DIR", help="save model.pt, config.yaml and result.json here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_construct)

@@ -223,3 +223,24 @@ def test_depth_one_construction_needs_its_second_layer():
         model.attn[1].q.weight[:, 2] = 0.0  # coordinate 2 holds memory 1
     blind = score(model, sm.make_task(cfg.task), cfg)
     assert blind["val_rel"] > 100 * max(info["val_rel"], 1e-12) and blind["val_rel"] > 1e-3
+
+
+def test_tmx_construction_matches_the_dp_one_with_fewer_attention_parameters():
+    """Prop 4.3: normalization-free TMX heads with lin RPE carry the same token gates as the DP heads
+    (p w.h_t = B.u), with one D-vector per head instead of W_Q and W_K."""
+    from sparsemem.theory.construct import construct_adaptive
+
+    for example, seq_len, width in (("prop42", 32, 0), ("nested_product", 16, 64)):
+        cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", f"task.example={example}",
+                                          f"task.seq_len={seq_len}", "train.val_samples=1000"])
+        dp = construct_adaptive(cfg, 3, width, samples=4000)[1]
+        tmx = construct_adaptive(cfg, 3, width, samples=4000, attention="tmx")[1]
+        assert tmx["model_config"]["attention"] == "tmx" and tmx["heads_per_layer"] == dp["heads_per_layer"]
+        assert tmx["val_rel"] < 1e-6 and tmx["val_rel"] == pytest.approx(dp["val_rel"], rel=0.5, abs=1e-11)
+        dim, layers = dp["model_config"]["dim"], dp["layers"]
+        # per layer and head: W_Q and W_K rows (2 D) against one w (D)
+        assert dp["attention_params"] - tmx["attention_params"] == dim * dp["model_config"]["heads"] * layers
+    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=kernel",
+                          "task.kernels=[exp:0.3]", "--heads", "1", "--attention", "tmx"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "--attention" in bad.stderr and bad.stderr.count("\n") == 1

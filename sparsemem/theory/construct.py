@@ -145,7 +145,11 @@ def _gate_solve(nodes: list[torch.Tensor], points: list[torch.Tensor], indicator
     return torch.linalg.solve(gates, indicator)
 
 
-def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0):
+ADAPTIVE_ATTENTION = ("dp", "tmx")
+
+
+def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0,
+                       attention: str = "dp"):
     """Task II with discrete tokens (Thm 4.1, K = 0; Prop 4.2; Thm 4.4, K >= 1): one layer per nested memory.
 
     y_t = f(x_t, x_{t-t_1}, ..., x_{t-t_M}), t_i = g_i(x_t, x_{t-t_1}, ..., x_{t-t_min(i-1,K)}). A
@@ -158,7 +162,14 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
     argument grid (a Kronecker-Vandermonde solve); over the `heads` lin heads r they fit the delta at lag
     l without the residual (fit.py). Values read coordinate 0, which no layer changes, at t - s. The
     readout is fitted to f as in ``construct``.
+
+    ``attention="tmx"`` builds the same gates with TMX heads (Prop 4.3): with lin RPE a normalization-free
+    TMX head weighs lag s by exp(-p s + p w.h_t), a token gate times the lin kernel, so w = (sum_r
+    B_{r,j_r} e_{coord_r}) / p gives the gate of the DP head with one D-vector per head instead of W_Q, W_K.
     """
+    if attention not in ADAPTIVE_ATTENTION:
+        raise ConfigError(f"attention {attention!r}: the adaptive construction is built with "
+                          f"{' or '.join(ADAPTIVE_ATTENTION)}")
     tc = cfg.task
     if tc.kind != "adaptive" or tc.output != "last":
         raise ConfigError("the adaptive construction needs an adaptive task read at the last position "
@@ -189,7 +200,7 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
     layers = 1 + max(stage for stage, *_ in plan)
     per_layer = [sum(len(beta) * fits[l].heads for st, _, l, _, _, beta in plan if st == k) for k in range(layers)]
     H = max(per_layer)
-    mcfg = ModelConfig(layers=layers, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention="dp",
+    mcfg = ModelConfig(layers=layers, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention=attention,
                        normalize=False, rpe="lin", scale=False)
     model = make_model(mcfg, task).double()
     s = torch.arange(T, dtype=torch.float64)
@@ -212,8 +223,12 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
                     idx.reverse()
                     for p, c in zip(fits[l].p, fits[l].c):
                         for coord, b, j in zip(coords, bs, idx):
-                            attn.q.weight[h, coord] = b[j]
-                        attn.k.weight[h, 1] = 1.0
+                            if attention == "dp":  # query B . u against the constant key
+                                attn.q.weight[h, coord] = b[j]
+                            else:  # tmx: p (w . h_t) = B . u
+                                attn.w.weight[h, coord] = b[j] / p
+                        if attention == "dp":
+                            attn.k.weight[h, 1] = 1.0
                         attn.v.weight[h, 0] = 1.0
                         # the fit's heads are normalized over the window, normalization-free ones are not
                         attn.o.weight[2 + i, h] = coef * c / torch.exp(-p * s).sum()
@@ -228,4 +243,6 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
     fit_readout(model, task, mz, width, samples, seed)
     return model, {**score(model, task, cfg), "kernel_l1": {str(l): f.l1 for l, f in fits.items()},
                    "heads_total": sum(per_layer), "heads_per_layer": per_layer, "layers": layers,
-                   "params": model.num_params(), "model_config": mcfg.model_dump(mode="json")}
+                   "params": model.num_params(),
+                   "attention_params": sum(p.numel() for a in model.attn for p in a.parameters()),
+                   "model_config": mcfg.model_dump(mode="json")}
