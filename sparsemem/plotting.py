@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 
 def pyplot():
@@ -13,6 +14,14 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_known(ax, xs: Sequence, values: Sequence, style: str, label: str, floor: float = 1e-16):
+    """Plot the points whose value is known and finite (missing and diverged cells left out), each at
+    least `floor` so a log axis can show an exact zero; nothing when no point is known."""
+    pts = [(x, v) for x, v in zip(xs, values) if v is not None and math.isfinite(v)]
+    if pts:
+        ax.plot([x for x, _ in pts], [max(v, floor) for _, v in pts], style, label=label)
 
 
 def log_axes(ax, xlabel: str, ylabel: str, title: str, ybase: Optional[int] = None, legend: Optional[int] = 8):

@@ -9,10 +9,9 @@ same target at longer sequences (the kernel target then has more tail).
 
 from __future__ import annotations
 
-import math
 
 from ..config import RPE_TYPES
-from ..plotting import log_axes, pyplot, save_figure
+from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import Experiment, Results, Table, Verdict, fmt, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
@@ -80,10 +79,7 @@ def figure(res: Results, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for ax, (kind, label) in zip(axes, (("kernel", "rho(s) = s^-1.5"), ("fixed", "lags 5 and 20"))):
         for rpe in RPE_TYPES:
-            vals = [at(res, kind, rpe, n) for n in lengths]
-            pts = [(n, v) for n, v in zip(lengths, vals) if v is not None and math.isfinite(v)]
-            if pts:
-                ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", label=rpe)
+            plot_known(ax, lengths, [at(res, kind, rpe, n) for n in lengths], "o-", rpe)
         log_axes(ax, "evaluation length", "relative MSE", f"{label}, trained at T = {T}", legend=None)
         ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)

@@ -13,7 +13,7 @@ import math
 
 from ..config import ModelConfig, TaskConfig
 from ..models import make_model
-from ..plotting import log_axes, pyplot, save_figure
+from ..plotting import log_axes, plot_known, pyplot, save_figure
 from ..theory.linear import linear_floor
 from .base import (
     Experiment,
@@ -171,9 +171,7 @@ def figure_3b(res: Results, path: str) -> None:
         for att, style in (("dp", "o-"), ("dp_free", "s--")):
             Hs = [4, 16]
             vals = [prop.value("val_rel", model__attention=att, model__rpe=rpe, model__heads=H) for H in Hs]
-            pts = [(H, v) for H, v in zip(Hs, vals) if v is not None]
-            if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{att}, {rpe} RPE")
+            plot_known(ax, Hs, vals, style, f"{att}, {rpe} RPE")
     log_axes(ax, "heads H", "relative MSE", "3b (synthetic): Prop 4.2 task")
     save_figure(fig, path)
 

@@ -11,7 +11,7 @@ import functools
 import math
 from typing import Optional
 
-from ..plotting import log_axes, pyplot, save_figure
+from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import (
     Experiment,
     Results,
@@ -417,9 +417,7 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
     for ax, (title, where) in zip(axes[0], panels):
         for rpe in rpes:
             vals = [res.value("val_rel", model__rpe=rpe, model__heads=H, **where) for H in Hs]
-            pts = [(H, v) for H, v in zip(Hs, vals) if v is not None and math.isfinite(v)]
-            if pts:
-                ax.plot([p[0] for p in pts], [max(p[1], 1e-16) for p in pts], "o-", label=f"{rpe} RPE")
+            plot_known(ax, Hs, vals, "o-", f"{rpe} RPE")
         log_axes(ax, "heads H", "relative MSE", title)
     save_figure(fig, path)
 
