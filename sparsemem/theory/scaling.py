@@ -214,6 +214,7 @@ def plot_scaling(table: dict, path: str, rate_table: Optional[dict] = None) -> N
     plt = pyplot()
     n = 3 if rate_table else 2
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.8))
+    fig.subplots_adjust(wspace=0.35)
     for rpe, by_eps in table["rows"].items():
         for eps, rs in by_eps.items():
             Ts = [r["T"] for r in rs]
