@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_scaling)
 
-    p = theory.add_parser("construct", help="build a Thm 3.1 / 5.1 construction and score it, no training",
+    p = theory.add_parser("construct", help="build a Thm 3.1 / 5.1 / 4.1 / 4.4 or Prop 4.2 / 4.3 construction "
+                                            "and score it, no training",
                           description="Load the explicit construction for a fixed (Thm 3.1) or kernel (Thm 5.1) "
                                       "task into an ordinary 1-layer DP-free model: each memory's kernel fitted "
                                       "by H heads of model.rpe, a readout fitted to f (linear, or random ReLU "
