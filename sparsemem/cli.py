@@ -381,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                           description="For the delta kernel at each lag T: H = T DP-free heads with exponents "
                                       "p_h = a h (the theorem's substitution) and the residual reach l1 error "
                                       "<= eps at the smallest scale a found; prints a and log10 of the head "
-                                      "weights, and fits their growth in T. --check T1,... proves in exact "
-                                      "arithmetic (mpmath) that T - 1 such heads stay above eps. With "
+                                      "weights, and fits their growth in T. --check T1,... bounds from below, "
+                                      "in exact arithmetic (mpmath), the l1 error of T - 1 such heads at six "
+                                      "scales. With "
                                       "--rate-heads N, also the optimal l2 error of the Thm 5.1 kernels with "
                                       "1..N heads and the fitted slope in log H.")
     p.add_argument("--lags", default="8,16,32,64,128,256,512,1024", help="comma-separated lags T")
