@@ -40,9 +40,9 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
                               f"and the groups {', '.join(GROUPS)}")
     specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
-    if device != "cpu":
-        import torch
+    import torch
 
+    if device != "cpu":
         from .config import TrainConfig
 
         try:
@@ -61,13 +61,11 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
             had = store.meta().get("profile")
         if had and had != profile:
             raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
-    import torch
-
     runs_by_hash = {}
     with Store(store_path) as store:
-        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__,
-                       device=device if device != "cuda" or not torch.cuda.is_available()
-                       else f"cuda ({torch.cuda.get_device_name()})")
+        # CUDA's presence was checked above for a cuda device
+        label = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else device
+        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__, device=label)
         for name in names:
             runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])

@@ -102,7 +102,7 @@ def interpolation(T: int, rpe: str, eps: float, seq_factor: int = 4) -> dict:
         raise ValueError(f"eps = {eps}: must be in (0, 1)")
     S = seq_factor * T + 1
     lo, hi = 1e-3, 1.0
-    unit = 1.0 if rpe == "lin" else max(T, 1)  # a log head needs a ~ T to part s = T from T + 1
+    unit = 1.0 if rpe == "lin" else T  # a log head needs a ~ T to part s = T from T + 1
     while interpolation_l1(T, rpe, hi * unit, S) > eps:
         lo, hi = hi, hi * 2
         if hi > 1e6:
