@@ -69,14 +69,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Store, load_spec, run_sweep
     from .sweep.runner import check_runner_args
 
-    check_runner_args(args.workers, args.backend)
+    check_runner_args(args.workers, args.backend, args.fleet, args.fleet_size)
     spec = load_spec(args.spec, args.overrides)
     runs = spec.expand()
     store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
     with Store(store_path) as store:
         summary = run_sweep(runs, store, spec.name, workers=args.workers, backend=args.backend,
                             address=args.address, progress=None if not args.no_progress else False,
-                            ray_temp_dir=str(store_path.parent.resolve() / "ray"))
+                            ray_temp_dir=str(store_path.parent.resolve() / "ray"), fleet=args.fleet,
+                            fleet_size=args.fleet_size)
         counts = store.counts(spec.name)
     print(f"sweep {spec.name}: {summary['total']} runs, {summary['skipped']} already finished; "
           f"store now holds {', '.join(f'{v} {k}' for k, v in counts.items() if v)} -> {store_path}")
@@ -88,14 +89,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     command = "sparsemem reproduce " + " ".join(
         list(args.experiments) + ["--profile", args.profile, "--out", args.out, "--workers", str(args.workers)]
-        + (["--backend", args.backend] if args.backend != "local" else []))
+        + (["--backend", args.backend] if args.backend != "local" else [])
+        + (["--fleet", args.fleet] if args.fleet != "auto" else [])
+        + (["--fleet-size", str(args.fleet_size)] if args.fleet_size else []))
     if args.corpus:
         command += f" --corpus {args.corpus}"
     if args.device != "cpu":
         command += f" --device {args.device}"
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
-                       progress=None if not args.no_progress else False, command=command, device=args.device)
+                       progress=None if not args.no_progress else False, command=command, device=args.device,
+                       fleet=args.fleet, fleet_size=args.fleet_size)
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
         print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
@@ -295,6 +299,11 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--fleet", choices=("auto", "off"), default="auto",
+                   help="auto (default): runs that share a task and a training loop train together as one "
+                        "batched model, each still its own row; off: every run alone")
+    p.add_argument("--fleet-size", type=int, default=0, metavar="K",
+                   help="most runs per fleet (default: 64 on a CPU, 256 on a GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -23,7 +23,7 @@ def cost(cfg: RunConfig) -> float:
 def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
               progress: Optional[bool] = None, command: str = "sparsemem reproduce",
-              corpus: Optional[str] = None, device: str = "cpu") -> dict:
+              corpus: Optional[str] = None, device: str = "cpu", fleet: str = "auto", fleet_size: int = 0) -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
@@ -31,7 +31,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     """
     if profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
-    check_runner_args(workers, backend)
+    check_runner_args(workers, backend, fleet, fleet_size)
     names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
@@ -75,7 +75,8 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
         t0 = time.perf_counter()
         summary = run_sweep(todo, store, None, workers=workers, backend=backend, address=address,
                             runs_dir=out / "runs", progress=progress,
-                            ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None)
+                            ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None,
+                            fleet=fleet, fleet_size=fleet_size)
         meta = store.meta()
         for name in names:  # experiments that train nothing: computed once, kept in the store
             exp = EXPERIMENTS[name]

@@ -85,3 +85,22 @@ def test_sweep_on_cuda(tmp_path):
         run_sweep(runs, store, None, workers=2, backend="local", runs_dir=tmp_path / "runs", progress=False)
         rows = store.rows(sweep="gpu")
     assert [r["status"] for r in rows] == ["done", "done"]
+
+
+@pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
+def test_fleet_on_cuda_matches_its_single_runs(rpe, att, norm, tmp_path):
+    """A fleet on the GPU (data sampled there) against the same runs trained alone on the GPU."""
+    from sparsemem.train import train_fleet
+
+    base = ["task.kind=fixed", "task.lags=[2,5]", "task.seq_len=16", "model.dim=8", "model.ffn_width=8",
+            f"model.rpe={rpe}", f"model.attention={att}", f"model.normalize={str(norm).lower()}",
+            "model.rpe_buckets=3", "model.rpe_max_distance=9", "model.head_dim=2", "train.device=cuda",
+            "train.steps=100", "train.batch_size=8", "train.val_samples=64", "train.eval_every=50"]
+    cfgs = [sm.RunConfig.from_dict({}, base + ["model.heads=2", "train.seed=0"]),
+            sm.RunConfig.from_dict({}, base + ["model.heads=4", "model.ffn_width=16", "train.seed=1"])]
+    fleet = train_fleet(cfgs, progress=False)
+    for cfg, got in zip(cfgs, fleet):
+        ref = sm.train(cfg, progress=False)
+        assert got["status"] == ref["status"]
+        if got["status"] == "done" and not (got["val_rel"] < 1e-8 and ref["val_rel"] < 1e-8):
+            assert got["val_loss"] == pytest.approx(ref["val_loss"], rel=0.01)

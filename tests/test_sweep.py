@@ -77,13 +77,16 @@ def test_store_rows_members_and_wal(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_local_sweep_runs_and_skips_finished(tmp_path, workers):
+@pytest.mark.parametrize("workers,fleet", [(1, "auto"), (2, "auto"), (1, "off"), (2, "off")])
+def test_local_sweep_runs_and_skips_finished(tmp_path, workers, fleet):
     runs = tiny_spec(grid={"model.heads": [1, 2], "model.attention": ["dp", "dp_free"]}).expand()
     with Store(tmp_path / "r.db") as store:
-        first = run_sweep(runs, store, "t", workers=workers, progress=False)
-        assert first == {"total": 4, "skipped": 0, "done": 4, "diverged": 0, "failed": 0}
-        again = run_sweep(runs, store, "t", workers=workers, progress=False)
+        first = run_sweep(runs, store, "t", workers=workers, progress=False, fleet=fleet)
+        # one fleet of two squads (halved for two workers), or four single runs
+        jobs, fleets = (workers, workers) if fleet == "auto" else (4, 0)
+        assert first == {"total": 4, "skipped": 0, "done": 4, "diverged": 0, "failed": 0, "jobs": jobs,
+                         "fleets": fleets}
+        again = run_sweep(runs, store, "t", workers=workers, progress=False, fleet=fleet)
         assert again["skipped"] == 4 and again["done"] == 0
         rows = store.rows(sweep="t")
     assert len(rows) == 4 and all(r["status"] == "done" and r["steps"] == 3 for r in rows)
@@ -104,15 +107,18 @@ def test_failed_and_diverged_runs_are_recorded(tmp_path, monkeypatch):
     assert diverged["status"] == "diverged" and diverged["metrics"]["diverged_step"] >= 1
 
 
-def test_resume_after_killed_sweep(tmp_path):
+@pytest.mark.parametrize("fleet", ["off", "auto"])
+def test_resume_after_killed_sweep(tmp_path, fleet):
+    """SIGKILL mid-sweep, rerun: every run finishes once, killed ones from their (fleet's) last checkpoint."""
     spec = {"name": "k", "base": {**TINY, "task": {**TINY["task"], "seq_len": 64},
                                   "model": {"dim": 32, "ffn_width": 64, "heads": 4, "layers": 2},
                                   "train": {"steps": 600, "batch_size": 32, "val_samples": 16, "eval_every": 50}},
             "grid": {"train.seed": [0, 1, 2, 3, 4, 5]}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     store_path = tmp_path / "r.db"
+    # with fleets: two fleets of three members, one per worker
     cmd = [sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store", str(store_path),
-           "--workers", "2", "--no-progress"]
+           "--workers", "2", "--no-progress", "--fleet", fleet, "--fleet-size", "3"]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     interrupted = False
@@ -123,8 +129,12 @@ def test_resume_after_killed_sweep(tmp_path):
         with Store(store_path) as store:
             counts = store.counts()
             running = store.rows(status=["running"])
-        ckpts = [r for r in running if (tmp_path / "runs" / r["hash"][:16] / "checkpoint.pt").exists()]
-        if counts["done"] >= 1 and ckpts:
+        if fleet == "off":
+            ready = counts["done"] >= 1 and any((tmp_path / "runs" / r["hash"][:16] / "checkpoint.pt").exists()
+                                                for r in running)
+        else:
+            ready = len(running) == 6 and len(list((tmp_path / "runs").glob("fleet-*/checkpoint.pt"))) == 2
+        if ready:
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
             interrupted = True
             break
@@ -143,6 +153,8 @@ def test_resume_after_killed_sweep(tmp_path):
         metrics = [json.loads(line)["step"] for line in
                    (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()]
         assert metrics == list(range(50, 601, 50))
+        if fleet == "auto":
+            assert r["metrics"]["fleet_size"] == 3 and r["metrics"]["resumed_from"] >= 50
 
 
 def test_ray_backend(tmp_path):

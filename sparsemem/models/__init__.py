@@ -10,6 +10,11 @@ from .rpe import RPE
 from .transformer import FFN, Transformer
 
 
+def is_memory_parameter(name: str) -> bool:
+    """RPE parameters and a recurrence's decay rates: they set how far back a model looks."""
+    return ".rpe." in name or name.endswith("decay_logit")
+
+
 def make_model(cfg: ModelConfig, task=None, *, input_dim: int | None = None, output: str | None = None):
     """Build the model for a task: the Transformer (its token dim and output mode),
     or a byte language model for a text task."""
@@ -26,4 +31,4 @@ def make_model(cfg: ModelConfig, task=None, *, input_dim: int | None = None, out
     return kind(cfg, input_dim=input_dim or 1, output=output or "last")
 
 
-__all__ = ["Attention", "RPE", "FFN", "LanguageModel", "LinearRNN", "LSTMBaseline", "Transformer", "make_model"]
+__all__ = ["Attention", "RPE", "FFN", "LanguageModel", "LinearRNN", "LSTMBaseline", "Transformer", "is_memory_parameter", "make_model"]

@@ -54,11 +54,17 @@ class _Toeplitz(torch.autograd.Function):
     the gradient: the caller masks them to -inf, so theirs is zero anyway.
     """
 
+    generate_vmap_rule = True  # fleets (torch.func.vmap) batch it like any other op
+
     @staticmethod
-    def forward(ctx, bias: torch.Tensor) -> torch.Tensor:
+    def forward(bias: torch.Tensor) -> torch.Tensor:
         T = bias.shape[-1]
         pos = torch.arange(T, device=bias.device)
         return bias[:, lag_matrix(pos, T).clamp(min=0)]
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
@@ -78,11 +84,16 @@ def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
     return full.masked_fill(lag[None] < 0, -math.inf)
 
 
-def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last axis; rows that are all -inf give all zeros."""
-    alive = (logits > -math.inf).any(-1, keepdim=True)
-    if bool(alive.all()):
+def masked_softmax(logits: torch.Tensor, dead_rows: bool = True) -> torch.Tensor:
+    """Softmax over the last axis; rows that are all -inf give all zeros.
+
+    ``dead_rows=False`` says no row is all -inf (known from the shapes), which
+    skips the mask. The choice is static, never read from the data, so fleets
+    (torch.func.vmap) can batch it.
+    """
+    if not dead_rows:
         return torch.softmax(logits, -1)
+    alive = (logits > -math.inf).any(-1, keepdim=True)
     safe = torch.where(alive, logits, torch.zeros_like(logits))
     return torch.softmax(safe, -1) * alive.to(logits.dtype)
 
@@ -109,6 +120,9 @@ class Attention(nn.Module):
         self.kind = cfg.attention
         self.normalize = cfg.normalize
         self.impl = cfg.impl
+        # softmax dp over all positions through scaled_dot_product_attention; fleets switch it off
+        # (vmap has no batching rule for SDPA's CPU kernel with a mask that needs a gradient)
+        self.fused = True
         self.scale = 1.0 / math.sqrt(hd) if cfg.scale else 1.0
         if self.kind == "dp":
             self.q = nn.Linear(D, H * hd, bias=False)
@@ -165,22 +179,27 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         if last_only:
             if self.kind == "dp_free":
-                u = torch.einsum("hs,bsd->bhd", self.lag_weights(T, x.device, x.dtype).flip(-1), x)
+                u = torch.einsum("hs,bsd->bhd", self.lag_weights(T, x.device, x.dtype, reverse=True), x)
                 return self.attend_contracted(u)
             return self._attend(x, torch.tensor([T - 1], device=x.device))
         if self.kind in ("dp_free", "tmx"):
             return self._conv(x)
-        if self.normalize:
+        if self.normalize and self.fused:
             return self._sdpa(x)
         return self._attend(x, torch.arange(T, device=x.device))
 
-    def lag_weights(self, length: int, device, dtype) -> torch.Tensor:
+    def lag_weights(self, length: int, device, dtype, reverse: bool = False) -> torch.Tensor:
         """The RPE's weights over lags 0..length-1 at the last position: (H, length).
 
-        The attention weights themselves for dp_free heads.
+        The attention weights themselves for dp_free heads; ``reverse`` orders
+        them by key position (lag length-1 first).
         """
-        bias = self.rpe(length, device, dtype)
-        return masked_softmax(bias) if self.normalize else torch.exp(bias)
+        bias = self.rpe(length, device, dtype, reverse=reverse)
+        return masked_softmax(bias, self._dead_last(length)) if self.normalize else torch.exp(bias)
+
+    def _dead_last(self, length: int) -> bool:
+        """Whether the last query row of a length-`length` sequence can have no admissible key."""
+        return self.rpe.inf_at_zero and length == 1
 
     def attend_contracted(self, u: torch.Tensor) -> torch.Tensor:
         """Last-position output from u_h = sum_s w_h(s) x_{T-1-s}, the weights already applied.
@@ -204,23 +223,28 @@ class Attention(nn.Module):
         B, T, d = x.shape
         H = self.heads
         h_last = embed(x[:, -1:])  # (B, 1, D)
-        logits = self.rpe(T, x.device, x.dtype).flip(-1)[None]  # (1, H, T) by key position
+        logits = self.rpe(T, x.device, x.dtype, reverse=True)[None]  # (1, H, T) by key position
         if self.kind == "dp":
             q = self.q(h_last).view(B, H, self.head_dim)
             wk = self.k.weight.view(H, self.head_dim, -1)  # (H, hd, D)
             qk = torch.einsum("bhk,hkd->bhd", q, wk)  # (B, H, D)
             alpha = qk @ embed.weight  # (B, H, d)
             beta = qk @ embed.bias  # (B, H)
-            logits = logits + (torch.einsum("bhe,bte->bht", alpha, x) + beta[..., None]) * self.scale
+            # alpha . x_s for every key; with few token coordinates as broadcasts, not batched matmuls of width d
+            ax = (alpha[:, :, None, :] * x[:, None]).sum(-1) if d <= 4 else torch.einsum("bhe,bte->bht", alpha, x)
+            logits = logits + (ax + beta[..., None]) * self.scale
         elif self.kind == "tmx":
             logits = logits - self.rpe.phi_real(self.w(h_last[:, 0]))[..., None]
-        w = masked_softmax(logits) if self.normalize else torch.exp(logits)  # (B or 1, H, T)
+        w = masked_softmax(logits, self._dead_last(T)) if self.normalize else torch.exp(logits)  # (B or 1, H, T)
         if w.shape[0] == 1:  # weights shared by the batch (dp_free; tmx under softmax)
-            u = torch.einsum("ht,bte->bhe", w[0], x)
+            u = torch.einsum("ht,bte->bhe", w[0], x)  # (B, H, d)
         else:
-            u = torch.einsum("bht,bte->bhe", w, x)
-        u = u @ embed.weight.T + w.sum(-1)[..., None] * embed.bias  # (B, H, D)
-        return self.attend_contracted(u)
+            u = (w[..., None] * x[:, None]).sum(2) if d <= 4 else torch.einsum("bht,bte->bhe", w, x)
+        # W_V^h (W_E u_h + b_E sigma_h), with W_V^h W_E (H, hd, d) formed once instead of per sample
+        wv = self.v.weight.view(H, self.head_dim, -1)  # (H, hd, D)
+        a, c = wv @ embed.weight, wv @ embed.bias  # (H, hd, d), (H, hd)
+        out = (u[:, :, None, :] * a).sum(-1) + w.sum(-1)[..., None] * c  # (B, H, hd)
+        return self.o(out.reshape(B, 1, H * self.head_dim))
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """DP-free / TMX heads over all positions as a causal FFT convolution."""
@@ -244,17 +268,17 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         bias = self.rpe(T, x.device, x.dtype)
         mask = toeplitz_bias(bias, torch.arange(T, device=x.device))  # (H, T, T)
-        # rows without any admissible key (log-type at t = 0) are computed on a
-        # dummy key and zeroed afterwards
-        dead = ~torch.isfinite(bias).cumsum(-1).bool()  # (H, T): no finite lag <= t
-        if dead.any():
-            first = torch.zeros_like(mask, dtype=torch.bool)
-            first[:, :, 0] = True
-            mask = torch.where(dead[:, :, None] & first, torch.zeros_like(mask), mask)
+        # the one row without any admissible key (log-type at t = 0) is computed
+        # on key 0 with bias 0 and zeroed afterwards (static: no data-dependent branch)
+        dead = self.rpe.inf_at_zero
+        if dead:
+            first = torch.zeros(T, T, dtype=torch.bool, device=x.device)
+            first[0, 0] = True
+            mask = torch.where(first, torch.zeros_like(mask), mask)
         q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None], scale=self.scale)
-        if dead.any():
-            out = out * (~dead)[None, :, :, None].to(out.dtype)
+        if dead:
+            out = torch.cat([torch.zeros_like(out[:, :, :1]), out[:, :, 1:]], 2)
         return self._merge(out)
 
     def kernels(self, length: int) -> torch.Tensor:

@@ -76,16 +76,26 @@ class RPE(nn.Module):
         """The per-head scale p_h (H,), or None for types without one."""
         return self.log_p.exp() if hasattr(self, "log_p") else None
 
-    def forward(self, length: int, device=None, dtype=torch.float32) -> torch.Tensor:
-        """Biases for lags s = 0..length-1: (H, length). May hold -inf (log at s = 0)."""
+    @property
+    def inf_at_zero(self) -> bool:
+        """Whether lag 0 is inadmissible (bias -inf): log-type heads never see x_t."""
+        return self.kind == "log"
+
+    def forward(self, length: int, device=None, dtype=torch.float32, reverse: bool = False) -> torch.Tensor:
+        """Biases for lags s = 0..length-1: (H, length), or s = length-1..0 if ``reverse``.
+
+        May hold -inf (log at s = 0).
+        """
         H = self.heads
         if device is None:  # where the module lives
             device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
         s = torch.arange(length, device=device, dtype=dtype)
+        if reverse:
+            s = s.flip(0)
         if self.kind == "none":
             return torch.zeros(H, length, device=device, dtype=dtype)
         if self.kind == "learned":
-            idx = torch.arange(length, device=device).clamp(max=self.max_distance - 1)
+            idx = s.long().clamp(max=self.max_distance - 1)
             return self.table.to(dtype)[:, idx]
         p = self.p.to(dtype)[:, None]
         if self.kind in LIN_TYPES:

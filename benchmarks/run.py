@@ -1,0 +1,217 @@
+"""Speed of fleets, the paper profile and all-position DP training, side by side; prints one JSON object.
+
+Sections (each can be skipped):
+  fleet         member-steps per second of a fleet of K runs against the same runs one by one, for
+                K = 1, 8, 64, at the exp-1b setting (1 layer, DP-free, lin RPE, H = 32, m = 256, D = 64,
+                T = 1000, batch 100, last position) and at a 3a DP setting (same with DP attention, H = 8).
+                Members differ in lr (one data stream, like the cells of one seed in a grid) and, for
+                exp-1b, also in seed (K data streams).
+  profile       the paper profile's wall time (1b, 2a, 2b, 3a, 4a, 4b, 1a_synthetic, 3b_synthetic, every
+                cell, 10,000 steps), projected from measured step times: every job the sweep engine forms
+                (a fleet or a single run) trains 5 and then 25 steps with threads = cores / workers, as the
+                local pool runs it; (t25 - t5) / 20 is its time per step and t5 bounds one validation
+                (with set-up) from above; a job takes steps x step time + evaluations x t5; jobs are
+                packed longest first onto `--workers` lanes.
+  dp_all        all-position DP training, L = 2, H = 8, D = 64, m = 64, T = 1024, batch 16: our alibi,
+                trainable lin and trainable log models; our model with a frozen bias through
+                scaled_dot_product_attention; lucidrains' x-transformers (ContinuousTransformerWrapper,
+                alibi_pos_bias, with and without attn_flash; `pip install x-transformers`).
+  train_speed   the figures of benchmarks/train_speed.py.
+
+    python benchmarks/run.py [--device cpu|cuda] [--seconds S] [--workers W] [--skip fleet,profile,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sparsemem as sm  # noqa: E402
+from sparsemem.sweep.runner import plan_jobs  # noqa: E402
+from sparsemem.train import train, train_fleet  # noqa: E402
+
+EXP1B = ["task.kind=fixed", "task.seq_len=1000", "task.lags=[952,944,901]", "task.readout=relu_net",
+         "model.layers=1", "model.heads=32", "model.dim=64", "model.ffn_width=256", "model.rpe=lin",
+         "model.attention=dp_free", "train.batch_size=100", "train.val_samples=100"]
+DP3A = [o.replace("heads=32", "heads=8").replace("attention=dp_free", "attention=dp") for o in EXP1B]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def step_time(cfgs: list, device: str, n0: int = 5, n1: int = 25) -> tuple[float, float]:
+    """(seconds per step, seconds of a 5-step run with one evaluation) of a job: one run or a fleet."""
+    def run(n):
+        short = [c.model_copy(update={"train": c.train.model_copy(update={"steps": n, "eval_every": n})})
+                 for c in cfgs]
+        if len(short) == 1:
+            return timed(lambda: train(short[0], progress=False), device)
+        return timed(lambda: train_fleet(short, progress=False), device)
+
+    t0, t1 = run(n0), run(n1)
+    return max(t1 - t0, 1e-9) / (n1 - n0), t0
+
+
+def fleet_section(device: str, seconds: float) -> list[dict]:
+    rows = []
+    for name, base in (("exp1b", EXP1B), ("dp3a", DP3A)):
+        for K in (1, 8, 64):
+            for streams in (("one", "K") if name == "exp1b" else ("one",)):
+                if K == 1 and streams == "K":
+                    continue
+                cfgs = [sm.RunConfig.from_dict({}, base + [f"train.device={device}",
+                                                           f"train.lr={1e-3 * (1 + 0.01 * k)}",
+                                                           f"train.seed={k if streams == 'K' else 0}"])
+                        for k in range(K)]
+                single, _ = step_time(cfgs[:1], device)
+                fleet, _ = step_time(cfgs, device) if K > 1 else (single, None)
+                rows.append({"setting": name, "K": K, "data_streams": 1 if streams == "one" else K,
+                             "one_by_one_member_steps_per_s": round(1 / single, 1),
+                             "fleet_member_steps_per_s": round(K / fleet, 1),
+                             "ratio": round(single * K / fleet, 2)})
+                print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def profile_section(device: str, workers: int) -> dict:
+    from sparsemem.experiments import EXPERIMENTS, GROUPS, expand_all
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    runs = {}
+    for name in GROUPS["paper"]:
+        for c in expand_all(EXPERIMENTS[name].make_specs("paper")):
+            c = c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
+            runs.setdefault(c.config_hash(), c)
+    jobs = plan_jobs(list(runs.values()), Path("/nonexistent"))
+    timings = []
+    t_start = time.perf_counter()
+    for job in jobs:
+        cfgs = [sm.RunConfig.model_validate(c) for c, _ in job.members]
+        per_step, t5 = step_time(cfgs, device)
+        tc = cfgs[0].train
+        evals = len(range(tc.eval_interval, tc.steps + 1, tc.eval_interval)) + (tc.steps % tc.eval_interval != 0)
+        timings.append({"members": len(cfgs), "name": cfgs[0].name, "seconds_per_step": round(per_step, 5),
+                        "projected_s": round(tc.steps * per_step + evals * t5, 1)})
+        print(json.dumps(timings[-1]), file=sys.stderr)
+    lanes = [0.0] * workers
+    for t in sorted((j["projected_s"] for j in timings), reverse=True):
+        lanes[lanes.index(min(lanes))] += t
+    return {"runs": len(runs), "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs),
+            "workers": workers, "threads_per_worker": threads, "projected_wall_s": round(max(lanes), 1),
+            "projected_cpu_s": round(sum(j["projected_s"] for j in timings), 1),
+            "measuring_s": round(time.perf_counter() - t_start, 1), "jobs_timed": timings,
+            "method": "per job: (t(25 steps) - t(5 steps)) / 20 per step; t(5 steps, one evaluation) per "
+                      "evaluation; steps x step time + evaluations x t5; jobs packed longest first on the lanes"}
+
+
+def dp_all_section(device: str, seconds: float) -> list[dict]:
+    from train_speed import time_steps
+
+    T, B = 1024, 16
+    base = ["task.kind=fixed", "task.seq_len=1024", "task.lags=[1,100,1000]", "task.output=all", "model.layers=2",
+            "model.heads=8", "model.dim=64", "model.ffn_width=64", "model.attention=dp"]
+    rows = []
+    for label, rpe, variant in (("sparsemem alibi", "alibi", "fast"), ("sparsemem lin (trainable)", "lin", "fast"),
+                                ("sparsemem log (trainable)", "log", "fast"),
+                                ("sparsemem lin, frozen bias through SDPA", "lin", "sdpa_fixed_bias")):
+        cfg = sm.RunConfig.from_dict({}, base + [f"model.rpe={rpe}"])
+        r = time_steps(cfg, variant, B, seconds, device)
+        rows.append({"model": label, "steps_per_s": round(1 / r["seconds_per_step"], 3)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    try:
+        from x_transformers import ContinuousTransformerWrapper, Decoder
+    except ImportError:
+        rows.append({"model": "x-transformers", "steps_per_s": None, "note": "not installed: pip install x-transformers"})
+        return rows
+    for flash in (False, True):
+        torch.manual_seed(0)
+        model = ContinuousTransformerWrapper(
+            dim_in=1, dim_out=1, max_seq_len=T, use_abs_pos_emb=False,
+            attn_layers=Decoder(dim=64, depth=2, heads=8, ff_mult=1, alibi_pos_bias=True, attn_flash=flash),
+        ).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        task = sm.make_task(sm.RunConfig.from_dict({}, base).task)
+        gen = torch.Generator(device=device).manual_seed(0)
+
+        def step():
+            x, y = task.sample(B, gen)
+            loss = torch.mean((model(x)[..., 0] - y) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        step()
+        n, t0 = 0, time.perf_counter()
+        while n < 2 or time.perf_counter() - t0 < seconds:
+            step()
+            n += 1
+        sync(device)
+        rows.append({"model": f"x-transformers alibi{' + flash' if flash else ''}",
+                     "steps_per_s": round(n / (time.perf_counter() - t0), 3)})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def train_speed_section(device: str, seconds: float) -> list[dict]:
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(Path(__file__).with_name("train_speed.py")), "--device", device,
+                          "--seconds", str(seconds), "--threads", str(torch.get_num_threads())],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["results"]
+
+
+SECTIONS = ("fleet", "profile", "dp_all", "train_speed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per dp_all and train_speed measurement")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker lanes of the paper-profile projection (default: the cores)")
+    parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
+    args = parser.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here")
+    skip = {s for s in args.skip.split(",") if s}
+    if skip - set(SECTIONS):
+        parser.error(f"--skip {args.skip}: sections are {', '.join(SECTIONS)}")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    out = {"benchmark": "run", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cores": os.cpu_count(), "machine": platform.machine(),
+           "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu"}
+    if "fleet" not in skip:
+        out["fleet"] = fleet_section(args.device, args.seconds)
+    if "dp_all" not in skip:
+        out["dp_all"] = dp_all_section(args.device, args.seconds)
+    if "train_speed" not in skip:
+        out["train_speed"] = train_speed_section(args.device, args.seconds)
+    if "profile" not in skip:
+        out["profile"] = profile_section(args.device, args.workers)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

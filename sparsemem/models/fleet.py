@@ -1,0 +1,241 @@
+"""K models of the Transformer family as one: parameters with a leading member axis.
+
+A fleet trains K runs together (``sparsemem.train.train_fleet``). Its members
+fall into squads, one per model structure; a squad is one module of the
+family evaluated under ``torch.func.vmap`` over its members' stacked
+parameters, so the model code is the very code a single run executes.
+
+Within a squad members may differ in H and m: every member is padded to the
+squad's largest with zeros, and a mask keeps the padded entries
+at zero (their gradient is masked away). A padded head has W_V = 0 and zero
+columns in W_O, and a padded FFN unit zero weights and bias, so neither
+changes any output. Members whose structure differs in anything else (layers,
+D, the head size, attention kind, RPE type, normalization, LayerNorm,
+FFN-free or not, impl) form separate squads of the same fleet: they share the
+fleet's data and loop, each squad runs as its own batched module.
+
+Every member starts from exactly the parameters its single run starts from:
+its own model is built under its own seed, then copied into the padded stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ..config import ModelConfig, RunConfig
+from . import is_memory_parameter, make_model
+
+# ModelConfig fields a squad pads over; every other field splits squads
+PADDED_FIELDS = ("heads", "head_dim", "ffn_width", "rpe_init")
+_HEAD_ROWS = re.compile(r"^attn\.\d+\.(q|k|v)\.weight$")  # (H * hd, D)
+_HEAD_COLS = re.compile(r"^attn\.\d+\.o\.weight$")  # (D, H * hd)
+
+
+def fleet_supports(cfg: RunConfig) -> bool:
+    """Whether a run can be a fleet member: the Transformer on a synthetic task."""
+    return cfg.model.arch == "transformer" and cfg.task.kind != "text"
+
+
+def squad_key(model: ModelConfig) -> str:
+    """What members of one squad share: the model config less the padded fields."""
+    d = model.model_dump(mode="json")
+    for name in PADDED_FIELDS:
+        d.pop(name)
+    d["ffn_free"] = model.ffn_width == 0
+    # members share a head size: padding H heads of size hd to the largest H and the largest hd would
+    # cost H_max hd_max per token (64 x 64 for a grid over H at D = 64 with hd = D / H), not D
+    d["head_size"] = model.head_size
+    return json.dumps(d, sort_keys=True)
+
+
+def _logical(name: str, t: torch.Tensor, heads: int) -> torch.Tensor:
+    """A view of a parameter with its head axis split out, so padding is a prefix slice on every axis."""
+    if _HEAD_ROWS.match(name):
+        return t.view(heads, -1, t.shape[-1])
+    if _HEAD_COLS.match(name):
+        return t.view(t.shape[0], heads, -1)
+    return t
+
+
+class Squad:
+    """Members of one model structure, stacked and padded; evaluated with vmap."""
+
+    def __init__(self, cfgs: list[RunConfig], task, device, dtype):
+        self.cfgs = cfgs
+        models = [c.model for c in cfgs]
+        H = max(m.heads for m in models)
+        hd = max(m.head_size for m in models)
+        width = max(m.ffn_width for m in models)
+        self.padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": hd, "ffn_width": width,
+                                                       "rpe_init": None})
+        self.heads = H
+        base = make_model(self.padded_cfg, task)
+        names = dict(base.named_parameters())
+        buffer_names = dict(base.named_buffers())
+        for attn in getattr(base, "attn", []):
+            attn.fused = False  # explicit softmax under vmap (see Attention.fused)
+        self.base = base.to("meta")
+        stacks = {n: [] for n in names}
+        masks = {n: [] for n in names}
+        bufs = {n: [] for n in buffer_names}
+        self.num_params = []
+        self.templates = []  # each member's own parameter shapes
+        for cfg in cfgs:
+            torch.manual_seed(cfg.train.seed)  # exactly what a single run does
+            single = make_model(cfg.model, task).to(device=device, dtype=dtype)
+            self.num_params.append(single.num_params())
+            state = single.state_dict()
+            self.templates.append({n: torch.empty_like(v, device="meta") for n, v in state.items()})
+            for table, out in ((names, stacks), (buffer_names, bufs)):
+                for name, ref in table.items():
+                    padded, mask = self._pad(name, state[name], ref.shape, cfg.model.heads, device, dtype)
+                    out[name].append(padded)
+                    if out is stacks:
+                        masks[name].append(mask)
+        # stacked (K_s, ...) tensors; FleetModel moves them into its one flat parameter (``bind``)
+        self.params = {n: torch.stack(v) for n, v in stacks.items()}
+        self.buffers = {n: torch.stack(v) for n, v in bufs.items()}
+        # masks only where some member is padded: 1 on real entries, 0 on padding
+        self.masks = {n: torch.stack(v) for n, v in masks.items() if not all(bool(m.all()) for m in v)}
+        self.shapes = {n: p.shape for n, p in self.params.items()}
+        self.size = sum(p.numel() for p in self.params.values())
+
+    def views(self, parts) -> dict:
+        """The squad's stacked parameters from its chunks of the fleet's flat tensor (``FleetModel.split``)."""
+        return {name: part.view(shape) for (name, shape), part in zip(self.shapes.items(), parts)}
+
+    def _pad(self, name: str, value: torch.Tensor, shape, heads: int, device, dtype):
+        padded = torch.zeros(shape, device=device, dtype=value.dtype if not value.is_floating_point() else dtype)
+        mask = torch.zeros(shape, device=device, dtype=torch.bool)
+        src = _logical(name, value, heads)
+        region = tuple(slice(0, n) for n in src.shape)
+        _logical(name, padded, self.heads)[region] = src
+        _logical(name, mask, self.heads)[region] = True
+        return padded, mask
+
+    def unpad(self, i: int, stacked: dict) -> dict:
+        """Member i's entries of stacked tensors (parameters, buffers or gradients), at its own shapes."""
+        heads = self.cfgs[i].model.heads
+        out = {}
+        for name, ref in self.templates[i].items():
+            if name not in stacked:
+                continue
+            view = _logical(name, stacked[name][i].detach(), self.heads)
+            small = _logical(name, ref, heads)
+            out[name] = view[tuple(slice(0, n) for n in small.shape)].reshape(ref.shape).clone()
+        return out
+
+    def forward(self, params: dict, x: torch.Tensor, batched: bool) -> torch.Tensor:
+        """Predictions of every member: x (B, T, d) shared, or (K, B, T, d) if ``batched``."""
+        def one(p, buffers, xx):
+            return functional_call(self.base, (p, buffers), (xx,))
+
+        return vmap(one, in_dims=(0, 0, 0 if batched else None))(params, self.buffers, x)
+
+
+class FleetModel:
+    """Every member of a fleet, in the order given, grouped into squads."""
+
+    def __init__(self, cfgs: list[RunConfig], task, device, dtype):
+        keys = [squad_key(c.model) for c in cfgs]
+        order = list(dict.fromkeys(keys))
+        self.slots: list[tuple[int, int]] = [None] * len(cfgs)  # member -> (squad, index in squad)
+        self.squads: list[Squad] = []
+        self.members: list[list[int]] = []  # squad -> member indices
+        for s, key in enumerate(order):
+            idx = [i for i, k in enumerate(keys) if k == key]
+            self.members.append(idx)
+            self.squads.append(Squad([cfgs[i] for i in idx], task, device, dtype))
+            for j, i in enumerate(idx):
+                self.slots[i] = (s, j)
+        self.size = len(cfgs)
+        # every parameter of every member in one flat tensor: the optimizer updates it in a few ops, and
+        # one split (whose gradient is one concatenation) hands each squad its stacked parameters
+        stacked = [sq.params for sq in self.squads]
+        for sq in self.squads:
+            sq.params = None
+        ref = next(iter(stacked[0].values()))
+        self.sizes = [p.numel() for params in stacked for p in params.values()]
+        total = sum(self.sizes)
+        flat = torch.cat([p.reshape(-1) for params in stacked for p in params.values()])
+        member, memory, decay, mask = (torch.empty(total, dtype=torch.long), torch.zeros(total, dtype=torch.bool),
+                                       torch.zeros(total, dtype=torch.bool), torch.ones(total, dtype=torch.bool))
+        off = 0
+        for sq, idx, params in zip(self.squads, self.members, stacked):
+            for name, p in params.items():
+                n = p.numel()
+                member[off:off + n] = torch.tensor(idx)[:, None].expand(p.shape[0], n // p.shape[0]).reshape(-1)
+                memory[off:off + n] = is_memory_parameter(name)
+                decay[off:off + n] = not is_memory_parameter(name) and p.dim() - 1 >= 2
+                if name in sq.masks:
+                    mask[off:off + n] = sq.masks[name].reshape(-1).cpu()
+                off += n
+        self.flat = flat.detach().to(ref.device).requires_grad_()
+        dev = self.flat.device
+        self.member_of = member.to(dev)  # (N,) which member each entry belongs to
+        self.is_memory = memory.to(dev)  # RPE parameters: lr * rpe_lr_scale, no decay
+        self.is_decay = decay.to(dev)  # weight matrices: decayed
+        self.mask = mask.to(dev)  # False on padding
+
+    def split(self, flat: Optional[torch.Tensor] = None) -> list[dict]:
+        """Per squad, its stacked parameters (name -> (K_s, ...)) as pieces of ``flat`` (default the fleet's)."""
+        parts = (self.flat if flat is None else flat).split(self.sizes)
+        out, i = [], 0
+        for sq in self.squads:
+            n = len(sq.shapes)
+            out.append(sq.views(parts[i:i + n]))
+            i += n
+        return out
+
+    def __call__(self, x: torch.Tensor, stream: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(K, B, ...) predictions. ``x`` is shared (B, T, d) if ``stream`` is None, else (S, B, T, d)
+        with member i reading x[stream[i]]."""
+        outs = [None] * self.size
+        for squad, idx, params in zip(self.squads, self.members, self.split()):
+            if stream is None:
+                pred = squad.forward(params, x, batched=False)
+            else:
+                pred = squad.forward(params, x[stream[idx]], batched=True)
+            for j, i in enumerate(idx):
+                outs[i] = pred[j]
+        if len(self.squads) == 1:
+            return pred
+        return torch.stack(outs)
+
+    def member_state(self, i: int) -> dict:
+        """Member i's parameters and buffers, unpadded: the state dict of its single model."""
+        s, j = self.slots[i]
+        return self.squads[s].unpad(j, {**self.split()[s], **self.squads[s].buffers})
+
+    def member_grads(self, i: int) -> dict:
+        """Member i's gradients at its own shapes (after a backward pass)."""
+        s, j = self.slots[i]
+        squad = self.squads[s]
+        return squad.unpad(j, self.split(self.flat.grad)[s])
+
+    def member_model(self, i: int, cfg: RunConfig, task) -> nn.Module:
+        """Member i as an ordinary single model (its own config), on the fleet's device and dtype."""
+        s, j = self.slots[i]
+        model = make_model(cfg.model, task).to(device=self.flat.device, dtype=self.flat.dtype)
+        model.load_state_dict(self.member_state(i))
+        return model
+
+    def num_params(self, i: int) -> int:
+        s, j = self.slots[i]
+        return self.squads[s].num_params[j]
+
+    def state_dict(self) -> dict:
+        return {"flat": self.flat.detach(), "buffers": [dict(sq.buffers) for sq in self.squads]}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.flat.copy_(state["flat"])
+            for sq, buffers in zip(self.squads, state["buffers"]):
+                for n, b in sq.buffers.items():
+                    b.copy_(buffers[n])
