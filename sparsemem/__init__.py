@@ -5,14 +5,15 @@
     task = sm.make_task(cfg.task)            # task.sample(batch, generator) -> (x, y)
     model = sm.make_model(cfg.model, task)   # x (B, T, d) -> y (B,) or (B, T)
     result = sm.train(cfg)                   # the code path of `sparsemem train`
+    results = sm.train_fleet([cfg_a, cfg_b]) # several runs as one batched model, one result each
 """
 
 from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from .models import make_model
 from .tasks import make_task
-from .train import train  # noqa: F811  (the function shadows the module name on purpose)
+from .train import train, train_fleet  # noqa: F811  (the function shadows the module name on purpose)
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "ModelConfig", "RunConfig", "TaskConfig", "TrainConfig",
-           "make_model", "make_task", "train", "__version__"]
+           "make_model", "make_task", "train", "train_fleet", "__version__"]

@@ -226,3 +226,22 @@ def test_toeplitz_gradient_sums_diagonals(T, gen):
     (plain * upstream).nan_to_num(0.0).sum().backward()
     assert torch.allclose(ours, bias.grad, atol=1e-12)
     assert torch.autograd.gradcheck(lambda b: _Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_lin_bias_attention_gradient_of_p_without_a_mask_gradient(scale, gen):
+    """The fused lin-bias path (p's gradient from one more fused forward over j V_j) against
+    autograd through a float mask: outputs and the gradients of q, k, v and p."""
+    from sparsemem.models.attention import _LinBiasAttention, lin_bias_mask
+
+    B, H, T, hd = 2, 3, 40, 4
+    q, k, v = (torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    p = torch.tensor([0.05, 0.3, 1.2], dtype=torch.float64, requires_grad=True)
+    w = torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64)
+    out = _LinBiasAttention.apply(q, k, v, p, scale)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v, p))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=lin_bias_mask(p, T)[None], scale=scale)
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v, p))
+    assert close(out, ref, 1e-10)
+    for g, r in zip(grads, ref_grads):
+        assert close(g, r, 1e-9)

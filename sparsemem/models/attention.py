@@ -84,6 +84,55 @@ def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
     return full.masked_fill(lag[None] < 0, -math.inf)
 
 
+def lin_bias_mask(p: torch.Tensor, T: int) -> torch.Tensor:
+    """The lin RPE as a float mask: -p_h (i - j) for keys j <= i, -inf after: (H, T, T)."""
+    pos = torch.arange(T, device=p.device)
+    lag = lag_matrix(pos, T).to(p.dtype)
+    return torch.where(lag >= 0, -p[:, None, None] * lag, torch.full_like(lag, -math.inf))
+
+
+class _LinBiasAttention(torch.autograd.Function):
+    """Softmax attention with a trainable lin bias -p_h (i - j), all through the fused kernel.
+
+    A mask that needs a gradient sends scaled_dot_product_attention to its
+    slow math kernel on a CPU. For a lin bias the gradient of p needs no
+    per-entry scores: with P the attention weights and dS_ij = P_ij (dO_i . V_j
+    - D_i), D_i = dO_i . O_i, the rows of dS sum to zero, so
+
+        dL/dp_h = sum_ij dS_ij (j - i) = sum_i (dO_i . O'_i - D_i m_i),
+
+    where O'_i = sum_j P_ij j V_j and m_i = sum_j P_ij j come from one more
+    fused forward over the values (j V_j, j). q, k and v get their gradients
+    from the fused kernel with the bias frozen.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, p, scale):
+        T = q.shape[-2]
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale  # SDPA's default, pinned
+        mask = lin_bias_mask(p.detach(), T)[None]
+        with torch.enable_grad():
+            leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+            out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, scale=scale)
+        ctx.graph = (leaves, out, mask, scale)
+        return out.detach()
+
+    @staticmethod
+    def backward(ctx, dout):
+        (q, k, v), out, mask, scale = ctx.graph
+        dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout)
+        with torch.no_grad():
+            j = torch.arange(q.shape[-2], device=q.device, dtype=q.dtype)
+            vj = torch.cat([v * j[:, None], j[:, None].expand(*v.shape[:-1], 1)], -1)  # (B, H, T, hd + 1)
+            # the fused CPU kernel wants one head size for q, k and v: a zero column leaves q . k alone
+            q1, k1 = (F.pad(t, (0, 1)) for t in (q, k))
+            o2 = F.scaled_dot_product_attention(q1, k1, vj, attn_mask=mask, scale=scale)
+            d = (dout * out).sum(-1)  # (B, H, T)
+            dp = ((dout * o2[..., :-1]).sum(-1) - d * o2[..., -1]).sum((0, 2))
+        ctx.graph = None
+        return dq, dk, dv, dp, None
+
+
 def masked_softmax(logits: torch.Tensor, dead_rows: bool = True) -> torch.Tensor:
     """Softmax over the last axis; rows that are all -inf give all zeros.
 
@@ -266,6 +315,9 @@ class Attention(nn.Module):
     def _sdpa(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax DP attention over all positions through the fused kernel."""
         B, T, _ = x.shape
+        if self.rpe.kind == "lin" and self.rpe.log_p.requires_grad and torch.is_grad_enabled():
+            q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
+            return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
         bias = self.rpe(T, x.device, x.dtype)
         mask = toeplitz_bias(bias, torch.arange(T, device=x.device))  # (H, T, T)
         # the one row without any admissible key (log-type at t = 0) is computed
