@@ -8,10 +8,11 @@ Sections (each can be skipped):
                 exp-1b, also in seed (K data streams).
   profile       the paper profile's wall time (1b, 2a, 2b, 3a, 4a, 4b, 1a_synthetic, 3b_synthetic, every
                 cell, 10,000 steps), projected from measured step times: every job the sweep engine forms
-                (a fleet or a single run) trains 5 and then 25 steps with threads = cores / workers, as the
-                local pool runs it; (t25 - t5) / 20 is its time per step and t5 bounds one validation
-                (with set-up) from above; a job takes steps x step time + evaluations x t5; jobs are
-                packed longest first onto `--workers` lanes.
+                (a fleet or a single run) trains 5 steps and then n steps (n sized to take about
+                --profile-seconds more) with threads = cores / workers, as the local pool runs it;
+                (t_n - t_5) / (n - 5) is its time per step and t_5 bounds one validation (with set-up)
+                from above; a job takes steps x step time + evaluations x t_5; jobs are packed longest
+                first onto `--workers` lanes.
   dp_all        all-position DP training, L = 2, H = 8, D = 64, m = 64, T = 1024, batch 16: our alibi,
                 trainable lin and trainable log models; our model with a frozen bias through
                 scaled_dot_product_attention; lucidrains' x-transformers (ContinuousTransformerWrapper,
@@ -58,8 +59,12 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def step_time(cfgs: list, device: str, n0: int = 5, n1: int = 25) -> tuple[float, float]:
-    """(seconds per step, seconds of a 5-step run with one evaluation) of a job: one run or a fleet."""
+def step_time(cfgs: list, device: str, seconds: float, n0: int = 5) -> tuple[float, float]:
+    """(seconds per step, seconds of an n0-step run with one evaluation) of a job: one run or a fleet.
+
+    After an untimed warm-up, an n0-step run and a longer one sized to take about ``seconds`` more;
+    the difference over the extra steps is the time per step (set-up and the evaluation cancel).
+    """
     def run(n):
         short = [c.model_copy(update={"train": c.train.model_copy(update={"steps": n, "eval_every": n})})
                  for c in cfgs]
@@ -67,7 +72,11 @@ def step_time(cfgs: list, device: str, n0: int = 5, n1: int = 25) -> tuple[float
             return timed(lambda: train(short[0], progress=False), device)
         return timed(lambda: train_fleet(short, progress=False), device)
 
-    t0, t1 = run(n0), run(n1)
+    run(2)
+    t0 = run(n0)
+    t_probe = run(n0 + 10) - t0
+    n1 = n0 + max(10, int(seconds / max(t_probe / 10, 1e-5)))
+    t1 = run(n1)
     return max(t1 - t0, 1e-9) / (n1 - n0), t0
 
 
@@ -82,8 +91,8 @@ def fleet_section(device: str, seconds: float) -> list[dict]:
                                                            f"train.lr={1e-3 * (1 + 0.01 * k)}",
                                                            f"train.seed={k if streams == 'K' else 0}"])
                         for k in range(K)]
-                single, _ = step_time(cfgs[:1], device)
-                fleet, _ = step_time(cfgs, device) if K > 1 else (single, None)
+                single, _ = step_time(cfgs[:1], device, seconds)
+                fleet, _ = step_time(cfgs, device, seconds) if K > 1 else (single, None)
                 rows.append({"setting": name, "K": K, "data_streams": 1 if streams == "one" else K,
                              "one_by_one_member_steps_per_s": round(1 / single, 1),
                              "fleet_member_steps_per_s": round(K / fleet, 1),
@@ -92,7 +101,7 @@ def fleet_section(device: str, seconds: float) -> list[dict]:
     return rows
 
 
-def profile_section(device: str, workers: int) -> dict:
+def profile_section(device: str, workers: int, seconds: float) -> dict:
     from sparsemem.experiments import EXPERIMENTS, GROUPS, expand_all
 
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -107,7 +116,7 @@ def profile_section(device: str, workers: int) -> dict:
     t_start = time.perf_counter()
     for job in jobs:
         cfgs = [sm.RunConfig.model_validate(c) for c, _ in job.members]
-        per_step, t5 = step_time(cfgs, device)
+        per_step, t5 = step_time(cfgs, device, seconds)
         tc = cfgs[0].train
         evals = len(range(tc.eval_interval, tc.steps + 1, tc.eval_interval)) + (tc.steps % tc.eval_interval != 0)
         timings.append({"members": len(cfgs), "name": cfgs[0].name, "seconds_per_step": round(per_step, 5),
@@ -120,7 +129,7 @@ def profile_section(device: str, workers: int) -> dict:
             "workers": workers, "threads_per_worker": threads, "projected_wall_s": round(max(lanes), 1),
             "projected_cpu_s": round(sum(j["projected_s"] for j in timings), 1),
             "measuring_s": round(time.perf_counter() - t_start, 1), "jobs_timed": timings,
-            "method": "per job: (t(25 steps) - t(5 steps)) / 20 per step; t(5 steps, one evaluation) per "
+            "method": "per job: (t(n steps) - t(5 steps)) / (n - 5) per step; t(5 steps, one evaluation) per "
                       "evaluation; steps x step time + evaluations x t5; jobs packed longest first on the lanes"}
 
 
@@ -187,7 +196,9 @@ SECTIONS = ("fleet", "profile", "dp_all", "train_speed")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--seconds", type=float, default=3.0, help="time per dp_all and train_speed measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per fleet, dp_all and train_speed measurement")
+    parser.add_argument("--profile-seconds", type=float, default=0.5,
+                        help="time per job of the paper-profile projection, besides set-up (default 0.5)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker lanes of the paper-profile projection (default: the cores)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
@@ -209,7 +220,7 @@ def main() -> None:
     if "train_speed" not in skip:
         out["train_speed"] = train_speed_section(args.device, args.seconds)
     if "profile" not in skip:
-        out["profile"] = profile_section(args.device, args.workers)
+        out["profile"] = profile_section(args.device, args.workers, args.profile_seconds)
     print(json.dumps(out, indent=2))
 
 

@@ -66,14 +66,19 @@ def param_groups(model: torch.nn.Module, tc) -> list:
 
 
 @torch.no_grad()
-def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> float:
-    """The task's loss (MSE, or cross-entropy for text) over a fixed set, in chunks."""
+def _mean_loss(predict, loss, x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+    """loss(predict(x), y) averaged over a fixed set, evaluated in chunks, in float64."""
     total, n = 0.0, 0
     for i in range(0, x.shape[0], chunk):
         part = y[i:i + chunk]
-        total += task.loss(model(x[i:i + chunk]), part).double().item() * part.shape[0]
+        total = total + loss(predict(x[i:i + chunk]), part).double() * part.shape[0]
         n += part.shape[0]
     return total / n
+
+
+def evaluate(model, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> float:
+    """The task's loss (MSE, or cross-entropy for text) over a fixed set, in chunks."""
+    return _mean_loss(model, task.loss, x, y, chunk).item()
 
 
 def evaluate_lengths(cfg: RunConfig, model, device, dtype) -> dict:
@@ -97,6 +102,22 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def _write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda p: p.write_text(text))
+
+
+def _trim_metrics(path: Path, start: int) -> list[dict]:
+    """Keep the lines of a metrics file up to step `start`; a partial last line is dropped."""
+    if not path.exists():
+        return []
+    kept = []
+    for ln in path.read_text().splitlines():
+        try:
+            row = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if row.get("step", math.inf) <= start:
+            kept.append(row)
+    _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
 
 
 def _progress(enabled: bool, total: int, start: int, label: str):
@@ -155,11 +176,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
             gen.set_state(state["gen"].cpu())
             start, elapsed_before = state["step"], state.get("seconds", 0.0)
         _write_text(out / "config.yaml", cfg.to_yaml())
-        metrics_path = out / "metrics.jsonl"
-        if metrics_path.exists():  # drop lines past the checkpoint we resume from
-            kept = [ln for ln in metrics_path.read_text().splitlines() if ln and json.loads(ln)["step"] <= start]
-            _write_text(metrics_path, "".join(ln + "\n" for ln in kept))
-            history = [json.loads(ln) for ln in kept]
+        history = _trim_metrics(out / "metrics.jsonl", start)  # drop lines past the checkpoint we resume from
 
     result = {
         "name": cfg.name,
@@ -276,7 +293,7 @@ class FleetAdamW:
         self.step_count = 0
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
-        # scratch space: every update works in place (fresh multi-MB tensors each step cost page faults)
+        # scratch space: the update works in place, with no temporaries the size of the fleet at each step
         self.buf = [torch.empty_like(flat) for _ in range(3)]
         self._frozen, self._alive_seen = None, None
 
@@ -333,34 +350,11 @@ class FleetAdamW:
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
 
 
-def _trim_metrics(path: Path, start: int) -> list[dict]:
-    """Keep the lines of a metrics file up to step `start`; a partial last line is dropped."""
-    if not path.exists():
-        return []
-    kept = []
-    for ln in path.read_text().splitlines():
-        try:
-            row = json.loads(ln)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", math.inf) <= start:
-            kept.append(row)
-    _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
-    return kept
-
-
-@torch.no_grad()
 def evaluate_fleet(fleet, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> list[float]:
     """Each member's loss over one fixed set (shared by all members), in chunks."""
     from torch.func import vmap
 
-    total, n = None, 0
-    for i in range(0, x.shape[0], chunk):
-        part = y[i:i + chunk]
-        losses = vmap(task.loss, in_dims=(0, None))(fleet(x[i:i + chunk]), part).double() * part.shape[0]
-        total = losses if total is None else total + losses
-        n += part.shape[0]
-    return (total / n).tolist()
+    return _mean_loss(fleet, vmap(task.loss, in_dims=(0, None)), x, y, chunk).tolist()
 
 
 def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_dir: Union[str, Path, None] = None,

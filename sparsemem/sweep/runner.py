@@ -80,16 +80,27 @@ def step_elements(cfg: RunConfig) -> int:
     return max(attn, B * rows * max(m.ffn_width, m.dim))
 
 
+def _on_gpu(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def default_fleet_size(device: str) -> int:
     """Members per fleet: a GPU trains hundreds at the price of one; a CPU core gains up to a few dozen."""
-    return 256 if device.startswith("cuda") or device == "auto" and _cuda() else 64
+    return 256 if _on_gpu(device) else 64
 
 
 def _chunks(members: list[RunConfig], fleet_size: int) -> list[list[RunConfig]]:
     """Consecutive chunks of at most ``fleet_size`` members (0: from the device); on a CPU, big members
     alone and each chunk's activations within ``CPU_FLEET_ELEMENTS``."""
-    size = fleet_size or default_fleet_size(members[0].train.device)
-    if fleet_size or size == 256:  # given, or a GPU
+    device = members[0].train.device
+    size = fleet_size or default_fleet_size(device)
+    if fleet_size or _on_gpu(device):
         return [members[i:i + size] for i in range(0, len(members), size)]
     out, part, total = [], [], 0
     for c in members:
@@ -103,12 +114,6 @@ def _chunks(members: list[RunConfig], fleet_size: int) -> list[list[RunConfig]]:
         part.append(c)
         total += e
     return out + ([part] if part else [])
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def plan_jobs(runs: list[RunConfig], runs_dir: Path, fleet: str = "auto", fleet_size: int = 0,
