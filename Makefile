@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 OUT ?= results
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PROFILE ?= quick
+FLEET ?= auto
+COMPILE ?= off
 
 .PHONY: install test reproduce bench clean
 
@@ -25,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP)
-	$(BIN)/sparsemem reproduce --profile $(PROFILE) --out $(OUT) --workers $(WORKERS)
+	$(BIN)/sparsemem reproduce --profile $(PROFILE) --out $(OUT) --workers $(WORKERS) --fleet $(FLEET) --compile $(COMPILE)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'

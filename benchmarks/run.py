@@ -12,14 +12,17 @@ Sections (each can be skipped):
                 --profile-seconds more) with threads = cores / workers, as the local pool runs it;
                 (t_n - t_5) / (n - 5) is its time per step and t_5 bounds one validation (with set-up)
                 from above; a job takes steps x step time + evaluations x t_5; jobs are packed longest
-                first onto `--workers` lanes.
+                first onto `--workers` lanes. Single runs that differ only in RPE type, seed or lr share one
+                timing. With --compile auto (the default) the runs the sweep
+                engine would compile are timed compiled, plus their first compile.
   dp_all        all-position DP training, L = 2, H = 8, D = 64, m = 64, T = 1024, batch 16: our alibi,
                 trainable lin and trainable log models; our model with a frozen bias through
                 scaled_dot_product_attention; lucidrains' x-transformers (ContinuousTransformerWrapper,
                 alibi_pos_bias, with and without attn_flash; `pip install x-transformers`).
   train_speed   the figures of benchmarks/train_speed.py.
 
-    python benchmarks/run.py [--device cpu|cuda] [--seconds S] [--workers W] [--skip fleet,profile,...]
+    python benchmarks/run.py [--device cpu|cuda] [--seconds S] [--workers W] [--profile-seconds S]
+                             [--compile auto|off] [--skip fleet,profile,...]
 """
 
 from __future__ import annotations
@@ -59,25 +62,39 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def step_time(cfgs: list, device: str, seconds: float, n0: int = 5) -> tuple[float, float]:
-    """(seconds per step, seconds of an n0-step run with one evaluation) of a job: one run or a fleet.
+def step_time(cfgs: list, device: str, seconds: float, n0: int = 5, compile: bool = False) -> dict:
+    """A job's timings (one run, or a fleet): ``step`` seconds per step, ``first`` seconds of an n0-step run
+    with one evaluation (set-up and one evaluation bounded from above), and for a compiled run ``compile``,
+    the extra seconds its first compiled run took.
 
     After an untimed warm-up, an n0-step run and a longer one sized to take about ``seconds`` more;
     the difference over the extra steps is the time per step (set-up and the evaluation cancel).
     """
-    def run(n):
+    def run(n, compiled=False):
         short = [c.model_copy(update={"train": c.train.model_copy(update={"steps": n, "eval_every": n})})
                  for c in cfgs]
         if len(short) == 1:
-            return timed(lambda: train(short[0], progress=False), device)
+            return timed(lambda: train(short[0], progress=False, compile=compiled), device)
         return timed(lambda: train_fleet(short, progress=False), device)
 
     run(2)
     t0 = run(n0)
-    t_probe = run(n0 + 10) - t0
-    n1 = n0 + max(10, int(seconds / max(t_probe / 10, 1e-5)))
-    t1 = run(n1)
-    return max(t1 - t0, 1e-9) / (n1 - n0), t0
+    out = {"first": t0}
+    if compile:  # the first compile fills inductor's cache; the timed runs below reuse it
+        out["compile"] = max(0.0, run(n0, True) - t0)
+        t0 = run(n0, True)
+    t_probe = run(n0 + 10, compile) - t0  # noisy: a floor and a cap keep the sized run sane
+    n1 = n0 + min(2000, max(10, int(seconds / max(t_probe / 10, t0 / n0 / 10, 1e-5))))
+    out["step"] = max(run(n1, compile) - t0, 1e-9) / (n1 - n0)
+    return out
+
+
+def cost_key(job) -> tuple:
+    """What sets a single run's speed: two runs that differ only in RPE type, seed or lr time alike."""
+    c = job.members[0][0]
+    m, t = c["model"], c["task"]
+    return (m["attention"], m["layers"], m["heads"], m["ffn_width"], m["dim"], m["head_dim"], t["seq_len"],
+            t["output"], t["kind"], c["train"]["batch_size"], c["train"]["steps"], job.compile)
 
 
 def fleet_section(device: str, seconds: float) -> list[dict]:
@@ -91,8 +108,8 @@ def fleet_section(device: str, seconds: float) -> list[dict]:
                                                            f"train.lr={1e-3 * (1 + 0.01 * k)}",
                                                            f"train.seed={k if streams == 'K' else 0}"])
                         for k in range(K)]
-                single, _ = step_time(cfgs[:1], device, seconds)
-                fleet, _ = step_time(cfgs, device, seconds) if K > 1 else (single, None)
+                single = step_time(cfgs[:1], device, seconds)["step"]
+                fleet = step_time(cfgs, device, seconds)["step"] if K > 1 else single
                 rows.append({"setting": name, "K": K, "data_streams": 1 if streams == "one" else K,
                              "one_by_one_member_steps_per_s": round(1 / single, 1),
                              "fleet_member_steps_per_s": round(K / fleet, 1),
@@ -101,7 +118,7 @@ def fleet_section(device: str, seconds: float) -> list[dict]:
     return rows
 
 
-def profile_section(device: str, workers: int, seconds: float) -> dict:
+def profile_section(device: str, workers: int, seconds: float, compile: str) -> dict:
     from sparsemem.experiments import EXPERIMENTS, GROUPS, expand_all
 
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -111,26 +128,36 @@ def profile_section(device: str, workers: int, seconds: float) -> dict:
         for c in expand_all(EXPERIMENTS[name].make_specs("paper")):
             c = c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
             runs.setdefault(c.config_hash(), c)
-    jobs = plan_jobs(list(runs.values()), Path("/nonexistent"))
+    jobs = plan_jobs(list(runs.values()), Path("/nonexistent"), workers=workers, compile=compile)
     timings = []
     t_start = time.perf_counter()
+    seen = {}
     for job in jobs:
         cfgs = [sm.RunConfig.model_validate(c) for c, _ in job.members]
-        per_step, t5 = step_time(cfgs, device, seconds)
+        key = cost_key(job) if job.fleet_dir is None else id(job)
+        timed = key not in seen
+        if timed:
+            seen[key] = step_time(cfgs, device, seconds, compile=job.compile)
+        t = seen[key]
         tc = cfgs[0].train
         evals = len(range(tc.eval_interval, tc.steps + 1, tc.eval_interval)) + (tc.steps % tc.eval_interval != 0)
-        timings.append({"members": len(cfgs), "name": cfgs[0].name, "seconds_per_step": round(per_step, 5),
-                        "projected_s": round(tc.steps * per_step + evals * t5, 1)})
+        projected = tc.steps * t["step"] + evals * t["first"] + t.get("compile", 0.0)
+        timings.append({"members": len(cfgs), "name": cfgs[0].name, "compiled": job.compile,
+                        "timed": timed,
+                        "seconds_per_step": round(t["step"], 5), "projected_s": round(projected, 1)})
         print(json.dumps(timings[-1]), file=sys.stderr)
     lanes = [0.0] * workers
     for t in sorted((j["projected_s"] for j in timings), reverse=True):
         lanes[lanes.index(min(lanes))] += t
     return {"runs": len(runs), "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs),
+            "compiled_runs": sum(j.compile for j in jobs), "compile": compile,
             "workers": workers, "threads_per_worker": threads, "projected_wall_s": round(max(lanes), 1),
             "projected_cpu_s": round(sum(j["projected_s"] for j in timings), 1),
             "measuring_s": round(time.perf_counter() - t_start, 1), "jobs_timed": timings,
             "method": "per job: (t(n steps) - t(5 steps)) / (n - 5) per step; t(5 steps, one evaluation) per "
-                      "evaluation; steps x step time + evaluations x t5; jobs packed longest first on the lanes"}
+                      "evaluation; a compiled run adds its first compile; steps x step time + evaluations x t5; "
+                      "single runs that differ only in RPE type, seed or lr are timed once; "
+                      "jobs packed longest first on the lanes"}
 
 
 def dp_all_section(device: str, seconds: float) -> list[dict]:
@@ -201,6 +228,8 @@ def main() -> None:
                         help="time per job of the paper-profile projection, besides set-up (default 0.5)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker lanes of the paper-profile projection (default: the cores)")
+    parser.add_argument("--compile", choices=("off", "auto"), default="auto",
+                        help="the projection's --compile (default auto)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -220,7 +249,7 @@ def main() -> None:
     if "train_speed" not in skip:
         out["train_speed"] = train_speed_section(args.device, args.seconds)
     if "profile" not in skip:
-        out["profile"] = profile_section(args.device, args.workers, args.profile_seconds)
+        out["profile"] = profile_section(args.device, args.workers, args.profile_seconds, args.compile)
     print(json.dumps(out, indent=2))
 
 

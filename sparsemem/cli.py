@@ -69,7 +69,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import Store, load_spec, run_sweep
     from .sweep.runner import check_runner_args
 
-    check_runner_args(args.workers, args.backend, args.fleet, args.fleet_size)
+    check_runner_args(args.workers, args.backend, args.fleet, args.fleet_size, args.compile)
     spec = load_spec(args.spec, args.overrides)
     runs = spec.expand()
     store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
@@ -77,7 +77,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         summary = run_sweep(runs, store, spec.name, workers=args.workers, backend=args.backend,
                             address=args.address, progress=None if not args.no_progress else False,
                             ray_temp_dir=str(store_path.parent.resolve() / "ray"), fleet=args.fleet,
-                            fleet_size=args.fleet_size)
+                            fleet_size=args.fleet_size, compile=args.compile)
         counts = store.counts(spec.name)
     print(f"sweep {spec.name}: {summary['total']} runs, {summary['skipped']} already finished; "
           f"store now holds {', '.join(f'{v} {k}' for k, v in counts.items() if v)} -> {store_path}")
@@ -91,7 +91,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         list(args.experiments) + ["--profile", args.profile, "--out", args.out, "--workers", str(args.workers)]
         + (["--backend", args.backend] if args.backend != "local" else [])
         + (["--fleet", args.fleet] if args.fleet != "auto" else [])
-        + (["--fleet-size", str(args.fleet_size)] if args.fleet_size else []))
+        + (["--fleet-size", str(args.fleet_size)] if args.fleet_size else [])
+        + (["--compile", args.compile] if args.compile != "off" else []))
     if args.corpus:
         command += f" --corpus {args.corpus}"
     if args.device != "cpu":
@@ -99,7 +100,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
                        progress=None if not args.no_progress else False, command=command, device=args.device,
-                       fleet=args.fleet, fleet_size=args.fleet_size)
+                       fleet=args.fleet, fleet_size=args.fleet_size, compile=args.compile)
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
         print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
@@ -304,6 +305,9 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
                         "batched model, each still its own row; off: every run alone")
     p.add_argument("--fleet-size", type=int, default=0, metavar="K",
                    help="most runs per fleet (default: 64 on a CPU, 256 on a GPU)")
+    p.add_argument("--compile", choices=("off", "auto"), default="off",
+                   help="auto: runs that train alone on a CPU with big steps (softmax DP over long sequences) "
+                        "go through torch.compile, about 4x faster after some 20 s of compiling; off (default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -23,7 +23,8 @@ def cost(cfg: RunConfig) -> float:
 def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
               progress: Optional[bool] = None, command: str = "sparsemem reproduce",
-              corpus: Optional[str] = None, device: str = "cpu", fleet: str = "auto", fleet_size: int = 0) -> dict:
+              corpus: Optional[str] = None, device: str = "cpu", fleet: str = "auto", fleet_size: int = 0,
+              compile: str = "off") -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
@@ -31,7 +32,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     """
     if profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
-    check_runner_args(workers, backend, fleet, fleet_size)
+    check_runner_args(workers, backend, fleet, fleet_size, compile)
     names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
@@ -76,7 +77,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
         summary = run_sweep(todo, store, None, workers=workers, backend=backend, address=address,
                             runs_dir=out / "runs", progress=progress,
                             ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None,
-                            fleet=fleet, fleet_size=fleet_size)
+                            fleet=fleet, fleet_size=fleet_size, compile=compile)
         meta = store.meta()
         for name in names:  # experiments that train nothing: computed once, kept in the store
             exp = EXPERIMENTS[name]

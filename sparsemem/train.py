@@ -133,12 +133,16 @@ def _progress(enabled: bool, total: int, start: int, label: str):
 
 
 def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Optional[bool] = None,
-          resume: bool = True) -> dict:
+          resume: bool = True, compile: bool = False) -> dict:
     """Train one run and return its result.
 
     The result holds status (done or diverged), steps, val_loss (MSE on the
     fixed validation set), val_rel (val_loss / Var(y)), train_loss (mean over
     the last evaluation interval), params, seconds and diverged_step.
+    
+    ``compile`` trains through ``torch.compile`` (an execution choice, not part of
+    the config: same numbers to round-off); should compiling fail, the run goes
+    on eagerly. The result's ``compiled`` says which it used.
     """
     t0 = time.perf_counter()
     tc = cfg.train
@@ -205,10 +209,21 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     bar = _progress(show, tc.steps, start, cfg.name or "train")
     loss_sum, loss_n = 0.0, 0
     model.train()
+    forward = model
+    if compile:
+        torch._dynamo.reset()  # a worker trains many shapes: start each run below dynamo's recompile limit
+        forward = torch.compile(model)
+        result["compiled"] = True
     try:
         for step in range(start + 1, tc.steps + 1):
             x, y = task.sample(tc.batch_size, gen, dtype)
-            loss = task.loss(model(x), y)
+            try:
+                loss = task.loss(forward(x), y)
+            except Exception:  # noqa: BLE001 - a compiler that fails: the same step, eagerly
+                if forward is model:
+                    raise
+                forward, result["compiled"] = model, False
+                loss = task.loss(model(x), y)
             lv = loss.item()
             if not math.isfinite(lv):
                 result.update(status="diverged", diverged_step=step, steps=step)

@@ -255,8 +255,16 @@ def test_cli_rejects_bad_fleet_options(tmp_path):
     import yaml
 
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "c", "base": {"task": {"lags": [1]}}}))
-    for args in (["--fleet-size", "-1"], ["--fleet", "sometimes"]):
+    for args in (["--fleet-size", "-1"], ["--fleet", "sometimes"], ["--compile", "always"]):
         out = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store",
                               str(tmp_path / "c.db"), *args], capture_output=True, text=True)
-        assert out.returncode == 2 and "--fleet" in out.stderr, out.stderr
+        assert out.returncode == 2 and ("--fleet" in out.stderr or "--compile" in out.stderr), out.stderr
         assert not (tmp_path / "c.db").exists()
+
+
+def test_compile_auto_marks_big_single_runs_only(tmp_path):
+    dp = ["task.seq_len=1000", "task.lags=[900]", "train.batch_size=100", "model.attention=dp", "model.heads=8"]
+    runs = [cfg_of(*dp), cfg_of(*dp, "train.seed=1"), cfg_of("train.seed=2"), cfg_of("train.seed=3")]
+    jobs = plan_jobs(runs, tmp_path, compile="auto")
+    assert sorted((len(j.hashes), j.compile) for j in jobs) == [(1, True), (1, True), (2, False)]
+    assert not any(j.compile for j in plan_jobs(runs, tmp_path))

@@ -119,3 +119,26 @@ def test_eval_lengths_score_the_trained_model_at_other_lengths():
     assert again["length_eval"]["16"]["val_loss"] == pytest.approx(again["val_loss"])
     with pytest.raises(sm.ConfigError, match="train.eval_lengths"):
         cfg_of("train.eval_lengths=[4]")  # lag 5 does not fit in 4 positions
+
+
+def test_compiled_training_gives_the_eager_numbers():
+    """train(compile=True) goes through torch.compile and lands where eager training lands."""
+    cfg = cfg_of("train.steps=30", "model.attention=dp")
+    eager = sm.train(cfg, progress=False)
+    compiled = sm.train(cfg, progress=False, compile=True)
+    assert compiled["compiled"] is True and "compiled" not in eager
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-3)
+
+
+def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
+    def broken(model):
+        def call(x):
+            raise RuntimeError("no compiler here")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    cfg = cfg_of("train.steps=10")
+    got = sm.train(cfg, progress=False, compile=True)
+    ref = sm.train(cfg, progress=False)
+    assert got["compiled"] is False and got["status"] == "done"
+    assert got["val_loss"] == ref["val_loss"]
