@@ -305,6 +305,9 @@ class FleetAdamW:
         self.one_minus_beta1 = 1 - self.beta1[at]
         self.beta2_at = self.beta2[at]
         self.one_minus_beta2 = 1 - self.beta2_at
+        self.decays = any(c.train.weight_decay > 0 for c in cfgs)
+        self.same_betas = len({tuple(c.train.betas) for c in cfgs}) == 1
+        self.clips = any(c.train.grad_clip > 0 for c in cfgs)
         self.step_count = 0
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
@@ -331,25 +334,35 @@ class FleetAdamW:
             self._frozen, self._alive_seen = ~(alive[at] & self.fleet.mask), key
         g.masked_fill_(self._frozen, 0.0)
         a, b, c = self.buf
-        if bool((self.clip > 0).any()):  # per-member gradient-norm clipping, as clip_grad_norm_
+        if self.clips:  # per-member gradient-norm clipping, as clip_grad_norm_
             torch.mul(g, g, out=a)
             norm = torch.zeros_like(self.lr).index_add_(0, at, a).sqrt()
             coef = torch.where(self.clip > 0, (self.clip / (norm + 1e-6)).clamp(max=1.0), torch.ones_like(norm))
             torch.index_select(coef, 0, at, out=a)
             g.mul_(a)
         lr = self.lr * self.factors(step) * alive.to(self.lr.dtype)  # (K,)
-        torch.index_select(lr, 0, at, out=a)
-        a.mul_(self.lr_scale)  # each entry's lr
-        torch.mul(a, self.wd, out=b)
-        p.addcmul_(p, b, value=-1.0)  # decoupled weight decay: p *= 1 - lr wd
-        self.exp_avg.lerp_(g, self.one_minus_beta1)
-        torch.mul(g, self.one_minus_beta2, out=b)
-        self.exp_avg_sq.mul_(self.beta2_at).addcmul_(g, b)
-        torch.index_select((1 - self.beta2 ** n).sqrt(), 0, at, out=b)
+        if self.decays:  # decoupled weight decay: p *= 1 - lr wd
+            torch.index_select(lr, 0, at, out=a)
+            a.mul_(self.lr_scale).mul_(self.wd)
+            p.addcmul_(p, a, value=-1.0)
+        if self.same_betas:  # the usual case: scalars, no per-entry betas
+            b1, b2 = self.cfgs[0].train.betas
+            self.exp_avg.lerp_(g, 1 - b1)
+            self.exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
+        else:
+            self.exp_avg.lerp_(g, self.one_minus_beta1)
+            torch.mul(g, self.one_minus_beta2, out=b)
+            self.exp_avg_sq.mul_(self.beta2_at).addcmul_(g, b)
         torch.sqrt(self.exp_avg_sq, out=c)
-        c.div_(b).add_(self.eps)  # denominator
-        torch.index_select(1 / (1 - self.beta1 ** n), 0, at, out=b)
-        a.mul_(b).mul_(self.exp_avg)  # step size times the first moment
+        bc2 = (1 - self.beta2 ** n).sqrt()
+        if self.same_betas:  # the usual case: one bias correction for all, no gather
+            c.div_(bc2[0])
+        else:
+            torch.index_select(bc2, 0, at, out=b)
+            c.div_(b)
+        c.add_(self.eps)  # the denominator
+        torch.index_select(lr / (1 - self.beta1 ** n), 0, at, out=a)
+        a.mul_(self.lr_scale).mul_(self.exp_avg)  # step size times the first moment
         p.addcdiv_(a, c, value=-1.0)
 
     def current_lr(self, step: int) -> list[float]:

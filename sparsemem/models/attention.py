@@ -286,7 +286,8 @@ class Attention(nn.Module):
             logits = logits - self.rpe.phi_real(self.w(h_last[:, 0]))[..., None]
         w = masked_softmax(logits, self._dead_last(T)) if self.normalize else torch.exp(logits)  # (B or 1, H, T)
         if w.shape[0] == 1:  # weights shared by the batch (dp_free; tmx under softmax)
-            u = torch.einsum("ht,bte->bhe", w[0], x)  # (B, H, d)
+            # one (H, T) @ (T, B d) product: under vmap a fleet's members stack into its rows
+            u = (w[0] @ x.transpose(0, 1).reshape(T, B * d)).view(H, B, d).transpose(0, 1)  # (B, H, d)
         else:
             u = (w[..., None] * x[:, None]).sum(2) if d <= 4 else torch.einsum("bht,bte->bhe", w, x)
         # W_V^h (W_E u_h + b_E sigma_h), with W_V^h W_E (H, hd, d) formed once instead of per sample
