@@ -297,7 +297,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _runner_args(p: argparse.ArgumentParser) -> None:
     """The options `sweep` and `reproduce` share: how runs are executed."""
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel worker processes, each training one run or one fleet at a time (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--fleet", choices=("auto", "off"), default="auto",
