@@ -517,7 +517,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     for i, (c, r) in enumerate(zip(cfgs, results)):
         if r["status"] == "running":
             r["status"] = "done"
-        model = fleet.member_model(i, c, task)
+        model = fleet.member_model(i, task)
         if c.train.eval_lengths and r["status"] == "done":
             r["length_eval"] = evaluate_lengths(c, model, device, dtype)
         r["seconds"] = seconds

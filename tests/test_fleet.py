@@ -152,7 +152,7 @@ def test_padding_changes_no_output_and_padded_entries_never_move():
         opt.step(step, torch.ones(2, dtype=torch.bool))
     for n, pad in padding.items():
         assert bool((params[n][0][pad] == 0).all()), f"padded entries of {n} moved"
-    trained = fleet.member_model(0, small, task)
+    trained = fleet.member_model(0, task)
     assert_close(fleet(x)[0], trained(x), 1e-6, "trained member output")
     assert not torch.equal(trained.attn[0].v.weight, own.attn[0].v.weight)
 

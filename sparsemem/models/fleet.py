@@ -70,12 +70,11 @@ class Squad:
         self.cfgs = cfgs
         models = [c.model for c in cfgs]
         H = max(m.heads for m in models)
-        hd = max(m.head_size for m in models)
         width = max(m.ffn_width for m in models)
-        self.padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": hd, "ffn_width": width,
-                                                       "rpe_init": None})
+        padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": models[0].head_size,  # one per squad
+                                                  "ffn_width": width, "rpe_init": None})
         self.heads = H
-        base = make_model(self.padded_cfg, task)
+        base = make_model(padded_cfg, task)
         names = dict(base.named_parameters())
         buffer_names = dict(base.named_buffers())
         for attn in getattr(base, "attn", []):
@@ -98,7 +97,7 @@ class Squad:
                     out[name].append(padded)
                     if out is stacks:
                         masks[name].append(mask)
-        # stacked (K_s, ...) tensors; FleetModel moves them into its one flat parameter (``bind``)
+        # stacked (K_s, ...) tensors, until FleetModel moves them into its one flat parameter
         self.params = {n: torch.stack(v) for n, v in stacks.items()}
         self.buffers = {n: torch.stack(v) for n, v in bufs.items()}
         # masks only where some member is padded: 1 on real entries, 0 on padding
@@ -219,10 +218,10 @@ class FleetModel:
         squad = self.squads[s]
         return squad.unpad(j, self.split(self.flat.grad)[s])
 
-    def member_model(self, i: int, cfg: RunConfig, task) -> nn.Module:
+    def member_model(self, i: int, task) -> nn.Module:
         """Member i as an ordinary single model (its own config), on the fleet's device and dtype."""
         s, j = self.slots[i]
-        model = make_model(cfg.model, task).to(device=self.flat.device, dtype=self.flat.dtype)
+        model = make_model(self.squads[s].cfgs[j].model, task).to(device=self.flat.device, dtype=self.flat.dtype)
         model.load_state_dict(self.member_state(i))
         return model
 
