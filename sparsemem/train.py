@@ -120,6 +120,15 @@ def _trim_metrics(path: Path, start: int) -> list[dict]:
     return kept
 
 
+def _new_result(cfg: RunConfig, chash: str, var_y, params: int, device, steps: int = 0,
+                last: Optional[dict] = None) -> dict:
+    """A run's result before it finishes; ``last`` is its latest metrics row, if any."""
+    last = last or {}
+    return {"name": cfg.name, "config_hash": chash, "status": "running", "steps": steps,
+            "val_loss": last.get("val_loss"), "val_rel": last.get("val_rel"), "train_loss": last.get("train_loss"),
+            "var_y": var_y, "params": params, "seconds": 0.0, "diverged_step": None, "device": str(device)}
+
+
 def _progress(enabled: bool, total: int, start: int, label: str):
     if not enabled:
         return None
@@ -182,20 +191,8 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
         _write_text(out / "config.yaml", cfg.to_yaml())
         history = _trim_metrics(out / "metrics.jsonl", start)  # drop lines past the checkpoint we resume from
 
-    result = {
-        "name": cfg.name,
-        "config_hash": chash,
-        "status": "running",
-        "steps": start,
-        "val_loss": history[-1]["val_loss"] if history else None,
-        "val_rel": history[-1]["val_rel"] if history else None,
-        "train_loss": history[-1]["train_loss"] if history else None,
-        "var_y": var_y,
-        "params": model.num_params(),
-        "seconds": elapsed_before,
-        "diverged_step": None,
-        "device": str(device),
-    }
+    result = _new_result(cfg, chash, var_y, model.num_params(), device, start, history[-1] if history else None)
+    result["seconds"] = elapsed_before
 
     def checkpoint(step: int) -> None:
         if out is None:
@@ -426,10 +423,9 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     outs = [Path(d) if d is not None else None for d in (out_dirs or [None] * K)]
     fdir = Path(fleet_dir) if fleet_dir is not None else None
 
-    results = [{"name": c.name, "config_hash": h, "status": "running", "steps": 0, "val_loss": None, "val_rel": None,
-                "train_loss": None, "var_y": var_y, "params": fleet.num_params(i), "seconds": 0.0,
-                "diverged_step": None, "device": str(device), "fleet_size": K} for i, (c, h) in enumerate(zip(cfgs, hashes))]
-    alive = torch.ones(K, dtype=torch.bool, device=device)
+    results = [{**_new_result(c, h, var_y, fleet.num_params(i), device), "fleet_size": K}
+               for i, (c, h) in enumerate(zip(cfgs, hashes))]
+    alive = torch.ones(K, dtype=torch.bool)  # on the CPU; ``alive_dev`` follows it on the device
     start, elapsed_before = 0, 0.0
     if fdir is not None:
         fdir.mkdir(parents=True, exist_ok=True)
@@ -444,7 +440,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                 gens[s].set_state(g.cpu())
             start, elapsed_before = state["step"], state["seconds"]
             results = state["results"]
-            alive = torch.tensor([r["status"] == "running" for r in results], device=device)
+            alive = torch.tensor([r["status"] == "running" for r in results])
             for r in results:
                 r["resumed_from"] = start
     for i, (c, out) in enumerate(zip(cfgs, outs)):
@@ -466,6 +462,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     loss_sum = torch.zeros(K, dtype=torch.float64)
     loss_n = 0
     batch_loss = vmap(task.loss, in_dims=(0, 0 if stream is not None else None))
+    alive_dev = alive.to(device)
     try:
         for step in range(start + 1, tc.steps + 1):
             samples = [task.sample(tc.batch_size, gens[s], dtype) for s in seeds]
@@ -475,17 +472,18 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                 x, y = torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])[stream]
             losses = batch_loss(fleet(x, stream), y)
             values = losses.detach().double().cpu()
-            bad = alive.cpu() & ~torch.isfinite(values)
-            for i in bad.nonzero().flatten().tolist():
-                results[i].update(status="diverged", diverged_step=step, steps=step)
+            bad = alive & ~torch.isfinite(values)
             if bool(bad.any()):
-                alive = alive & ~bad.to(device)
-            if not bool(alive.any()):
-                break
+                for i in bad.nonzero().flatten().tolist():
+                    results[i].update(status="diverged", diverged_step=step, steps=step)
+                alive = alive & ~bad
+                alive_dev = alive.to(device)
+                if not bool(alive.any()):
+                    break
             fleet.flat.grad = None
-            torch.where(alive, losses, torch.zeros_like(losses)).sum().backward()
-            opt.step(step, alive)
-            loss_sum += torch.where(alive.cpu(), values, torch.zeros_like(values))
+            torch.where(alive_dev, losses, torch.zeros_like(losses)).sum().backward()
+            opt.step(step, alive_dev)
+            loss_sum += torch.where(alive, values, torch.zeros_like(values))
             loss_n += 1
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=1, info=f"alive {int(alive.sum())}/{K}")
@@ -504,6 +502,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                     if not math.isfinite(vals[i]):
                         results[i].update(status="diverged", diverged_step=step)
                         alive[i] = False
+                alive_dev = alive.to(device)
                 loss_sum.zero_()
                 loss_n = 0
                 if not bool(alive.any()):
