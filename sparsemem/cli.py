@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -53,16 +54,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, out_dir=out, progress=None if not args.no_progress else False)
     result.pop("model", None)
     result["out_dir"] = str(out)
-    rel = result["val_rel"]
-    summary = (f"{result['status']}: {result['steps']} steps, val MSE {result['val_loss']:.4g}"
+    print(train_summary(result, out), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(_strict_json(result)))
+    return 0
+
+
+def _strict_json(obj):
+    """The same data with NaN and inf as strings, so that --json output is standard JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
+def train_summary(result: dict, out) -> str:
+    """One line for a finished run; a run that diverged before its first evaluation has no val MSE."""
+    val, rel = result.get("val_loss"), result.get("val_rel")
+    summary = (f"{result['status']}: {result['steps']} steps, "
+               + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
                + (f" (relative {rel:.3g})" if rel is not None else "")
                + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}")
     if result["status"] == "diverged":
-        summary += f" (diverged at step {result['diverged_step']})"
-    print(summary, file=sys.stderr if args.json else sys.stdout)
-    if args.json:
-        print(json.dumps(result))
-    return 0
+        loss = result.get("diverged_loss")
+        summary += f" (diverged at step {result['diverged_step']}" + (f", loss {loss:.3g}" if isinstance(loss, float) else f", loss {loss}" if loss else "") + ")"
+    return summary
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

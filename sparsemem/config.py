@@ -15,11 +15,12 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -35,6 +36,7 @@ INPUT_KINDS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUT_KINDS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
 ADAPTIVE_EXAMPLES = ("nested_product", "prop42")
+DEFAULT_FIXED_LAGS = (1, 8)  # a fixed task's lags when none are given: y = f(x_{t-1}, x_{t-8})
 # RPE types whose phi extends to real arguments, as TMX attention needs.
 TMX_RPE_TYPES = ("lin", "log", "alibi", "kerple_log")
 
@@ -51,8 +53,28 @@ class FieldError(ValueError):
         self.field, self.value, self.message = field, value, message
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean; give a number")
+    return value
+
+
+def _only_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("give true or false")
+    return value
+
+
+# Numbers that refuse booleans (YAML's `true` would otherwise become 1) and flags that refuse numbers;
+# with allow_inf_nan off, every float is finite.
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Bool = Annotated[bool, BeforeValidator(_only_bool)]
+SEED_MAX = 2**63 - 1  # seeds are 64-bit signed integers (torch.Generator, numpy)
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
 def _kind_shorthand(value: Any) -> Any:
@@ -67,7 +89,7 @@ class InputConfig(_Strict):
     """Distribution of the tokens x_t (i.i.d. over time and coordinates)."""
 
     kind: Literal["rademacher", "gaussian", "uniform", "discrete"] = "rademacher"
-    values: Optional[list[float]] = None  # the value set of `discrete`
+    values: Optional[list[Float]] = None  # the value set of `discrete`
 
     @model_validator(mode="after")
     def _check(self) -> "InputConfig":
@@ -91,8 +113,8 @@ class ReadoutConfig(_Strict):
     """The readout f applied to the memory vector z."""
 
     kind: Literal["sum", "product", "linear", "relu_net"] = "sum"
-    width: int = Field(64, ge=1)  # relu_net: number of ReLU units
-    weights: Optional[list[float]] = None  # linear: one weight per entry of z
+    width: Int = Field(64, ge=1)  # relu_net: number of ReLU units
+    weights: Optional[list[Float]] = None  # linear: one weight per entry of z
 
     @model_validator(mode="after")
     def _check(self) -> "ReadoutConfig":
@@ -106,7 +128,10 @@ def parse_kernel(spec: Union[str, list[float]]) -> tuple[str, Any]:
     if isinstance(spec, list):
         if not spec:
             raise ValueError("an explicit kernel list is empty")
-        return "list", [float(v) for v in spec]
+        values = [float(v) for v in spec]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("an explicit kernel list holds a value that is not a finite number")
+        return "list", values
     if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"kernel {spec!r} is not one of {', '.join(KERNEL_FORMS)}")
     form, _, arg = spec.partition(":")
@@ -114,8 +139,10 @@ def parse_kernel(spec: Union[str, list[float]]) -> tuple[str, Any]:
         value = float(arg)
     except ValueError:
         raise ValueError(f"kernel {spec!r}: {arg!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"kernel {spec!r}: {arg!r} is not a finite number")
     if form in ("exp", "power"):
-        if not value > 0 or not math.isfinite(value):
+        if not value > 0:
             raise ValueError(f"kernel {spec!r}: BETA must be > 0")
         return form, value
     if form == "delta":
@@ -162,21 +189,21 @@ class TaskConfig(_Strict):
     """A target family (PAPER.md section 3) and its sampling."""
 
     kind: Literal["fixed", "adaptive", "kernel", "text"] = "fixed"
-    seq_len: int = Field(64, ge=1)
-    dim: int = Field(1, ge=1)  # d, the token dimension
+    seq_len: Int = Field(64, ge=1)
+    dim: Int = Field(1, ge=1)  # d, the token dimension
     input: InputConfig = Field(default_factory=InputConfig)
     output: Literal["last", "all"] = "last"
     # fixed: the lags T_1..T_M (0 means x_t itself);
     # adaptive: the bounds T_i of the lags t_i = g_i(...) in [0, T_i].
-    lags: list[int] = Field(default_factory=list)
+    lags: list[Int] = Field(default_factory=list)
     readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
-    kernels: list[Union[str, list[float]]] = Field(default_factory=list)
-    depth: int = Field(0, ge=0)  # K, the nesting depth of an adaptive task
-    g: Optional[list[dict[str, int]]] = None  # adaptive lag tables; None: random
+    kernels: list[Union[str, list[Float]]] = Field(default_factory=list)
+    depth: Int = Field(0, ge=0)  # K, the nesting depth of an adaptive task
+    g: Optional[list[dict[str, Int]]] = None  # adaptive lag tables; None: random
     example: Optional[Literal["nested_product", "prop42"]] = None
-    seed: int = 0  # seeds the target itself (random g, relu_net weights, validation set)
+    seed: Int = Field(0, ge=0, le=SEED_MAX)  # seeds the target itself (random g, relu_net weights, validation set)
     corpus: Optional[str] = None  # text: a folder of text files, or "openwebtext" (needs `datasets`)
-    max_bytes: int = Field(50_000_000, ge=1)  # text: read at most this many bytes of the corpus
+    max_bytes: Int = Field(50_000_000, ge=1)  # text: read at most this many bytes of the corpus
 
     _norm_input = field_validator("input", mode="before")(_kind_shorthand)
     _norm_lags = field_validator("lags", "kernels", mode="before")(_listify)
@@ -190,6 +217,11 @@ class TaskConfig(_Strict):
             if preset is not None:
                 data = {**preset, **data}
                 data.setdefault("kind", "adaptive")
+        if isinstance(data, dict) and data.get("kind", "fixed") == "fixed" and "lags" not in data:
+            # the default task is a valid one; other kinds keep lags [] (no change to their config hashes)
+            T = data.get("seq_len", 64)
+            T = T if isinstance(T, int) and not isinstance(T, bool) else 64
+            data = {**data, "lags": [lag for lag in DEFAULT_FIXED_LAGS if lag < T] or [0]}
         return data
 
     @model_validator(mode="after")
@@ -204,6 +236,11 @@ class TaskConfig(_Strict):
             if self.output != "all":
                 raise FieldError("output", self.output, "a text task predicts every next byte: output must be all")
             return self
+        for spec in self.kernels:  # checked whatever the kind, so a bad spec never passes silently
+            try:
+                parse_kernel(spec)
+            except ValueError as err:
+                raise FieldError("kernels", spec, str(err)) from None
         if self.kind == "fixed":
             if not self.lags:
                 raise FieldError("lags", self.lags, "a fixed task needs a non-empty list of lags")
@@ -274,21 +311,21 @@ class ModelConfig(_Strict):
     """The Transformer family of PAPER.md section 2, and the recurrent baselines."""
 
     arch: Literal["transformer", "linear_rnn", "lstm"] = "transformer"
-    hidden: int = Field(16, ge=1)  # N, the state size of linear_rnn and lstm
-    layers: int = Field(1, ge=1)
-    heads: int = Field(1, ge=1)
-    dim: int = Field(64, ge=1)  # D, the residual width
-    head_dim: Optional[int] = Field(None, ge=1)  # default dim // heads
-    ffn_width: int = Field(64, ge=0)  # m; 0 = FFN-free (linear readout)
+    hidden: Int = Field(16, ge=1)  # N, the state size of linear_rnn and lstm
+    layers: Int = Field(1, ge=1)
+    heads: Int = Field(1, ge=1)
+    dim: Int = Field(64, ge=1)  # D, the residual width
+    head_dim: Optional[Int] = Field(None, ge=1)  # default dim // heads
+    ffn_width: Int = Field(64, ge=0)  # m; 0 = FFN-free (linear readout)
     rpe: Literal["lin", "log", "t5", "kerple_log", "alibi", "none", "learned"] = "lin"
-    rpe_init: Optional[float] = Field(None, gt=0)  # initial p for every head; None: a spread
-    rpe_buckets: int = Field(16, ge=1)  # t5: B
-    rpe_max_distance: int = Field(128, ge=1)  # t5: D; learned: number of distances
+    rpe_init: Optional[Float] = Field(None, gt=0)  # initial p for every head; None: a spread
+    rpe_buckets: Int = Field(16, ge=1)  # t5: B
+    rpe_max_distance: Int = Field(128, ge=1)  # t5: D; learned: number of distances
     attention: Literal["dp", "dp_free", "tmx"] = "dp"
-    normalize: bool = True  # softmax; False = normalization-free
-    layer_norm: bool = False
-    scale: bool = False  # 1/sqrt(d_k) on dot products
-    ffn_precision: bool = False  # round hidden FFN outputs (PAPER.md section 2)
+    normalize: Bool = True  # softmax; False = normalization-free
+    layer_norm: Bool = False
+    scale: Bool = False  # 1/sqrt(d_k) on dot products
+    ffn_precision: Bool = False  # round hidden FFN outputs (PAPER.md section 2)
     impl: Literal["fast", "reference"] = "fast"
 
     @model_validator(mode="after")
@@ -310,23 +347,32 @@ class ModelConfig(_Strict):
 class TrainConfig(_Strict):
     """AdamW on fresh samples every step."""
 
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(100, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    rpe_lr_scale: float = Field(1.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(0, ge=0)
+    steps: Int = Field(1000, ge=1)
+    batch_size: Int = Field(100, ge=1)
+    lr: Float = Field(1e-3, gt=0)
+    rpe_lr_scale: Float = Field(1.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
+    weight_decay: Float = Field(0.0, ge=0)
+    betas: tuple[Float, Float] = (0.9, 0.999)
+    warmup_steps: Int = Field(0, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of lr
-    grad_clip: float = Field(0.0, ge=0)  # 0 = off
-    seed: int = 0
-    val_samples: int = Field(1000, ge=1)
-    eval_every: int = Field(0, ge=0)  # 0 = about ten evaluations per run
-    eval_lengths: list[int] = Field(default_factory=list)  # also score the final model at these seq_lens
-    checkpoint_every: int = Field(0, ge=0)  # 0 = at every evaluation
+    min_lr_ratio: Float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of lr
+    grad_clip: Float = Field(0.0, ge=0)  # 0 = off
+    seed: Int = Field(0, ge=0, le=SEED_MAX)
+    val_samples: Int = Field(1000, ge=1)
+    eval_every: Int = Field(0, ge=0)  # 0 = about ten evaluations per run
+    eval_lengths: list[Int] = Field(default_factory=list)  # also score the final model at these seq_lens
+    checkpoint_every: Int = Field(0, ge=0)  # 0 = at every evaluation
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     dtype: Literal["float32", "float64"] = "float32"
+    # a training or validation loss above blowup x Var(y) ends the run as diverged, like NaN or inf; 0 = off
+    blowup: Float = Field(1e6, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
 
     @field_validator("device")
     @classmethod
@@ -350,6 +396,10 @@ class TrainConfig(_Strict):
     @property
     def checkpoint_interval(self) -> int:
         return self.checkpoint_every or self.eval_interval
+
+
+# (section, field) -> the default at which a field added later leaves config hashes as they were
+HASH_NEUTRAL = {("train", "blowup"): 1e6}
 
 
 class RunConfig(_Strict):
@@ -386,26 +436,66 @@ class RunConfig(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def config_hash(self) -> str:
-        """A stable hash of the whole config (name excluded)."""
+        """A stable hash of the whole config (name excluded).
+
+        Fields added after stores existed (``HASH_NEUTRAL``) count only when they differ from their
+        default, so every run keeps the hash it had before they came.
+        """
         payload = self.to_dict()
         payload.pop("name", None)
+        for (section, key), default in HASH_NEUTRAL.items():
+            if payload[section].get(key) == default:
+                del payload[section][key]
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base loader reports it
+                break
+            if not repeated:
+                seen[key] = key_node.start_mark.line + 1
+            else:
+                first = seen[key]
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (lines {first} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """YAML text to Python objects, refusing repeated keys; yaml.YAMLError otherwise."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_yaml(path: Union[str, Path]) -> dict:
     """Read a YAML config file into a dict; ConfigError if unreadable."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8")
     except OSError as err:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} "
+                          f"at offset {err.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}") from None
+        problem = getattr(err, "problem", None)
+        detail = f": {problem}" if problem and "appears twice" in problem else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}{detail}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} nests too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -423,7 +513,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = parse_yaml(raw) if raw != "" else None
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value {raw!r} is not valid YAML") from None
         node = data
@@ -463,11 +553,12 @@ def validate_config(model: type[BaseModel], data: dict):
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        err = errors[0]
+        # of a union's branches, the one that got furthest into the value says best what is wrong
+        err = max(errors, key=lambda e: len(e["loc"]))
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         # drop the union branch tags pydantic adds to locations
-        loc = tuple(p for p in loc if p not in ("str", "list[float]", "dict[str,int]", "tuple[float, float]"))
+        loc = tuple(p for p in loc if not (isinstance(p, str) and (p == "str" or "[" in p)))
         value, msg = err.get("input"), err["msg"]
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):

@@ -245,3 +245,43 @@ def test_lin_bias_attention_gradient_of_p_without_a_mask_gradient(scale, gen):
     assert close(out, ref, 1e-10)
     for g, r in zip(grads, ref_grads):
         assert close(g, r, 1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+@pytest.mark.parametrize("shared", [True, False])
+def test_token_softmax_against_autograd(d, shared, gen):
+    """The first-layer last-row softmax (hand-written backward) against autograd through the plain
+    ops, with a -inf bias entry (a log-type head's lag 0), a bias shared by the batch or not,
+    and the gradient of the tokens too; under vmap (fleets) as well."""
+    from torch.func import vmap
+
+    from sparsemem.models.attention import _TokenSoftmax
+
+    B, H, T = 3, 4, 17
+    bias = torch.randn(1 if shared else B, H, T, generator=gen, dtype=torch.float64)
+    bias[..., -1] = -math.inf
+    bias.requires_grad_()
+    a = torch.randn(B, H, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, T, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(B, H, d, generator=gen, dtype=torch.float64)
+
+    def plain(bias, a, x):
+        return torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
+
+    u, w = _TokenSoftmax.apply(bias, a, x)
+    ref = plain(bias, a, x)
+    assert close(u, ref, 1e-12) and torch.allclose(w.sum(-1), torch.ones(B, H, dtype=torch.float64))
+    grads = torch.autograd.grad((u * w_out).sum(), (bias, a, x))
+    ref_grads = torch.autograd.grad((ref * w_out).sum(), (bias, a, x))
+    for g, r in zip(grads, ref_grads):
+        assert g.shape == r.shape and torch.isfinite(g).all() and close(g, r, 1e-12)
+
+    # a leading member axis, as a fleet's vmap over stacked parameters
+    a2 = torch.stack([a.detach(), 2 * a.detach()]).requires_grad_()
+    fleet = vmap(lambda a_: _TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
+    g_fleet, = torch.autograd.grad((fleet * w_out).sum(), a2)
+    for i in range(2):
+        ai = a2[i].detach().requires_grad_()
+        single = plain(bias.detach(), ai, x.detach())
+        assert close(fleet[i], single, 1e-12)
+        assert close(g_fleet[i], torch.autograd.grad((single * w_out).sum(), ai)[0], 1e-12)
