@@ -49,7 +49,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     path, overrides = _split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
+    from .preflight import check_runs, check_writable_dir
     from .train import train
+
+    check_runs([cfg])
+    check_writable_dir(out, "--out")
 
     result = train(cfg, out_dir=out, progress=None if not args.no_progress else False)
     result.pop("model", None)
@@ -89,9 +93,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep.runner import check_runner_args
 
     check_runner_args(args.workers, args.backend, args.fleet, args.fleet_size, args.compile)
+    from .preflight import check_runs
+    from .sweep.store import check_store_path
+
     spec = load_spec(args.spec, args.overrides)
     runs = spec.expand()
+    if not runs:
+        raise ConfigError(f"sweep spec {args.spec!r} expands to no runs (an empty grid, cases or seeds list)")
+    check_runs(runs)
     store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
+    try:
+        check_store_path(store_path)
+    except ConfigError as err:
+        raise ConfigError(f"--store: {err}") from None
     with Store(store_path) as store:
         summary = run_sweep(runs, store, spec.name, workers=args.workers, backend=args.backend,
                             address=args.address, progress=None if not args.no_progress else False,
@@ -123,15 +137,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
         print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
-    return 0
+    failed = result["summary"]["failed"]
+    if failed:
+        print(f"sparsemem: {failed} of {result['summary']['total']} runs failed; their errors are in the "
+              "report and the store", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    if not Path(args.store).is_file():
-        raise ConfigError(f"--store {args.store!r} is not a file; give the results.db a sweep or reproduce wrote")
-    verdicts = build_report(args.store, args.out)
+    from .sweep.store import StoreError
+
+    try:
+        verdicts = build_report(args.store, args.out)
+    except StoreError as err:
+        raise ConfigError(f"--store: {err}") from None
     print(f"report: {Path(args.out) / 'REPORT.md'} ({len(verdicts)} experiments)")
     return 0
 

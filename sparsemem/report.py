@@ -43,14 +43,17 @@ def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
 def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
                  names: Optional[list[str]] = None) -> dict[str, Verdict]:
     """Write tables/, figures/ and REPORT.md into out_dir; return the verdicts."""
+    from .preflight import check_writable_dir
+
     out = Path(out_dir)
-    (out / "tables").mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    with Store(store_path) as store:
+    with Store(store_path, readonly=True) as store:  # never creates or changes the store
         meta = store.meta()
         found = analyse(store, names)
         counts = store.counts()
         failed = store.rows(status=["failed"])
+    check_writable_dir(out, "--out")  # only after the store read well: a bad store leaves no folders
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     profile = meta.get("profile", "unknown")
     verdicts = {}
     sections = []

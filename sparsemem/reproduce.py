@@ -43,6 +43,9 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
     import torch
 
+    from .preflight import check_device, check_runs, check_writable_dir
+    from .sweep.store import check_store_path
+
     if device != "cpu":
         from .config import TrainConfig
 
@@ -51,14 +54,16 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
         except ValueError as err:
             msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
             raise ConfigError(f"--device = {device!r}: {msg.removeprefix('Value error, ')}") from None
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"--device = {device!r}: CUDA is not available here; use cpu or auto")
+        check_device(device, "--device")
         planned = {name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
                           for c in runs] for name, runs in planned.items()}
+    check_runs(c for runs in planned.values() for c in runs)
     out = Path(out)
+    check_writable_dir(out, "--out")
     store_path = out / "results.db"
-    if store_path.exists():
-        with Store(store_path) as store:
+    check_store_path(store_path)
+    if store_path.exists() and store_path.stat().st_size:
+        with Store(store_path, readonly=True) as store:
             had = store.meta().get("profile")
         if had and had != profile:
             raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")

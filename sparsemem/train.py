@@ -25,6 +25,7 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .models import is_memory_parameter, make_model
+from .preflight import check_device, check_runs, check_writable_dir
 from .tasks import make_task
 
 DATA_SEED_OFFSET = 104_729  # the training stream of seed s is seeded with s + this
@@ -34,8 +35,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r}: CUDA is not available here; use cpu or auto")
+    check_device(name)
     return torch.device(name)
 
 
@@ -134,20 +134,89 @@ def _write_text(path: Path, text: str) -> None:
     _atomic_write(path, lambda p: p.write_text(text))
 
 
-def _trim_metrics(path: Path, start: int) -> list[dict]:
-    """Keep the lines of a metrics file up to step `start`; a partial last line is dropped."""
-    if not path.exists():
-        return []
+def _trim_metrics(path: Path, start: int, interval: Optional[int] = None) -> Optional[list[dict]]:
+    """Keep the lines of a metrics file up to step `start`; unreadable lines (a partial last line) are dropped.
+
+    With ``interval``, the lines kept must be exactly the evaluations at its multiples up to ``start``;
+    if some are missing (a damaged file) the file is left alone and None returned.
+    """
     kept = []
-    for ln in path.read_text().splitlines():
-        try:
-            row = json.loads(ln)
-        except json.JSONDecodeError:
-            continue
-        if row.get("step", math.inf) <= start:
-            kept.append(row)
-    _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    if path.exists():
+        for ln in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(ln)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= start:
+                kept.append(row)
+    if interval is not None and [r["step"] for r in kept] != list(range(interval, start + 1, interval)):
+        return None
+    if path.exists():
+        _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
+
+
+class DamagedFile(Exception):
+    """A run file that cannot be trusted (truncated, zeroed, garbage, or failing its checksum)."""
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save ``state`` to ``path`` (a plain torch file) and its sha256 beside it, each atomically."""
+    import hashlib
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    _atomic_write(path, lambda p: p.write_bytes(data))
+    _write_text(_digest_path(path), hashlib.sha256(data).hexdigest() + "\n")
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint that matches the sha256 written beside it (one without, from an older version, only
+    has to load); DamagedFile otherwise. A kill between the two writes also reads as damaged."""
+    import hashlib
+    import io
+
+    try:
+        data = path.read_bytes()
+        digest = _digest_path(path).read_text().strip() if _digest_path(path).exists() else None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DamagedFile(f"{path.name} cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        raise DamagedFile(f"{path.name} fails its checksum ({len(data)} bytes)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - whatever unpickling a damaged file raises
+        raise DamagedFile(f"{path.name} does not load ({type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise DamagedFile(f"{path.name} holds no checkpoint")
+    return state
+
+
+def _read_json(path: Path, healed: list) -> Optional[dict]:
+    """A run's final.json, or None if absent; a damaged one is noted in ``healed`` and removed."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+        if isinstance(data, dict):
+            return data
+    except (ValueError, UnicodeDecodeError):
+        pass
+    healed.append(f"{path.name} is damaged; the run goes on from its checkpoint")
+    path.unlink()
+    return None
+
+
+def _restart(out: Path, keep_checkpoint: bool = False) -> None:
+    """Clear a run folder's state files, so the run starts at step 0."""
+    for name in ("final.json", "metrics.jsonl") + (() if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")):
+        (out / name).unlink(missing_ok=True)
 
 
 def blowup_limit(tc, var_y) -> float:
@@ -199,46 +268,76 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     """
     t0 = time.perf_counter()
     tc = cfg.train
+    check_runs([cfg])
+    if out_dir is not None:
+        check_writable_dir(out_dir, "run folder")
     device = resolve_device(tc.device)
     keep_freed_memory()
     dtype = DTYPES[tc.dtype]
     task = make_task(cfg.task)
-    torch.manual_seed(tc.seed)
-    model = make_model(cfg.model, task).to(device=device, dtype=dtype)
-    opt = torch.optim.AdamW(param_groups(model, tc), lr=tc.lr, betas=tuple(tc.betas))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
-    gen = torch.Generator(device=device).manual_seed(tc.seed + DATA_SEED_OFFSET)
+
+    def build():
+        torch.manual_seed(tc.seed)
+        model = make_model(cfg.model, task).to(device=device, dtype=dtype)
+        opt = torch.optim.AdamW(param_groups(model, tc), lr=tc.lr, betas=tuple(tc.betas))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tc))
+        gen = torch.Generator(device=device).manual_seed(tc.seed + DATA_SEED_OFFSET)
+        return model, opt, sched, gen
+
+    model, opt, sched, gen = build()
     x_val, y_val = task.validation_set(tc.val_samples, device=device, dtype=dtype)
     var_y = task.variance(y_val)  # None for text: no relative loss
     limit = blowup_limit(tc, var_y)
 
     out = Path(out_dir) if out_dir is not None else None
     chash = cfg.config_hash()
-    start, history, elapsed_before = 0, [], 0.0
+    start, history, elapsed_before, healed = 0, [], 0.0, []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         ckpt_path = out / "checkpoint.pt"
         final_path = out / "final.json"
-        if resume and final_path.exists():
-            done = json.loads(final_path.read_text())
-            if done.get("config_hash") == chash:
+        done = _read_json(final_path, healed) if resume else None
+        if done is not None and done.get("config_hash") == chash:
+            try:
                 if ckpt_path.exists():
-                    model.load_state_dict(torch.load(ckpt_path, map_location=device, weights_only=False)["model"])
+                    model.load_state_dict(load_checkpoint(ckpt_path, device)["model"])
                 return {**done, "model": model}
+            except DamagedFile as err:  # the weights of a finished run are gone: train it again
+                healed.append(f"checkpoint.pt: {err}; the finished run is trained again")
+                model, opt, sched, gen = build()
+                _restart(out)
         if resume and ckpt_path.exists():
-            state = torch.load(ckpt_path, map_location=device, weights_only=False)
-            if state.get("config_hash") != chash:
-                raise ConfigError(f"run folder {str(out)!r} holds a run of another config; pick another --out")
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
-            gen.set_state(state["gen"].cpu())
-            start, elapsed_before = state["step"], state.get("seconds", 0.0)
+            try:
+                state = load_checkpoint(ckpt_path, device)
+                if state.get("config_hash") != chash:
+                    raise ConfigError(f"run folder {str(out)!r} holds a run of another config; pick another --out")
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["opt"])
+                sched.load_state_dict(state["sched"])
+                gen.set_state(state["gen"].cpu())
+                start, elapsed_before = state["step"], state.get("seconds", 0.0)
+                history = _trim_metrics(out / "metrics.jsonl", start, tc.eval_interval)
+                if history is None:
+                    raise DamagedFile("metrics.jsonl lacks evaluations before the checkpoint")
+            except (DamagedFile, KeyError, RuntimeError, TypeError, ValueError) as err:
+                if isinstance(err, ConfigError):
+                    raise
+                healed.append(f"{err if isinstance(err, DamagedFile) else f'checkpoint.pt: {err}'}; "
+                              "restarted from step 0")
+                model, opt, sched, gen = build()
+                _restart(out)
+                start, elapsed_before = 0, 0.0
+        if start == 0:
+            _restart(out, keep_checkpoint=False)
+            history = []
         _write_text(out / "config.yaml", cfg.to_yaml())
-        history = _trim_metrics(out / "metrics.jsonl", start)  # drop lines past the checkpoint we resume from
+        for note in healed:
+            print(f"sparsemem: warning: run folder {str(out)!r}: {note}", file=sys.stderr)
 
     result = _new_result(cfg, chash, var_y, model.num_params(), device, start, history[-1] if history else None)
     result["seconds"] = elapsed_before
+    if healed:
+        result["healed"] = healed
 
     def checkpoint(step: int) -> None:
         if out is None:
@@ -246,7 +345,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
         state = {"step": step, "config_hash": chash, "model": model.state_dict(), "opt": opt.state_dict(),
                  "sched": sched.state_dict(), "gen": gen.get_state(),
                  "seconds": elapsed_before + time.perf_counter() - t0}
-        _atomic_write(out / "checkpoint.pt", lambda p: torch.save(state, p))
+        save_checkpoint(state, out / "checkpoint.pt")
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, cfg.name or "train")
@@ -455,14 +554,22 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                               f"or in one of train.{', train.'.join(FLEET_SHARED_TRAIN)}")
     K = len(cfgs)
     tc = cfgs[0].train
+    check_runs(cfgs)
+    for d in [fleet_dir, *(out_dirs or [])]:
+        if d is not None:
+            check_writable_dir(d, "run folder")
     device = resolve_device(tc.device)
     keep_freed_memory()
     dtype = DTYPES[tc.dtype]
     task = make_task(cfgs[0].task)
-    fleet = FleetModel(cfgs, task, device, dtype)
-    opt = FleetAdamW(fleet, cfgs)
     seeds = sorted({c.train.seed for c in cfgs})
-    gens = {s: torch.Generator(device=device).manual_seed(s + DATA_SEED_OFFSET) for s in seeds}
+
+    def build():
+        fleet = FleetModel(cfgs, task, device, dtype)
+        gens = {s: torch.Generator(device=device).manual_seed(s + DATA_SEED_OFFSET) for s in seeds}
+        return fleet, FleetAdamW(fleet, cfgs), gens
+
+    fleet, opt, gens = build()
     stream = None if len(seeds) == 1 else torch.tensor([seeds.index(c.train.seed) for c in cfgs], device=device)
     x_val, y_val = task.validation_set(tc.val_samples, device=device, dtype=dtype)
     var_y = task.variance(y_val)
@@ -474,26 +581,45 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     results = [{**_new_result(c, h, var_y, fleet.num_params(i), device), "fleet_size": K}
                for i, (c, h) in enumerate(zip(cfgs, hashes))]
     alive = torch.ones(K, dtype=torch.bool)  # on the CPU; ``alive_dev`` follows it on the device
-    start, elapsed_before = 0, 0.0
+    start, elapsed_before, healed = 0, 0.0, []
+    fresh = results
     if fdir is not None:
         fdir.mkdir(parents=True, exist_ok=True)
         ckpt = fdir / "checkpoint.pt"
         if resume and ckpt.exists():
-            state = torch.load(ckpt, map_location=device, weights_only=False)
-            if state.get("members") != hashes:
-                raise ConfigError(f"fleet folder {str(fdir)!r} holds another fleet; pick another folder")
-            fleet.load_state_dict(state["fleet"])
-            opt.load_state_dict(state["opt"])
-            for s, g in state["gens"].items():
-                gens[s].set_state(g.cpu())
-            start, elapsed_before = state["step"], state["seconds"]
-            results = state["results"]
+            try:
+                state = load_checkpoint(ckpt, device)
+                if state.get("members") != hashes:
+                    raise ConfigError(f"fleet folder {str(fdir)!r} holds another fleet; pick another folder")
+                fleet.load_state_dict(state["fleet"])
+                opt.load_state_dict(state["opt"])
+                for s, g in state["gens"].items():
+                    gens[s].set_state(g.cpu())
+                start, elapsed_before = state["step"], state["seconds"]
+                results = state["results"]
+                for i, out in enumerate(outs):  # a running member's metrics hold every evaluation up to `start`
+                    if out is not None and results[i]["status"] == "running" and _trim_metrics(
+                            out / "metrics.jsonl", start, tc.eval_interval) is None:
+                        raise DamagedFile(f"{out.name}/metrics.jsonl lacks evaluations before the checkpoint")
+            except (DamagedFile, KeyError, RuntimeError, TypeError, ValueError) as err:
+                if isinstance(err, ConfigError):
+                    raise
+                healed.append(f"{err if isinstance(err, DamagedFile) else f'checkpoint.pt: {err}'}; "
+                              "the fleet restarted from step 0")
+                print(f"sparsemem: warning: fleet folder {str(fdir)!r}: {healed[-1]}", file=sys.stderr)
+                fleet, opt, gens = build()
+                start, elapsed_before, results = 0, 0.0, fresh
             alive = torch.tensor([r["status"] == "running" for r in results])
             for r in results:
-                r["resumed_from"] = start
+                if start:
+                    r["resumed_from"] = start
+                if healed:
+                    r["healed"] = healed
     for i, (c, out) in enumerate(zip(cfgs, outs)):
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
+            if start == 0:
+                _restart(out)
             _write_text(out / "config.yaml", c.to_yaml())
             _trim_metrics(out / "metrics.jsonl", start if results[i]["status"] == "running" else results[i]["steps"])
 
@@ -503,7 +629,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
         state = {"members": hashes, "step": step, "fleet": fleet.state_dict(), "opt": opt.state_dict(),
                  "gens": {s: g.get_state() for s, g in gens.items()}, "results": results,
                  "seconds": elapsed_before + time.perf_counter() - t0}
-        _atomic_write(fdir / "checkpoint.pt", lambda p: torch.save(state, p))
+        save_checkpoint(state, fdir / "checkpoint.pt")
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, f"fleet of {K}")
@@ -571,7 +697,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
         r["seconds"] = seconds
         if outs[i] is not None:
             final = {"step": r["steps"], "config_hash": r["config_hash"], "model": model.state_dict()}
-            _atomic_write(outs[i] / "checkpoint.pt", lambda p: torch.save(final, p))
+            save_checkpoint(final, outs[i] / "checkpoint.pt")
             _write_text(outs[i] / "final.json", json.dumps(r, indent=2))
         r["model"] = model
     return results

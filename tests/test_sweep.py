@@ -85,7 +85,7 @@ def test_local_sweep_runs_and_skips_finished(tmp_path, workers, fleet):
         # one fleet of two squads (halved for two workers), or four single runs
         jobs, fleets = (workers, workers) if fleet == "auto" else (4, 0)
         assert first == {"total": 4, "skipped": 0, "done": 4, "diverged": 0, "failed": 0, "jobs": jobs,
-                         "fleets": fleets}
+                         "fleets": fleets, "elsewhere": 0}
         again = run_sweep(runs, store, "t", workers=workers, progress=False, fleet=fleet)
         assert again["skipped"] == 4 and again["done"] == 0
         rows = store.rows(sweep="t")

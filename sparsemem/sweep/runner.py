@@ -3,21 +3,28 @@
 The driver alone writes the store. A run's folder (``runs_dir/<hash>``) keeps
 its checkpoints, so a sweep killed mid-run resumes each unfinished run from
 its last checkpoint; finished runs (done or diverged) are never redone.
+
+Before a job starts its runs are claimed in the store under this sweep's
+owner id, and a heartbeat thread renews the claims' leases. Runs another live
+sweep holds are skipped and waited for at the end; a claim whose owner died
+(its process is gone, or its lease ran out) is taken over. So two sweeps on
+one store train every run they share once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import time
 import traceback
-import hashlib
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..config import ConfigError, RunConfig
-from .store import FINISHED, Store
+from .store import FINISHED, LEASE_SECONDS, Heartbeat, Store, new_owner
 
 
 def run_one(cfg_dict: dict, out_dir: Optional[str], threads: int = 0) -> dict:
@@ -225,6 +232,8 @@ class PoolExecutor(Executor):
 
 
 def _record(store: Store, run_hash: str, result: dict) -> str:
+    for note in result.get("healed", ()):  # damaged files found and healed in the run folder
+        store.log_event(run_hash, "healed", note)
     status = result.get("status")
     if status in FINISHED:
         store.finish(run_hash, result)
@@ -284,12 +293,14 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
               address: Optional[str] = None, runs_dir: Union[str, Path, None] = None,
               progress: Optional[bool] = None, ray_temp_dir: Optional[str] = None,
               on_result: Optional[Callable[[str, str], None]] = None, fleet: str = "auto",
-              fleet_size: int = 0, compile: str = "off") -> dict:
+              fleet_size: int = 0, compile: str = "off", lease: float = LEASE_SECONDS) -> dict:
     """Register ``runs`` under ``sweep`` (unless None: already registered) and train every one not yet finished.
 
     Runs that can train together go as fleets (``fleet="auto"``, at most ``fleet_size`` members each,
-    0: chosen from the device); every member is still its own row. Returns the counts of this call:
-    {"total", "skipped", "done", "diverged", "failed", "jobs", "fleets"}.
+    0: chosen from the device); every member is still its own row. Runs are claimed in the store for the
+    time of ``lease`` seconds, renewed while they train. Returns the counts of this call:
+    {"total", "skipped", "done", "diverged", "failed", "jobs", "fleets", "elsewhere"} (elsewhere: runs
+    another sweep held and finished while this one waited).
     """
     check_runner_args(workers, backend, fleet, fleet_size, compile)
     if sweep is not None:
@@ -299,7 +310,7 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
     runs_dir = Path(runs_dir) if runs_dir is not None else store.path.parent / "runs"
     jobs = plan_jobs(todo, runs_dir, fleet, fleet_size, workers, compile)
     summary = {"total": len(runs), "skipped": len(runs) - len(todo), "done": 0, "diverged": 0, "failed": 0,
-               "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs)}
+               "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs), "elsewhere": 0}
     if not todo:
         return summary
     show = progress if progress is not None else sys.stderr.isatty()
@@ -319,22 +330,54 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
         executor = InProcess()
     else:
         executor = PoolExecutor(workers)
+    by_hash = {c.config_hash(): c for c in todo}
+    owner = new_owner()
     try:
-        pending, running = list(jobs), 0
-        while pending or running:
-            while pending and running < executor.slots:  # a window: `running` in the store means running
-                job = pending.pop(0)
-                for run_hash in job.hashes:
-                    store.mark_running(run_hash)
-                executor.submit(job)
-                running += 1
-            job, results = executor.wait()
-            running -= 1
-            done(job, results)
+        with Heartbeat(store.path, owner, lease):
+            pending, running, waiting = list(jobs), 0, set()
+            while pending or running or waiting:
+                while pending and running < executor.slots:  # a window: `running` in the store means running
+                    job = pending.pop(0)
+                    taken = store.claim(job.hashes, owner, lease)
+                    waiting |= set(store.held_elsewhere(set(job.hashes) - set(taken), owner))
+                    if not taken:
+                        continue
+                    executor.submit(job if len(taken) == len(job.hashes) else _subjob(job, taken, runs_dir))
+                    running += 1
+                if running:
+                    job, results = executor.wait()
+                    running -= 1
+                    done(job, results)
+                    continue
+                if pending or not waiting:
+                    continue
+                # what is left is held by other sweeps: wait for it, take over what their owners leave
+                rows = store.by_hash(waiting)
+                finished = {h for h in waiting if rows[h]["status"] in FINISHED}
+                summary["elsewhere"] += len(finished)
+                for _ in finished:
+                    bar.update("elsewhere")
+                held = set(store.held_elsewhere(waiting - finished, owner))
+                free = waiting - finished - held
+                waiting = held
+                if free:
+                    pending = plan_jobs([by_hash[h] for h in sorted(free)], runs_dir, fleet, fleet_size, workers,
+                                        compile)
+                elif waiting:
+                    time.sleep(min(5.0, lease / 4))
     finally:
         executor.close()
         bar.close()
     return summary
+
+
+def _subjob(job: Job, hashes: list[str], runs_dir: Path) -> Job:
+    """The part of ``job`` with these members (the others are held by another sweep)."""
+    members = [m for h, m in zip(job.hashes, job.members) if h in set(hashes)]
+    if len(members) == 1:
+        return Job(list(hashes), members)
+    fid = hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
+    return Job(list(hashes), members, str(runs_dir / f"fleet-{fid}"))
 
 
 class RayExecutor(Executor):

@@ -7,16 +7,36 @@ facts about how the store was made (profile, command).
 Every write is one transaction; the file runs in WAL mode so readers (a
 report, a progress view) never block the sweep. Status moves
 pending -> running -> done | diverged | failed.
+
+A running run is claimed: ``owner`` names the sweep process that trains it
+(host:pid:token) and ``lease`` the time until which the claim holds. The owner
+renews its leases while it works (a heartbeat, ``Heartbeat``); another sweep
+leaves a run with a live lease alone and takes over one whose lease has
+expired or whose owner, on this host, no longer exists. ``events`` logs what
+happened to runs besides their status (a damaged file found and healed, a
+takeover).
+
+A file that is not a store, a damaged one, or one that cannot be written gives
+:class:`StoreError`, one line naming the path. ``readonly=True`` (``report``)
+opens the file without creating or changing anything, also on a read-only
+filesystem.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
+from ..config import ConfigError
+
+SCHEMA_VERSION = 2  # 1: runs, members, meta; 2: + owner and lease of a claim, events
 STATUSES = ("pending", "running", "done", "failed", "diverged")
 FINISHED = ("done", "diverged")
 
@@ -49,25 +69,152 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    time   REAL NOT NULL,
+    hash   TEXT,
+    kind   TEXT NOT NULL,
+    detail TEXT
+);
 """
+CLAIM_COLUMNS = {"owner": "TEXT", "lease": "REAL"}  # added in version 2
 
 METRIC_COLUMNS = ("val_loss", "val_rel", "train_loss", "steps", "params", "seconds")
+SQLITE_HEADER = b"SQLite format 3\x00"
+LEASE_SECONDS = 60.0  # a claim lasts this long unless renewed; the heartbeat renews it 4 times as often
+
+
+class StoreError(ConfigError):
+    """A store file that cannot be used; ``str(err)`` is one line naming the path and the problem."""
+
+
+def _reason(err: sqlite3.Error) -> str:
+    text = str(err)
+    if "not a database" in text:
+        return "is not a SQLite database"
+    if "malformed" in text or "corrupt" in text:
+        return f"is damaged ({text})"
+    if "readonly" in text or "read-only" in text:
+        return "cannot be written (read-only file, folder or filesystem)"
+    if "unable to open" in text:
+        return "cannot be opened"
+    return f"cannot be used ({text})"
+
+
+def check_store_path(path: Union[str, Path], readonly: bool = False) -> None:
+    """Refuse, before anything is created, a store path that cannot hold a store (StoreError)."""
+    p = Path(path)
+    if p.is_dir():
+        raise StoreError(f"store {str(p)!r} is a folder; give the path of a results.db file")
+    if p.exists():
+        try:
+            with open(p, "rb") as fh:
+                head = fh.read(len(SQLITE_HEADER))
+        except OSError as err:
+            raise StoreError(f"store {str(p)!r} cannot be read: {err.strerror or err}") from None
+        if readonly and not head:
+            raise StoreError(f"store {str(p)!r} is an empty file, not a results store")
+        if head and head != SQLITE_HEADER:
+            raise StoreError(f"store {str(p)!r} is not a SQLite database")
+        if not readonly and not os.access(p, os.W_OK):
+            raise StoreError(f"store {str(p)!r} cannot be written (read-only file, folder or filesystem)")
+    elif readonly:
+        raise StoreError(f"store {str(p)!r} does not exist; give the results.db a sweep or reproduce wrote")
+    else:
+        from ..preflight import check_writable_dir
+
+        check_writable_dir(p.parent, "store folder", StoreError)
+
+
+def new_owner() -> str:
+    """A claim owner: this host, this process and a token unique to the call."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_gone(owner: Optional[str]) -> bool:
+    """Whether a claim's owner is known to be dead: no owner (an old store), or a process of this host that
+    no longer exists. An owner on another host is never known dead: its lease decides."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(rest.split(":")[0]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 class Store:
-    """A results store at ``path`` (created if missing)."""
+    """A results store at ``path`` (created if missing, unless ``readonly``)."""
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.readonly = readonly
+        check_store_path(self.path, readonly)
+        self._db = None
+        try:
+            if readonly:
+                self._db = self._open_readonly()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            self._check_tables()
+        except sqlite3.Error as err:
+            self.close()
+            raise StoreError(f"store {str(self.path)!r} {_reason(err)}") from None
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(self.path.resolve()))}"
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # a WAL store on a read-only filesystem: its -shm file cannot be made; nobody can be writing it
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=60, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
+                             f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem")
+        with self._tx() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in CLAIM_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_tables(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = {"runs", "members", "meta"} - tables
+        if missing:
+            raise StoreError(f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
+                             f"(no table {', '.join(sorted(missing))})")
+        if self.readonly:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
+                                 f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem")
+        self._db.execute("SELECT COUNT(*) FROM runs").fetchone()  # a damaged page shows here
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> "Store":
         return self
@@ -116,10 +263,66 @@ class Store:
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
 
-    def mark_running(self, run_hash: str) -> None:
+    def claim(self, hashes: Iterable[str], owner: str, lease: float = LEASE_SECONDS) -> list[str]:
+        """Mark those of ``hashes`` that nobody else holds as running under ``owner``; returns them.
+
+        A run is free when it is pending or failed, or running under a claim whose lease has expired or
+        whose owner is gone (``owner_gone``); finished runs are never claimed. One transaction, so two
+        sweeps never claim one run.
+        """
+        hashes = list(hashes)
+        now = time.time()
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, error = NULL, updated = ? "
-                       "WHERE hash = ?", (time.time(), run_hash))
+            rows = db.execute(f"SELECT hash, status, owner, lease FROM runs WHERE hash IN "
+                              f"({', '.join('?' * len(hashes))})", hashes).fetchall() if hashes else []
+            state = {r["hash"]: r for r in rows}
+            taken = []
+            for h in hashes:
+                r = state.get(h)
+                if r is None or r["status"] in FINISHED:
+                    continue
+                if r["status"] == "running" and r["owner"] != owner and (r["lease"] or 0) > now \
+                        and not owner_gone(r["owner"]):
+                    continue
+                if r["status"] == "running" and r["owner"] != owner:
+                    db.execute("INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, 'takeover', ?)",
+                               (now, h, f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"))
+                taken.append(h)
+            db.executemany("UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
+                           "error = NULL, updated = ? WHERE hash = ?", [(owner, now + lease, now, h) for h in taken])
+        return taken
+
+    def mark_running(self, run_hash: str, owner: Optional[str] = None) -> None:
+        """Claim one run regardless of other claims (an explicit, single-process use)."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
+                       "error = NULL, updated = ? WHERE hash = ?",
+                       (owner, time.time() + LEASE_SECONDS if owner else None, time.time(), run_hash))
+
+    def renew(self, owner: str, lease: float = LEASE_SECONDS) -> int:
+        """Extend the leases of every run ``owner`` holds; returns how many."""
+        with self._tx() as db:
+            return db.execute("UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'",
+                              (time.time() + lease, owner)).rowcount
+
+    def held_elsewhere(self, hashes: Iterable[str], owner: str) -> list[str]:
+        """Those of ``hashes`` running under another owner's live claim."""
+        now = time.time()
+        found = self.by_hash(hashes)
+        return [h for h, r in found.items() if r["status"] == "running" and r.get("owner") != owner
+                and (r.get("lease") or 0) > now and not owner_gone(r.get("owner"))]
+
+    def log_event(self, run_hash: Optional[str], kind: str, detail: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)",
+                       (time.time(), run_hash, kind, detail))
+
+    def events(self, run_hash: Optional[str] = None) -> list[dict]:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "events" not in tables:  # a version-1 store opened read-only
+            return []
+        query = "SELECT * FROM events" + (" WHERE hash = ?" if run_hash else "") + " ORDER BY rowid"
+        return [dict(r) for r in self._db.execute(query, (run_hash,) if run_hash else ())]
 
     def finish(self, run_hash: str, result: dict) -> None:
         """Record a run's result; its status is the result's (done or diverged)."""
@@ -130,14 +333,15 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status = ?, val_loss = ?, val_rel = ?, train_loss = ?, steps = ?, params = ?, "
-                "seconds = ?, metrics = ?, error = NULL, updated = ? WHERE hash = ?",
+                "seconds = ?, metrics = ?, error = NULL, owner = NULL, lease = NULL, updated = ? WHERE hash = ?",
                 (status, *(metrics.get(k) for k in METRIC_COLUMNS), json.dumps(metrics, default=str),
                  time.time(), run_hash),
             )
 
     def fail(self, run_hash: str, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'failed', error = ?, updated = ? WHERE hash = ?",
+            db.execute("UPDATE runs SET status = 'failed', error = ?, owner = NULL, lease = NULL, updated = ? "
+                       "WHERE hash = ?",
                        (error[-4000:], time.time(), run_hash))
 
     # -- reads ----------------------------------------------------------------
@@ -187,3 +391,32 @@ class Store:
             " WHERE hash IN (SELECT hash FROM members WHERE sweep = ?)" if sweep else "") + " GROUP BY status"
         found = dict(self._db.execute(query, (sweep,) if sweep else ()).fetchall())
         return {s: found.get(s, 0) for s in STATUSES}
+
+
+class Heartbeat:
+    """Renews ``owner``'s leases every ``lease / 4`` seconds from a thread with its own connection."""
+
+    def __init__(self, path: Union[str, Path], owner: str, lease: float = LEASE_SECONDS):
+        self.path, self.owner, self.lease = Path(path), owner, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sparsemem-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        try:
+            while not self._stop.wait(self.lease / 4):
+                try:
+                    db.execute("UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'",
+                               (time.time() + self.lease, self.owner))
+                except sqlite3.Error:  # busy past the timeout: the next beat tries again
+                    pass
+        finally:
+            db.close()
