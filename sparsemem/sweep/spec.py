@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import Field, field_validator
 
-from ..config import RunConfig, _Strict, load_yaml, validate_config
+from ..config import SEED_MAX, Int, RunConfig, _Strict, load_yaml, validate_config
 
 
 def _override(key: str, value: Any) -> str:
@@ -34,7 +34,7 @@ class SweepSpec(_Strict):
     base: Union[dict, str] = Field(default_factory=dict)
     grid: dict[str, list] = Field(default_factory=dict)
     cases: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Annotated[Int, Field(ge=0, le=SEED_MAX)]] = Field(default_factory=lambda: [0])
 
     @field_validator("grid")
     @classmethod

@@ -162,6 +162,7 @@ class Store:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
                 self._db.row_factory = sqlite3.Row
+                self._refuse_foreign()  # before anything changes the file
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
@@ -174,20 +175,32 @@ class Store:
         from urllib.parse import quote
 
         uri = f"file:{quote(str(self.path.resolve()))}"
-        try:
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError:
-            # a WAL store on a read-only filesystem: its -shm file cannot be made; nobody can be writing it
+        wal = self.path.with_name(self.path.name + "-wal")
+        db = None
+        if wal.exists():  # a writer is at work (or was killed): read through its WAL and shared memory
+            try:
+                db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # its -shm cannot be made (a read-only folder): read the file alone
+                db = None
+        if db is None:
+            # no writer: read the file as it is, creating nothing beside it (no -wal, no -shm)
             db = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=60, isolation_level=None)
         db.row_factory = sqlite3.Row
         return db
 
-    def _migrate(self) -> None:
+    def _refuse_foreign(self) -> None:
+        """A SQLite file that holds other tables, or a store of a newer schema, is left alone."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "runs" not in tables:
+            raise StoreError(f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
+                             f"(it holds {', '.join(sorted(tables)[:3])})")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
                              f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem")
+
+    def _migrate(self) -> None:
         with self._tx() as db:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -205,10 +218,7 @@ class Store:
             raise StoreError(f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
                              f"(no table {', '.join(sorted(missing))})")
         if self.readonly:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
-                                 f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem")
+            self._refuse_foreign()
         self._db.execute("SELECT COUNT(*) FROM runs").fetchone()  # a damaged page shows here
 
     def close(self) -> None:
