@@ -198,14 +198,29 @@ def load_checkpoint(path: Path, device) -> dict:
     return state
 
 
+def _result_digest(result: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(result, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_final(path: Path, result: dict) -> None:
+    """A run's final.json: its result (without the model) and a sha256 of that result."""
+    data = {k: v for k, v in result.items() if k != "model"}
+    _write_text(path, json.dumps({**data, "sha256": _result_digest(data)}, indent=2))
+
+
 def _read_json(path: Path, healed: list) -> Optional[dict]:
-    """A run's final.json, or None if absent; a damaged one is noted in ``healed`` and removed."""
+    """A run's final.json, or None if absent; a damaged one (unreadable, or failing its sha256) is noted
+    in ``healed`` and removed."""
     if not path.exists():
         return None
     try:
         data = json.loads(path.read_bytes().decode("utf-8"))
         if isinstance(data, dict):
-            return data
+            digest = data.pop("sha256", None)
+            if digest is None or digest == _result_digest(data):  # older versions wrote none
+                return data
     except (ValueError, UnicodeDecodeError):
         pass
     healed.append(f"{path.name} is damaged; the run goes on from its checkpoint")
@@ -405,7 +420,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
         result["length_eval"] = evaluate_lengths(cfg, model, device, dtype)
     result["seconds"] = round(elapsed_before + time.perf_counter() - t0, 3)
     if out is not None:
-        _write_text(out / "final.json", json.dumps(result, indent=2))
+        write_final(out / "final.json", result)
     result["model"] = model
     return result
 
@@ -698,6 +713,6 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
         if outs[i] is not None:
             final = {"step": r["steps"], "config_hash": r["config_hash"], "model": model.state_dict()}
             save_checkpoint(final, outs[i] / "checkpoint.pt")
-            _write_text(outs[i] / "final.json", json.dumps(r, indent=2))
+            write_final(outs[i] / "final.json", r)
         r["model"] = model
     return results
