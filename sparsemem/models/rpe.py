@@ -16,10 +16,20 @@ learned        b_h(min(s, max_distance - 1))                   b_h(.)
 =============  ==============================================  ==========
 
 p_h and a_h are kept positive as exp of a free parameter.
+
+TMX attention evaluates phi at the real number u = w_h . x_t (``phi_real``),
+where the paper's phi is undefined for some u; we clamp: log-type uses
+phi(max(u, 1e-6)) (log s is undefined for s <= 0), kerple_log uses
+phi(max(u, 0)) (log(1 + a u) is undefined for u <= -1/a). lin-type needs none.
+Normalization-free attention adds no guard: where the exact weights exceed
+the dtype's range (TMX weights reach e^(p_h |phi(u)|), past float32 near
+p_h |phi(u)| = 88, and its squared loss near 44) the output or the loss
+overflows, and the run ends as diverged at that step.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Optional
@@ -33,13 +43,24 @@ LIN_TYPES = ("lin", "alibi")
 LOG_TYPES = ("log", "t5", "kerple_log")
 
 
+@functools.lru_cache(maxsize=64)
+def _t5_table(B: int, D: int) -> tuple[int, ...]:
+    """r(n) for n = 0..D, in integers. For B <= n < D the bucket is B + k with k the largest integer such
+    that B log(n/B) / log(D/B) >= k, i.e. n^B >= D^k B^(B-k): exact at the boundaries, where a
+    floating-point log can land one bucket low (B = 12, D = 192, n = 96 is exactly B + 9)."""
+    table = list(range(min(B, D + 1)))
+    for n in range(B, D):
+        k, lhs = 0, n**B
+        while k + 1 < B and lhs >= D ** (k + 1) * B ** (B - k - 1):
+            k += 1
+        table.append(B + k)
+    return tuple(table + [2 * B - 1])
+
+
 def t5_bucket(s: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
-    """The T5 bucket r(n): n below B, logarithmic up to D, 2B - 1 beyond."""
-    B, D = buckets, max_distance
-    s = s.to(torch.float64)
-    log_part = B + torch.floor(B * torch.log(s.clamp(min=B) / B) / math.log(D / B))
-    r = torch.where(s < B, s, torch.minimum(log_part, torch.full_like(s, 2 * B - 1)))
-    return torch.where(s >= D, torch.full_like(s, 2 * B - 1), r)
+    """The T5 bucket r(n): n below B, B + floor(B log(n/B) / log(D/B)) up to D, 2B - 1 from D on."""
+    table = torch.tensor(_t5_table(buckets, max_distance), dtype=torch.float64, device=s.device)
+    return table[s.to(torch.long).clamp(0, max_distance)]
 
 
 def default_p(kind: str, heads: int) -> torch.Tensor:
