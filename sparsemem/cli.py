@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for flag in ("out", "store", "corpus"):
+            if getattr(args, flag, None) == "":
+                raise ConfigError(f"--{flag} is empty; give a path")
         return args.func(args)
     except ConfigError as err:
         print(f"sparsemem: error: {err}", file=sys.stderr)
