@@ -228,6 +228,18 @@ def _read_json(path: Path, healed: list) -> Optional[dict]:
     return None
 
 
+def _try_resume(path: Path, device, restore: Callable[[dict], tuple], what: str) -> tuple:
+    """(restore(checkpoint at path), None), or (None, a note of the damage) when the checkpoint or the files
+    ``restore`` checks are damaged; the caller then starts afresh. A ConfigError from ``restore`` (a folder of
+    another run) is the user's to fix and propagates."""
+    try:
+        return restore(load_checkpoint(path, device)), None
+    except ConfigError:
+        raise
+    except (DamagedFile, KeyError, RuntimeError, TypeError, ValueError) as err:
+        return None, f"{err if isinstance(err, DamagedFile) else f'{path.name}: {err}'}; {what} restarted from step 0"
+
+
 def _restart(out: Path, keep_checkpoint: bool = False) -> None:
     """Clear a run folder's state files, so the run starts at step 0."""
     for name in ("final.json", "metrics.jsonl") + (() if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")):
@@ -322,26 +334,25 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                 model, opt, sched, gen = build()
                 _restart(out)
         if resume and ckpt_path.exists():
-            try:
-                state = load_checkpoint(ckpt_path, device)
+            def restore(state: dict) -> tuple:
                 if state.get("config_hash") != chash:
                     raise ConfigError(f"run folder {str(out)!r} holds a run of another config; pick another --out")
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["opt"])
                 sched.load_state_dict(state["sched"])
                 gen.set_state(state["gen"].cpu())
-                start, elapsed_before = state["step"], state.get("seconds", 0.0)
-                history = _trim_metrics(out / "metrics.jsonl", start, tc.eval_interval)
-                if history is None:
+                kept = _trim_metrics(out / "metrics.jsonl", state["step"], tc.eval_interval)
+                if kept is None:
                     raise DamagedFile("metrics.jsonl lacks evaluations before the checkpoint")
-            except (DamagedFile, KeyError, RuntimeError, TypeError, ValueError) as err:
-                if isinstance(err, ConfigError):
-                    raise
-                healed.append(f"{err if isinstance(err, DamagedFile) else f'checkpoint.pt: {err}'}; "
-                              "restarted from step 0")
+                return state["step"], state.get("seconds", 0.0), kept
+
+            resumed, note = _try_resume(ckpt_path, device, restore, "the run")
+            if note is None:
+                start, elapsed_before, history = resumed
+            else:
+                healed.append(note)
                 model, opt, sched, gen = build()
                 _restart(out)
-                start, elapsed_before = 0, 0.0
         if start == 0:
             _restart(out, keep_checkpoint=False)
             history = []
@@ -597,33 +608,30 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                for i, (c, h) in enumerate(zip(cfgs, hashes))]
     alive = torch.ones(K, dtype=torch.bool)  # on the CPU; ``alive_dev`` follows it on the device
     start, elapsed_before, healed = 0, 0.0, []
-    fresh = results
     if fdir is not None:
         fdir.mkdir(parents=True, exist_ok=True)
         ckpt = fdir / "checkpoint.pt"
         if resume and ckpt.exists():
-            try:
-                state = load_checkpoint(ckpt, device)
+            def restore(state: dict) -> tuple:
                 if state.get("members") != hashes:
                     raise ConfigError(f"fleet folder {str(fdir)!r} holds another fleet; pick another folder")
                 fleet.load_state_dict(state["fleet"])
                 opt.load_state_dict(state["opt"])
                 for s, g in state["gens"].items():
                     gens[s].set_state(g.cpu())
-                start, elapsed_before = state["step"], state["seconds"]
-                results = state["results"]
-                for i, out in enumerate(outs):  # a running member's metrics hold every evaluation up to `start`
-                    if out is not None and results[i]["status"] == "running" and _trim_metrics(
-                            out / "metrics.jsonl", start, tc.eval_interval) is None:
+                for i, out in enumerate(outs):  # a running member's metrics hold every evaluation up to the step
+                    if out is not None and state["results"][i]["status"] == "running" and _trim_metrics(
+                            out / "metrics.jsonl", state["step"], tc.eval_interval) is None:
                         raise DamagedFile(f"{out.name}/metrics.jsonl lacks evaluations before the checkpoint")
-            except (DamagedFile, KeyError, RuntimeError, TypeError, ValueError) as err:
-                if isinstance(err, ConfigError):
-                    raise
-                healed.append(f"{err if isinstance(err, DamagedFile) else f'checkpoint.pt: {err}'}; "
-                              "the fleet restarted from step 0")
-                print(f"sparsemem: warning: fleet folder {str(fdir)!r}: {healed[-1]}", file=sys.stderr)
+                return state["step"], state["seconds"], state["results"]
+
+            resumed, note = _try_resume(ckpt, device, restore, "the fleet")
+            if note is None:
+                start, elapsed_before, results = resumed
+            else:
+                healed.append(note)
+                print(f"sparsemem: warning: fleet folder {str(fdir)!r}: {note}", file=sys.stderr)
                 fleet, opt, gens = build()
-                start, elapsed_before, results = 0, 0.0, fresh
             alive = torch.tensor([r["status"] == "running" for r in results])
             for r in results:
                 if start:
