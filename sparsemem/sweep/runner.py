@@ -67,15 +67,18 @@ class Job:
     compile: bool = False  # a single run through torch.compile
 
 
-# On a CPU a fleet gains only while its step's tensors stay near cache: a member whose largest activation
-# is big (softmax DP read at every key for a whole batch) already keeps a core busy alone. Measured on
-# 2 cores, 8 members as one fleet against one by one: exp-1b DP-free (57k elements each) 2.3x faster,
-# Prop 4.2 DP (51k) 2.1x, 1a synthetic 2-layer DP (205k) 1.4x, 3a DP with H = 8 (800k) 0.6x.
+# On a CPU a fleet gains most while its step is bound by per-operation overhead; a member whose largest
+# activation is big (softmax DP read at every key for a whole batch) already keeps a core busy alone.
+# Measured on 2 cores, 8 members as one fleet against one by one: exp-1b DP-free (57k elements each)
+# 2.2-2.6x, Prop 4.2 DP (51k) 2.1x, 1a synthetic 2-layer DP (205k) 1.4x; 3a DP with H = 8 (800k) 0.6x
+# before its first layer got a fused softmax backward, 1.65x after. Letting such runs into fleets then
+# projected the paper profile at 4,231 s against 4,320 s (within the noise), so the cap stays.
 CPU_MEMBER_ELEMENTS = 250_000  # above this a run trains alone on a CPU
 CPU_FLEET_ELEMENTS = 8_000_000  # and a CPU fleet's members hold at most this many together
 # Such a run is bound by passes over its big tensors, which torch.compile fuses: measured on 2 cores, the
 # 3a DP cell H = 64, m = 256 (T = 1000, batch 100) took 57 ms a step eagerly and 14 ms compiled, after
-# 23 s of compiling. `--compile auto` compiles these runs; small runs would not earn back the 20 s.
+# 23 s of compiling (eagerly about 20 ms since the fused first-layer softmax and the malloc setting).
+# `--compile auto` compiles these runs; small runs would not earn back the 20 s.
 COMPILE_MODES = ("off", "auto")
 
 
