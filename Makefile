@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results
 WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-PROFILE ?= quick
+PROFILE ?= auto
 FLEET ?= auto
 COMPILE ?= off
 

@@ -128,7 +128,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         + (["--compile", args.compile] if args.compile != "off" else []))
     if args.corpus:
         command += f" --corpus {args.corpus}"
-    if args.device != "cpu":
+    if args.device != "auto":
         command += f" --device {args.device}"
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
@@ -392,14 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"resumes. Experiments: {', '.join(EXPERIMENTS)} (the _text ones need "
                                    f"--corpus); groups: {', '.join(f'{g} = {chr(32).join(m)}' for g, m in GROUPS.items())}.")
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
-    p.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                   help="quick: CPU-sized grids and 2000 steps (default); paper: the paper's grids, 10,000 steps")
+    p.add_argument("--profile", choices=("auto", "quick", "paper"), default="auto",
+                   help="quick: CPU-sized grids and 2000 steps; paper: the paper's grids, 10,000 steps; auto "
+                        "(default): paper where the runs go to a CUDA device, quick otherwise")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default results)")
     _runner_args(p)
     p.add_argument("--corpus", metavar="DIR", help="a folder of text files (or openwebtext) for 1a_text and "
                                                    "3b_text; with it, they run by default too")
-    p.add_argument("--device", default="cpu", help="train.device of every run: cpu (default), cuda, cuda:N "
-                                                   "or auto; runs on another device are other runs in the store")
+    p.add_argument("--device", default="auto", help="train.device of every run: cpu, cuda, cuda:N or auto "
+                                                    "(default: cuda where present, else cpu); runs on another "
+                                                    "device are other runs in the store")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild tables, figures and REPORT.md from a results store")

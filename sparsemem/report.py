@@ -89,7 +89,8 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
     header = [
         "# sparsemem: reproduction of Wang and E (NeurIPS 2024), App. H.2",
         "",
-        f"Profile **{profile}**, built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{Path(store_path).name}` "
+        f"Profile **{profile}**" + (f" ({meta['profile_reason']})" if meta.get("profile_reason") else "")
+        + f", built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{Path(store_path).name}` "
         f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}).",
         f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with "
         f"`sparsemem report --store {store_path} --out {out_dir}`.",

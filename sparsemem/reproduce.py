@@ -20,19 +20,34 @@ def cost(cfg: RunConfig) -> float:
     return t.steps * t.batch_size * per_step * (cfg.task.seq_len / 1000) * (m.layers if m.layers > 1 else 1)
 
 
-def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Union[str, Path] = "results",
+def resolve_profile(profile: str, device: str) -> tuple[str, str]:
+    """The profile to run and why: ``auto`` is the paper's protocol where the runs go to a CUDA device
+    (there it takes minutes), the quick profile elsewhere (the paper's is hours on a CPU)."""
+    if profile != "auto":
+        return profile, "asked for"
+    if device.startswith("cuda"):
+        return "paper", f"auto: the runs go to {device}"
+    return "quick", f"auto: the runs go to {device}, where the paper profile takes hours"
+
+
+def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Union[str, Path] = "results",
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
               progress: Optional[bool] = None, command: str = "sparsemem reproduce",
-              corpus: Optional[str] = None, device: str = "cpu", fleet: str = "auto", fleet_size: int = 0,
+              corpus: Optional[str] = None, device: str = "auto", fleet: str = "auto", fleet_size: int = 0,
               compile: str = "off") -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
     experiments too.
     """
-    if profile not in PROFILES:
-        raise ConfigError(f"--profile = {profile!r}: must be one of {', '.join(PROFILES)}")
+    if profile != "auto" and profile not in PROFILES:
+        raise ConfigError(f"--profile = {profile!r}: must be one of auto, {', '.join(PROFILES)}")
     check_runner_args(workers, backend, fleet, fleet_size, compile)
+    import torch
+
+    if device == "auto":  # the concrete device, so a CPU machine's runs keep the hashes of --device cpu
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    profile, why = resolve_profile(profile, device)
     names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
@@ -71,7 +86,8 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "quick", out: Un
     with Store(store_path) as store:
         # CUDA's presence was checked above for a cuda device
         label = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else device
-        store.set_meta(profile=profile, out=str(out), command=command, torch=torch.__version__, device=label)
+        store.set_meta(profile=profile, profile_reason=why, out=str(out), command=command, torch=torch.__version__,
+                       device=label)
         for name in names:
             runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])

@@ -152,3 +152,35 @@ def test_2b_shows_the_linear_readout_optimum_and_flags_an_ffn_that_beats_it(tmp_
     assert row.count("2.9") == 2  # lin and log optima near Var(y) = 3 with one head
     assert "beats the best linear readout at lin H=1" in verdicts["2b"].detail
     assert "log H=1" not in verdicts["2b"].detail  # log trained to 3.0: above its optimum
+
+
+@pytest.mark.parametrize("profile,device,want", [
+    ("auto", "cpu", "quick"), ("auto", "cuda", "paper"), ("auto", "cuda:1", "paper"),
+    ("quick", "cuda", "quick"), ("paper", "cpu", "paper")])
+def test_profile_auto_is_the_paper_on_cuda_and_quick_elsewhere(profile, device, want):
+    from sparsemem.reproduce import resolve_profile
+
+    got, why = resolve_profile(profile, device)
+    assert got == want and (why.startswith("auto: ") == (profile == "auto")) and (device in why or profile != "auto")
+
+
+def test_reproduce_by_default_says_which_profile_ran_and_why(tmp_path, monkeypatch):
+    """On this CPU machine the default (--profile auto, --device auto) is the quick profile on cpu, with the
+    same config hashes as --device cpu; the store and the report's head say so."""
+    import sparsemem.reproduce as rep
+
+    hashes = {}
+
+    def fake_run_sweep(runs, store, sweep, **kw):
+        hashes["got"] = {c.config_hash() for c in runs}
+        return {"total": len(runs), "skipped": len(runs), "done": 0, "diverged": 0, "failed": 0}
+
+    monkeypatch.setattr(rep, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rep.reproduce(["4a"], out=tmp_path / "o", progress=False)
+    with Store(tmp_path / "o" / "results.db", readonly=True) as store:
+        meta = store.meta()
+    assert meta["profile"] == "quick" and meta["profile_reason"].startswith("auto: the runs go to cpu")
+    assert hashes["got"] == {c.config_hash() for c in expand_all(EXPERIMENTS["4a"].make_specs("quick"))}
+    head = (tmp_path / "o" / "REPORT.md").read_text().splitlines()[2]
+    assert head.startswith("Profile **quick** (auto: the runs go to cpu")
