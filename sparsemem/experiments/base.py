@@ -57,15 +57,127 @@ class Table:
         return buf.getvalue()
 
 
+class _Inconclusive:
+    """The third truth value: a rule that holds for some pairings of seeds and fails for others."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self):
+        raise TypeError("an inconclusive truth has no bool: combine it with all_of / any_of")
+
+    def __repr__(self) -> str:
+        return "INCONCLUSIVE"
+
+
+INCONCLUSIVE = _Inconclusive()
+
+
+def all_of(*truths):
+    """Kleene AND: False if any is False, True if all are True, else INCONCLUSIVE."""
+    if any(t is False for t in truths):
+        return False
+    return True if all(t is True for t in truths) else INCONCLUSIVE
+
+
+def any_of(*truths):
+    """Kleene OR: True if any is True, False if all are False, else INCONCLUSIVE (no truths: False)."""
+    if any(t is True for t in truths):
+        return True
+    return False if all(t is False for t in truths) else INCONCLUSIVE
+
+
+class Spread:
+    """A cell's metric over its seeds: ``lo``, ``hi`` and the ``median`` (diverged seeds count as inf).
+
+    Comparisons answer over every pairing of seeds: ``a <= b`` is True when it holds for each choice of
+    one seed of a and one of b (a.hi <= b.lo), False when it fails for each, else INCONCLUSIVE. Arithmetic
+    (``/``, a number ``*``) and ``min_of`` give the range over all pairings of the cells involved. A cell
+    used twice in one rule is paired independently with itself, so a rule judged this way can come out
+    inconclusive where a joint choice would decide it, never the other way round.
+    """
+
+    def __init__(self, values, lo=None, hi=None, median=None):
+        vals = sorted(values)
+        self.values = vals
+        self.lo = vals[0] if lo is None else lo
+        self.hi = vals[-1] if hi is None else hi
+        if median is None:
+            n = len(vals)
+            median = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+        self.median = median
+
+    @staticmethod
+    def _ends(x):
+        return (x.lo, x.hi) if isinstance(x, Spread) else (x, x)
+
+    def _cmp(self, other, strict: bool, less: bool):
+        (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
+        if not less:
+            (alo, ahi), (blo, bhi) = (blo, bhi), (alo, ahi)
+        ok = (lambda x, y: x < y) if strict else (lambda x, y: x <= y)
+        if ok(ahi, blo):
+            return True
+        if not ok(alo, bhi):
+            return False
+        return INCONCLUSIVE
+
+    def __le__(self, other):
+        return self._cmp(other, False, True)
+
+    def __lt__(self, other):
+        return self._cmp(other, True, True)
+
+    def __ge__(self, other):
+        return self._cmp(other, False, False)
+
+    def __gt__(self, other):
+        return self._cmp(other, True, False)
+
+    def __truediv__(self, other) -> "Spread":
+        """The ratio's range for positive values (x / 0 = inf)."""
+        div = lambda a, b: math.inf if b == 0 else a / b  # noqa: E731
+        (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
+        bmed = other.median if isinstance(other, Spread) else other
+        return Spread([], lo=div(alo, bhi), hi=div(ahi, blo), median=div(self.median, bmed))
+
+    def __rmul__(self, k: float) -> "Spread":
+        return Spread([], lo=k * self.lo, hi=k * self.hi, median=k * self.median)
+
+    def __repr__(self) -> str:
+        return f"Spread(median={self.median:.3g}, lo={self.lo:.3g}, hi={self.hi:.3g})"
+
+    @property
+    def seeds(self) -> int:
+        return len(self.values)
+
+
+def min_of(spreads) -> Optional[Spread]:
+    """The smallest of several cells, as a range over every pairing of their seeds."""
+    spreads = [s for s in spreads if s is not None]
+    if not spreads:
+        return None
+    return Spread([], lo=min(s.lo for s in spreads), hi=min(s.hi for s in spreads),
+                  median=min(s.median for s in spreads))
+
+
+def truth_label(t) -> str:
+    return {True: "holds", False: "does not hold"}.get(t, "inconclusive") if t is not None else "incomplete"
+
+
 @dataclass
 class Verdict:
-    holds: Optional[bool]  # None: not enough finished runs to judge
+    holds: object  # True, False, INCONCLUSIVE (over seeds), or None: not enough finished runs to judge
     ours: str  # our numbers, one line
     detail: str = ""  # why, in a sentence or two
 
     @property
     def label(self) -> str:
-        return {True: "holds", False: "does not hold", None: "incomplete"}[self.holds]
+        return truth_label(self.holds)
 
 
 @dataclass
@@ -118,15 +230,20 @@ class Results:
                 out.append(row)
         return out
 
-    def value(self, metric: str = "val_rel", **where) -> Optional[float]:
-        """The mean of a metric over the finished rows matching ``where`` (seeds averaged)."""
+    def spread(self, metric: str = "val_rel", **where) -> Optional[Spread]:
+        """A metric over the finished rows matching ``where``, one value a seed (diverged: inf); None if none."""
         vals = []
         for row in self.select(**where):
             if row["status"] == "done" and row.get(metric) is not None and math.isfinite(row[metric]):
                 vals.append(row[metric])
             elif row["status"] == "diverged":
                 vals.append(math.inf)
-        return sum(vals) / len(vals) if vals else None
+        return Spread(vals) if vals else None
+
+    def value(self, metric: str = "val_rel", **where) -> Optional[float]:
+        """The median of a metric over the seeds of the finished rows matching ``where``."""
+        found = self.spread(metric, **where)
+        return None if found is None else found.median
 
 
 def fmt(v: Optional[float]) -> str:
@@ -139,6 +256,15 @@ def fmt(v: Optional[float]) -> str:
     if abs(v) >= 1e-2 and abs(v) < 1e4:
         return f"{v:.3g}"
     return f"{v:.2e}"
+
+
+def fmt_spread(v: Optional[Spread]) -> str:
+    """The median, and the min-max range across seeds where there are several."""
+    if v is None:
+        return "—"
+    if v.lo == v.hi:
+        return fmt(v.median)
+    return f"{fmt(v.median)} [{fmt(v.lo)}, {fmt(v.hi)}]"
 
 
 def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:

@@ -1,0 +1,108 @@
+"""Three-way verdicts over seeds: a rule holds when it holds for every pairing of the compared cells'
+seeds, does not hold when it fails for every pairing, and is inconclusive otherwise."""
+
+import itertools
+
+import pytest
+
+from sparsemem.experiments import EXPERIMENTS, expand_all
+from sparsemem.experiments.base import INCONCLUSIVE, Results, Spread, all_of, any_of, min_of
+from sparsemem.report import build_report
+from sparsemem.sweep import Store
+
+
+def test_kleene_logic():
+    assert all_of(True, True) is True and all_of(True, INCONCLUSIVE) is INCONCLUSIVE
+    assert all_of(INCONCLUSIVE, False) is False and any_of(False, INCONCLUSIVE) is INCONCLUSIVE
+    assert any_of(INCONCLUSIVE, True) is True and any_of() is False
+    with pytest.raises(TypeError):
+        bool(INCONCLUSIVE)
+
+
+@pytest.mark.parametrize("a,b", [([1, 2], [3, 4]), ([1, 3], [2, 4]), ([3, 4], [1, 2]), ([2, 2], [2, 5])])
+def test_comparisons_answer_over_every_pairing(a, b):
+    sa, sb = Spread(a), Spread(b)
+    for op, cmp in ((lambda x, y: x <= y, "le"), (lambda x, y: x < y, "lt"),
+                    (lambda x, y: x >= y, "ge"), (lambda x, y: x > y, "gt")):
+        each = {op(x, y) for x, y in itertools.product(a, b)}
+        want = True if each == {True} else False if each == {False} else INCONCLUSIVE
+        assert op(sa, sb) is want, (cmp, a, b)
+
+
+def test_ratio_min_and_scaling_cover_every_pairing():
+    a, b, c = Spread([1.0, 4.0]), Spread([2.0, 8.0]), Spread([3.0, 0.5])
+    r = a / b
+    ratios = [x / y for x, y in itertools.product(a.values, b.values)]
+    assert (r.lo, r.hi) == (min(ratios), max(ratios))
+    m = min_of([a, b, c, None])
+    mins = [min(t) for t in itertools.product(a.values, b.values, c.values)]
+    assert (m.lo, m.hi) == (min(mins), max(mins))
+    assert (10 * a).lo == 10.0 and Spread([1.0, 2.0, 3.0]).median == 2.0 and Spread([1.0, 3.0]).median == 2.0
+
+
+def fill(store, name, value_of, seeds=(0, 1, 2)):
+    """An experiment's quick runs for several seeds, each finished with val_rel = value_of(config)."""
+    runs = [c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
+            for c in expand_all(EXPERIMENTS[name].make_specs("quick")) for s in seeds]
+    store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
+    for c in runs:
+        v = value_of(c)
+        store.finish(c.config_hash(), {"status": "done", "val_rel": v, "val_loss": 2 * v, "steps": 1})
+
+
+def fake_4a(log1_by_seed, lin_by_seed):
+    """log with 1 head at log1_by_seed[seed]; lin's best cell (H = 64) at lin_by_seed[seed]."""
+    def value_of(c):
+        s = c.train.seed
+        if c.model.rpe == "log":
+            return log1_by_seed[s] if c.model.heads == 1 else 1e-3
+        return lin_by_seed[s] * (64 / c.model.heads)
+    return value_of
+
+
+@pytest.mark.parametrize("log1,lin,label", [
+    ([1e-7, 2e-7, 5e-7], [1e-3, 2e-3, 5e-3], "holds"),             # every pairing: log <= 1e-4, lin >= 100x
+    ([1e-7, 2e-7, 5e-7], [1e-6, 2e-6, 9e-6], "does not hold"),     # lin never 100x worse
+    ([1e-7, 2e-7, 5e-7], [1e-5, 3e-5, 1e-3], "inconclusive"),      # 100x for some pairings only
+    ([1e-7, 5e-5, 5e-4], [1.0, 1.0, 1.0], "inconclusive"),         # log reaches 1e-4 with two seeds of three
+    ([1e-3, 2e-3, 5e-3], [1.0, 1.0, 1.0], "does not hold"),        # log never reaches 1e-4
+])
+def test_4a_three_way_verdict_over_seeds(tmp_path, log1, lin, label):
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "4a", fake_4a(log1, lin))
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4a"]
+    assert verdict.label == label, verdict.ours
+    assert "[" in verdict.ours  # the compared values come with their range across seeds
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert f"**{label}**" in report
+
+
+@pytest.mark.parametrize("spread,label", [(1.0, "holds"), (300.0, "inconclusive")])
+def test_2b_gain_judged_over_seeds(tmp_path, spread, label):
+    """learned RPE: H 1 -> 32 at m = 16 cuts MSE 1000x for the middle seed; with a wide spread across seeds,
+    some pairings fall below the rule's 100x."""
+    def value_of(c):
+        if c.model.rpe != "learned":
+            return 1.0
+        noise = {0: 1.0, 1: spread ** 0.5, 2: 1.0 / spread ** 0.5}[c.train.seed]
+        return (1e-1 if c.model.heads == 1 else 1e-4) * noise
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "2b", value_of)
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
+    assert verdict.label == label, verdict.ours
+
+
+def test_a_single_seed_gives_the_plain_verdict(tmp_path):
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "4a", fake_4a([1e-7], [1e-3]), seeds=(0,))
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4a"]
+    assert verdict.holds is True and "[" not in verdict.ours
+
+
+def test_results_median_and_spread():
+    rows = [{"config": {"model": {"heads": 1}}, "status": "done", "val_rel": v} for v in (3.0, 1.0, 2.0)]
+    rows.append({"config": {"model": {"heads": 1}}, "status": "diverged", "val_rel": None})
+    res = Results(rows)
+    s = res.spread("val_rel", model__heads=1)
+    assert (s.lo, s.hi, s.seeds) == (1.0, float("inf"), 4) and res.value("val_rel", model__heads=1) == 2.5
+    assert res.spread("val_rel", model__heads=2) is None
