@@ -28,6 +28,14 @@ def train_settings(profile: str) -> dict:
     return dict(TRAIN_QUICK if profile == "quick" else TRAIN_PAPER)
 
 
+# Seeds per cell (model initialisation and data stream): verdicts are judged over them.
+SEEDS = {"quick": (0, 1), "paper": (0, 1, 2)}
+
+
+def seeds_of(profile: str) -> list[int]:
+    return list(SEEDS[profile])
+
+
 @dataclass
 class Table:
     title: str

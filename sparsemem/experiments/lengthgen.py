@@ -9,10 +9,12 @@ same target at longer sequences (the kernel target then has more tail).
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 from ..config import RPE_TYPES
 from ..plotting import log_axes, plot_known, pyplot, save_figure
-from .base import Experiment, Results, Table, Verdict, fmt, spec, train_settings
+from .base import Experiment, Results, Spread, Table, Verdict, fmt, fmt_spread, min_of, seeds_of, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
 TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},
@@ -31,19 +33,23 @@ def specs(profile: str):
                 "model": {"layers": 1, "heads": 4, "dim": 16, "ffn_width": 0, "attention": "dp_free",
                           "rpe_max_distance": T, "rpe_buckets": 8},
                 "train": tr}
-        out.append(spec("length_gen", base, {"model.rpe": list(RPE_TYPES)}))
+        out.append(spec("length_gen", base, {"model.rpe": list(RPE_TYPES)}, seeds=seeds_of(profile)))
     return out
 
 
-def at(res: Results, kind: str, rpe: str, length: int):
-    rows = [r for r in res.select(task__kind=kind, model__rpe=rpe) if r["status"] == "done"]
-    if not rows:
-        return None
-    row = rows[0]
-    if length == row["config"]["task"]["seq_len"]:
-        return row["val_rel"]
-    got = row["metrics"].get("length_eval", {}).get(str(length))
-    return got["val_rel"] if got else None
+def at(res: Results, kind: str, rpe: str, length: int) -> Optional[Spread]:
+    """Relative MSE at ``length`` over the seeds of the runs trained on `kind` with `rpe`."""
+    vals = []
+    for row in res.select(task__kind=kind, model__rpe=rpe):
+        if row["status"] != "done":
+            continue
+        if length == row["config"]["task"]["seq_len"]:
+            vals.append(row["val_rel"])
+        else:
+            got = row["metrics"].get("length_eval", {}).get(str(length))
+            if got:
+                vals.append(got["val_rel"])
+    return Spread(vals) if vals else None
 
 
 def analyse(res: Results):
@@ -53,16 +59,15 @@ def analyse(res: Results):
     lengths = [T, 2 * T, 4 * T]
     tables = []
     for kind, label in (("kernel", "rho(s) = s^-1.5"), ("fixed", "y = x_{t-5} + x_{t-20}")):
-        rows = [[rpe] + [at(res, kind, rpe, n) for n in lengths] for rpe in RPE_TYPES]
+        rows = [[rpe] + [fmt_spread(at(res, kind, rpe, n)) for n in lengths] for rpe in RPE_TYPES]
         tables.append(Table(f"{label}: relative MSE, trained at T = {T}, scored at T, 2T, 4T",
                             ["RPE"] + [f"T = {n}" for n in lengths], rows))
-    best = {group: min((v for v in (at(res, "kernel", r, 4 * T) for r in group) if v is not None), default=None)
-            for group in (LOG_TYPES, LIN_TYPES)}
+    best = {group: min_of(at(res, "kernel", r, 4 * T) for r in group) for group in (LOG_TYPES, LIN_TYPES)}
     if best[LOG_TYPES] is None or best[LIN_TYPES] is None:
         return tables, Verdict(None, "incomplete")
     holds = best[LOG_TYPES] < best[LIN_TYPES]
-    ours = (f"power-law target at 4T: best log-type RPE {fmt(best[LOG_TYPES])}, best lin-type "
-            f"{fmt(best[LIN_TYPES])}")
+    ours = (f"power-law target at 4T: best log-type RPE {fmt_spread(best[LOG_TYPES])}, best lin-type "
+            f"{fmt_spread(best[LIN_TYPES])}")
     detail = ("A softmax head's weights are normalized over the whole window, so a longer sequence rescales "
               "every head's kernel: even an exact log head drifts from s^-1.5 beyond T; how far depends on the "
               "mass of the kernel past T.")
@@ -79,7 +84,7 @@ def figure(res: Results, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for ax, (kind, label) in zip(axes, (("kernel", "rho(s) = s^-1.5"), ("fixed", "lags 5 and 20"))):
         for rpe in RPE_TYPES:
-            plot_known(ax, lengths, [at(res, kind, rpe, n) for n in lengths], "o-", rpe)
+            plot_known(ax, lengths, [getattr(at(res, kind, rpe, n), "median", None) for n in lengths], "o-", rpe)
         log_axes(ax, "evaluation length", "relative MSE", f"{label}, trained at T = {T}", legend=None)
         ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)

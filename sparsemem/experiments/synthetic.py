@@ -24,6 +24,7 @@ from .base import (
     fmt_spread,
     min_of,
     ratio,
+    seeds_of,
     spec,
     train_settings,
 )
@@ -54,7 +55,7 @@ def variants() -> dict[str, tuple[int, int]]:
 
 
 def specs_1a(profile: str):
-    seeds = [0, 1] if profile == "quick" else [0, 1, 2]
+    seeds = seeds_of(profile)
     cases = [{"model.layers": L, "model.heads": H} for L, H in variants().values()]
     return [spec("1a_synthetic", {"task": NESTED_TASK, "model": MODEL_1A, "train": train_settings(profile)},
                  {}, seeds=seeds, cases=cases)]
@@ -124,7 +125,7 @@ NESTED_MODEL = {"dim": 32, "ffn_width": 64, "layers": 2, "heads": 4, "rpe": "lea
 
 def specs_3b(profile: str):
     tr = train_settings(profile)
-    seeds = [0] if profile == "quick" else [0, 1, 2]
+    seeds = seeds_of(profile)
     return [
         spec("3b_synthetic", {"task": PROP42_TASK, "model": PROP42_MODEL, "train": tr},
              {"model.attention": ["dp", "dp_free"], "model.rpe": ["learned", "lin"], "model.heads": [4, 16]},

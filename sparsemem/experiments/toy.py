@@ -24,6 +24,7 @@ from .base import (
     fmt_spread,
     min_of,
     ratio,
+    seeds_of,
     spec,
     train_settings,
     truth_label,
@@ -67,7 +68,7 @@ def hm_specs(name: str, task: dict):
     def specs(profile: str):
         Hs, ms = grid_hm(profile)
         return [spec(name, base(profile, task, {}),
-                     {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms})]
+                     {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms}, seeds=seeds_of(profile))]
     return specs
 
 
@@ -288,9 +289,10 @@ def specs_3a(profile: str):
     dp_H = Hs if profile == "paper" else [8, 32]
     dp_m = ms if profile == "paper" else [256]
     return [
-        spec("3a", base(profile, TASK_1B, {}), {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms}),
+        spec("3a", base(profile, TASK_1B, {}), {"model.rpe": RPES, "model.heads": Hs, "model.ffn_width": ms},
+             seeds=seeds_of(profile)),
         spec("3a", base(profile, TASK_1B, {"attention": "dp"}),
-             {"model.rpe": RPES, "model.heads": dp_H, "model.ffn_width": dp_m}),
+             {"model.rpe": RPES, "model.heads": dp_H, "model.ffn_width": dp_m}, seeds=seeds_of(profile)),
     ]
 
 
@@ -377,7 +379,8 @@ EXP_3A = Experiment(
 # -- 4a / 4b ---------------------------------------------------------------------
 def kernel_spec(name: str, profile: str, kernels: list, rpes: list[str]):
     return spec(name, base(profile, {"kind": "kernel", "kernels": kernels[0]}, {"ffn_width": 0}),
-                {"task.kernels": kernels, "model.rpe": rpes, "model.heads": heads_1d(profile)})
+                {"task.kernels": kernels, "model.rpe": rpes, "model.heads": heads_1d(profile)},
+                seeds=seeds_of(profile))
 
 
 @functools.lru_cache(maxsize=None)
