@@ -106,3 +106,15 @@ def test_results_median_and_spread():
     s = res.spread("val_rel", model__heads=1)
     assert (s.lo, s.hi, s.seeds) == (1.0, float("inf"), 4) and res.value("val_rel", model__heads=1) == 2.5
     assert res.spread("val_rel", model__heads=2) is None
+
+
+def test_figures_draw_the_spread_across_seeds():
+    from sparsemem.plotting import plot_known, pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    plot_known(ax, [1, 2, 4], [Spread([1e-3, 4e-3]), Spread([1e-4]), None], "o-", "two seeds")
+    plot_known(ax, [1, 2], [1e-2, 2e-2], "s--", "plain numbers")
+    assert len(ax.lines) == 2 and list(ax.lines[0].get_ydata()) == [2.5e-3, 1e-4]
+    assert len(ax.collections) == 1  # one band, only where a cell has a spread
+    plt.close(fig)

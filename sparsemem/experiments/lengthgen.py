@@ -84,7 +84,7 @@ def figure(res: Results, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for ax, (kind, label) in zip(axes, (("kernel", "rho(s) = s^-1.5"), ("fixed", "lags 5 and 20"))):
         for rpe in RPE_TYPES:
-            plot_known(ax, lengths, [getattr(at(res, kind, rpe, n), "median", None) for n in lengths], "o-", rpe)
+            plot_known(ax, lengths, [at(res, kind, rpe, n) for n in lengths], "o-", rpe)
         log_axes(ax, "evaluation length", "relative MSE", f"{label}, trained at T = {T}", legend=None)
         ax.legend(fontsize=7, ncol=2)
     save_figure(fig, path)

@@ -95,12 +95,16 @@ def analyse_1a(res: Results):
 def figure_1a(res: Results, path: str) -> None:
     plt = pyplot()
 
-    labels, vals = [], []
+    labels, vals, lo, hi = [], [], [], []
     for label, (L, H) in variants().items():
         labels.append(f"{label}\nL={L}, H={H}\n{params(L, H)} params")
-        vals.append(res.value("val_rel", model__layers=L, model__heads=H) or math.nan)
+        s = res.spread("val_rel", model__layers=L, model__heads=H)
+        vals.append(s.median if s is not None else math.nan)
+        lo.append(s.median - s.lo if s is not None else 0.0)
+        hi.append(s.hi - s.median if s is not None and math.isfinite(s.hi) else 0.0)
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    ax.bar(labels, vals, color=["grey", "tab:blue", "tab:orange"])
+    # bars at the median, whiskers from the lowest to the highest seed
+    ax.bar(labels, vals, color=["grey", "tab:blue", "tab:orange"], yerr=[lo, hi], capsize=4)
     ax.set_yscale("log")
     ax.set_ylabel("relative MSE")
     ax.set_title("1a (synthetic): depth against heads")
@@ -181,7 +185,7 @@ def figure_3b(res: Results, path: str) -> None:
     for rpe in ("learned", "lin"):
         for att, style in (("dp", "o-"), ("dp_free", "s--")):
             Hs = [4, 16]
-            vals = [prop.value("val_rel", model__attention=att, model__rpe=rpe, model__heads=H) for H in Hs]
+            vals = [prop.spread("val_rel", model__attention=att, model__rpe=rpe, model__heads=H) for H in Hs]
             plot_known(ax, Hs, vals, style, f"{att}, {rpe} RPE")
     log_axes(ax, "heads H", "relative MSE", "3b (synthetic): Prop 4.2 task")
     save_figure(fig, path)

@@ -433,7 +433,7 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (title, where) in zip(axes[0], panels):
         for rpe in rpes:
-            vals = [res.value("val_rel", model__rpe=rpe, model__heads=H, **where) for H in Hs]
+            vals = [res.spread("val_rel", model__rpe=rpe, model__heads=H, **where) for H in Hs]
             plot_known(ax, Hs, vals, "o-", f"{rpe} RPE")
         log_axes(ax, "heads H", "relative MSE", title)
     save_figure(fig, path)
