@@ -296,6 +296,7 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     assert subprocess.run(cmd(store), capture_output=True, env=ENV).returncode == 0
     with Store(store, readonly=True) as st:
         rows = st.rows()
+    print(f"kill trials: {KILL_TRIALS}, killed: {kills}")
     assert kills >= 8  # the sweep takes longer than the trials: (nearly) every trial ends in a kill
     assert len(rows) == 12 and all(r["status"] == "done" for r in rows)
     assert {r["hash"]: (r["val_loss"], r["train_loss"]) for r in rows} == want
