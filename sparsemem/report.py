@@ -77,6 +77,8 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
             f"- Ours: {verdict.ours}",
             f"- Verdict: **{verdict.label}**. {verdict.detail}",
         ]
+        if verdict.diagnostic:
+            body.append(f"- Diagnostic: {verdict.diagnostic}.")
         if exp.notes:
             body.append(f"- Notes: {exp.notes}")
         body += [f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",

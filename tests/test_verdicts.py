@@ -118,3 +118,20 @@ def test_figures_draw_the_spread_across_seeds():
     assert len(ax.lines) == 2 and list(ax.lines[0].get_ydata()) == [2.5e-3, 1e-4]
     assert len(ax.collections) == 1  # one band, only where a cell has a spread
     plt.close(fig)
+
+
+@pytest.mark.parametrize("wide_helps,outcome", [(True, "confirmed"), (False, "refuted")])
+def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, wide_helps, outcome):
+    """2a's explanation (a Boolean token's readout is affine) is tested by the same target on uniform tokens;
+    the diagnostic's runs stay out of the paper setting's cells and verdict."""
+    def value_of(c):
+        if c.task.input.kind == "uniform":
+            return 1e-1 if c.model.ffn_width == 16 or not wide_helps else 1e-3
+        return 0.5
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "2a", value_of)
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
+    assert verdict.label == "does not hold" and "1x" in verdict.ours  # the Boolean cells alone
+    assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert f"- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report

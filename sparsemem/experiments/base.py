@@ -53,6 +53,9 @@ class Table:
         out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
         return "\n".join(out)
 
+    def renamed(self, title: str) -> "Table":
+        return Table(title, self.header, self.rows)
+
     def csv(self) -> str:
         import csv
         import io
@@ -182,6 +185,7 @@ class Verdict:
     holds: object  # True, False, INCONCLUSIVE (over seeds), or None: not enough finished runs to judge
     ours: str  # our numbers, one line
     detail: str = ""  # why, in a sentence or two
+    diagnostic: str = ""  # a run that tests the explanation in `detail`: what it predicts, measured, outcome
 
     @property
     def label(self) -> str:
