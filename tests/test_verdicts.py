@@ -134,4 +134,4 @@ def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, wide_helps, outcome):
     assert verdict.label == "does not hold" and "1x" in verdict.ours  # the Boolean cells alone
     assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
     report = (tmp_path / "out" / "REPORT.md").read_text()
-    assert f"- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report
+    assert "- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..config import RPE_TYPES
 from ..plotting import log_axes, plot_known, pyplot, save_figure
-from .base import Experiment, Results, Spread, Table, Verdict, fmt, fmt_spread, min_of, seeds_of, spec, train_settings
+from .base import Experiment, Results, Spread, Table, Verdict, fmt_spread, min_of, seeds_of, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
 TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import (
