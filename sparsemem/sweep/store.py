@@ -147,6 +147,16 @@ def owner_gone(owner: Optional[str]) -> bool:
     return False
 
 
+_EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
+_RENEW_SQL = "UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'"
+
+
+def _held_elsewhere(row: dict, owner: str, now: float) -> bool:
+    """A row running under another owner's claim that is still live (lease ahead, owner not known dead)."""
+    return (row["status"] == "running" and row.get("owner") != owner and (row.get("lease") or 0) > now
+            and not owner_gone(row.get("owner")))
+
+
 class Store:
     """A results store at ``path`` (created if missing, unless ``readonly``)."""
 
@@ -285,18 +295,15 @@ class Store:
         with self._tx() as db:
             rows = db.execute(f"SELECT hash, status, owner, lease FROM runs WHERE hash IN "
                               f"({', '.join('?' * len(hashes))})", hashes).fetchall() if hashes else []
-            state = {r["hash"]: r for r in rows}
+            state = {r["hash"]: dict(r) for r in rows}
             taken = []
             for h in hashes:
                 r = state.get(h)
-                if r is None or r["status"] in FINISHED:
-                    continue
-                if r["status"] == "running" and r["owner"] != owner and (r["lease"] or 0) > now \
-                        and not owner_gone(r["owner"]):
+                if r is None or r["status"] in FINISHED or _held_elsewhere(r, owner, now):
                     continue
                 if r["status"] == "running" and r["owner"] != owner:
-                    db.execute("INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, 'takeover', ?)",
-                               (now, h, f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"))
+                    db.execute(_EVENT_SQL, (now, h, "takeover",
+                                            f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"))
                 taken.append(h)
             db.executemany("UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
                            "error = NULL, updated = ? WHERE hash = ?", [(owner, now + lease, now, h) for h in taken])
@@ -309,23 +316,14 @@ class Store:
                        "error = NULL, updated = ? WHERE hash = ?",
                        (owner, time.time() + LEASE_SECONDS if owner else None, time.time(), run_hash))
 
-    def renew(self, owner: str, lease: float = LEASE_SECONDS) -> int:
-        """Extend the leases of every run ``owner`` holds; returns how many."""
-        with self._tx() as db:
-            return db.execute("UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'",
-                              (time.time() + lease, owner)).rowcount
-
     def held_elsewhere(self, hashes: Iterable[str], owner: str) -> list[str]:
         """Those of ``hashes`` running under another owner's live claim."""
         now = time.time()
-        found = self.by_hash(hashes)
-        return [h for h, r in found.items() if r["status"] == "running" and r.get("owner") != owner
-                and (r.get("lease") or 0) > now and not owner_gone(r.get("owner"))]
+        return [h for h, r in self.by_hash(hashes).items() if _held_elsewhere(r, owner, now)]
 
     def log_event(self, run_hash: Optional[str], kind: str, detail: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)",
-                       (time.time(), run_hash, kind, detail))
+            db.execute(_EVENT_SQL, (time.time(), run_hash, kind, detail))
 
     def events(self, run_hash: Optional[str] = None) -> list[dict]:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -424,8 +422,7 @@ class Heartbeat:
         try:
             while not self._stop.wait(self.lease / 4):
                 try:
-                    db.execute("UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'",
-                               (time.time() + self.lease, self.owner))
+                    db.execute(_RENEW_SQL, (time.time() + self.lease, self.owner))
                 except sqlite3.Error:  # busy past the timeout: the next beat tries again
                     pass
         finally:
