@@ -261,12 +261,24 @@ def _json_number(v: float):
 
 
 def _new_result(cfg: RunConfig, chash: str, var_y, params: int, device, steps: int = 0,
-                last: Optional[dict] = None) -> dict:
-    """A run's result before it finishes; ``last`` is its latest metrics row, if any."""
-    last = last or {}
+                history: Optional[list] = None) -> dict:
+    """A run's result before it finishes; ``history`` holds its metrics rows so far, if any.
+
+    ``curve`` is the validation curve, one [step, val_rel] a evaluation (val_loss where val_rel is None),
+    kept in the store so a report can tell how fast a run learned, not only where it ended.
+    """
+    history = history or []
+    last = history[-1] if history else {}
     return {"name": cfg.name, "config_hash": chash, "status": "running", "steps": steps,
             "val_loss": last.get("val_loss"), "val_rel": last.get("val_rel"), "train_loss": last.get("train_loss"),
-            "var_y": var_y, "params": params, "seconds": 0.0, "diverged_step": None, "device": str(device)}
+            "var_y": var_y, "params": params, "seconds": 0.0, "diverged_step": None, "device": str(device),
+            "curve": [curve_point(r) for r in history]}
+
+
+def curve_point(row: dict) -> list:
+    """One evaluation on a run's validation curve: [step, val_rel] (val_loss for runs without Var(y))."""
+    v = row["val_rel"] if row.get("val_rel") is not None else row["val_loss"]
+    return [row["step"], _json_number(float(v))]
 
 
 def _progress(enabled: bool, total: int, start: int, label: str):
@@ -360,7 +372,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
         for note in healed:
             print(f"sparsemem: warning: run folder {str(out)!r}: {note}", file=sys.stderr)
 
-    result = _new_result(cfg, chash, var_y, model.num_params(), device, start, history[-1] if history else None)
+    result = _new_result(cfg, chash, var_y, model.num_params(), device, start, history)
     result["seconds"] = elapsed_before
     if healed:
         result["healed"] = healed
@@ -414,6 +426,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                        "seconds": round(elapsed_before + time.perf_counter() - t0, 3)}
                 loss_sum, loss_n = 0.0, 0
                 result.update(steps=step, val_loss=val, val_rel=row["val_rel"], train_loss=row["train_loss"])
+                result["curve"].append(curve_point(row))
                 if out is not None:
                     with open(out / "metrics.jsonl", "a") as fh:
                         fh.write(json.dumps(row) + "\n")
@@ -694,6 +707,7 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                            "val_rel": vals[i] / var_y if var_y else None, "lr": lrs[i], "seconds": seconds}
                     results[i].update(steps=step, val_loss=vals[i], val_rel=row["val_rel"],
                                       train_loss=row["train_loss"])
+                    results[i].setdefault("curve", []).append(curve_point(row))  # fleet checkpoints before curves
                     if outs[i] is not None:
                         with open(outs[i] / "metrics.jsonl", "a") as fh:
                             fh.write(json.dumps(row) + "\n")

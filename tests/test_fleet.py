@@ -197,6 +197,7 @@ def test_killed_fleet_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path
     for got, ref in zip(resumed, whole):
         assert got["resumed_from"] == 20
         assert got["val_loss"] == ref["val_loss"] and got["train_loss"] == ref["train_loss"]
+        assert got["curve"] == ref["curve"] and [s for s, _ in got["curve"]] == [10, 20, 30, 40]
     steps = [json.loads(ln)["step"] for ln in (outs[0] / "metrics.jsonl").read_text().splitlines()]
     assert steps == [10, 20, 30, 40]
 

@@ -71,6 +71,7 @@ def test_damaged_run_files_heal_with_the_same_numbers(target, damage, tmp_path, 
     healed = sm.train(cfg, out_dir=out, progress=False)
     assert healed["status"] == "done" and healed["healed"], healed.get("healed")
     assert healed["val_loss"] == whole["val_loss"] and healed["train_loss"] == whole["train_loss"]
+    assert healed["curve"] == whole["curve"] and [s for s, _ in whole["curve"]] == [5, 10, 15, 20]
     for p, q in zip(whole["model"].parameters(), healed["model"].parameters()):
         assert torch.equal(p, q)
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -111,6 +112,7 @@ def test_damaged_fleet_checkpoint_heals(damage, tmp_path, monkeypatch):
     healed = sm.train_fleet(cfgs, outs, tmp_path / "fleet", progress=False)
     for a, b, out in zip(whole, healed, outs):
         assert b["healed"] and b["status"] == "done" and b["val_loss"] == a["val_loss"]
+        assert b["curve"] == a["curve"]
         steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert steps == [5, 10, 15, 20]
 
@@ -280,6 +282,7 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     assert subprocess.run(cmd(reference), capture_output=True, env=ENV).returncode == 0
     with Store(reference, readonly=True) as st:
         want = {r["hash"]: (r["val_loss"], r["train_loss"]) for r in st.rows()}
+        curves = {r["hash"]: r["metrics"]["curve"] for r in st.rows()}
     assert len(want) == 12
 
     rng = random.Random(1)
@@ -300,6 +303,7 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     assert kills >= 8  # the sweep takes longer than the trials: (nearly) every trial ends in a kill
     assert len(rows) == 12 and all(r["status"] == "done" for r in rows)
     assert {r["hash"]: (r["val_loss"], r["train_loss"]) for r in rows} == want
+    assert {r["hash"]: r["metrics"]["curve"] for r in rows} == curves  # every evaluation once, in the store
     for r in rows:
         steps = [json.loads(x)["step"] for x in (store.parent / "runs" / r["hash"][:16] / "metrics.jsonl")
                  .read_text().splitlines()]
