@@ -39,6 +39,8 @@ ADAPTIVE_EXAMPLES = ("nested_product", "prop42")
 DEFAULT_FIXED_LAGS = (1, 8)  # a fixed task's lags when none are given: y = f(x_{t-1}, x_{t-8})
 # RPE types whose phi extends to real arguments, as TMX attention needs.
 TMX_RPE_TYPES = ("lin", "log", "alibi", "kerple_log")
+# RPE types with a trainable scale p_h, which ``model.rpe_sign = free`` may let turn negative.
+SIGNED_RPE_TYPES = ("lin", "log", "t5", "kerple_log")
 
 
 class ConfigError(ValueError):
@@ -319,6 +321,9 @@ class ModelConfig(_Strict):
     ffn_width: Int = Field(64, ge=0)  # m; 0 = FFN-free (linear readout)
     rpe: Literal["lin", "log", "t5", "kerple_log", "alibi", "none", "learned"] = "lin"
     rpe_init: Optional[Float] = Field(None, gt=0)  # initial p for every head; None: a spread
+    # positive: p_h = exp(a free parameter), as the paper requires; free: p_h itself is the parameter and may
+    # turn negative (a variant, not the paper's family: the kernel then grows with the lag)
+    rpe_sign: Literal["positive", "free"] = "positive"
     rpe_buckets: Int = Field(16, ge=1)  # t5: B
     rpe_max_distance: Int = Field(128, ge=1)  # t5: D; learned: number of distances
     attention: Literal["dp", "dp_free", "tmx"] = "dp"
@@ -334,6 +339,9 @@ class ModelConfig(_Strict):
             raise FieldError("heads", self.heads, f"heads must divide dim={self.dim}, or set model.head_dim")
         if self.attention == "tmx" and self.rpe not in TMX_RPE_TYPES:
             raise FieldError("rpe", self.rpe, f"tmx attention needs rpe in {', '.join(TMX_RPE_TYPES)}")
+        if self.rpe_sign == "free" and self.rpe not in SIGNED_RPE_TYPES:
+            raise FieldError("rpe_sign", self.rpe_sign,
+                             f"a sign-free p needs a trainable p: rpe in {', '.join(SIGNED_RPE_TYPES)}")
         if self.rpe == "t5" and self.rpe_max_distance <= self.rpe_buckets:
             raise FieldError("rpe_max_distance", self.rpe_max_distance,
                              f"t5 needs rpe_max_distance > rpe_buckets = {self.rpe_buckets}")
@@ -399,7 +407,7 @@ class TrainConfig(_Strict):
 
 
 # (section, field) -> the default at which a field added later leaves config hashes as they were
-HASH_NEUTRAL = {("train", "blowup"): 1e6}
+HASH_NEUTRAL = {("train", "blowup"): 1e6, ("model", "rpe_sign"): "positive"}
 
 
 class RunConfig(_Strict):

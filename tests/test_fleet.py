@@ -94,6 +94,7 @@ FAMILIES_300 = {
                                        "model.rpe_buckets=3", "model.rpe_max_distance=9"],
     "dp learned, layer norm, scaled": ["model.attention=dp", "model.rpe=learned", "model.layer_norm=true",
                                        "model.scale=true", "model.rpe_max_distance=16"],
+    "dp_free log, p free in sign": ["model.attention=dp_free", "model.rpe=log", "model.rpe_sign=free"],
     "dp_free alibi, FFN-free, kernel task": ["model.attention=dp_free", "model.rpe=alibi", "model.ffn_width=0",
                                               "task.kind=kernel", "task.kernels=[exp:0.5]"],
 }

@@ -6,7 +6,9 @@ import math
 import pytest
 import torch
 
-from sparsemem import ModelConfig, make_model
+from pydantic import ValidationError
+
+from sparsemem import ModelConfig, RunConfig, make_model
 from sparsemem.models.attention import Attention
 from sparsemem.models.rpe import RPE, t5_bucket
 from sparsemem.models.transformer import round_with_precision
@@ -330,3 +332,36 @@ def test_token_softmax_against_autograd(d, shared, gen):
         single = plain(bias.detach(), ai, x.detach())
         assert close(fleet[i], single, 1e-12)
         assert close(g_fleet[i], torch.autograd.grad((single * w_out).sum(), ai)[0], 1e-12)
+
+
+@pytest.mark.parametrize("output", ["last", "all"])
+@pytest.mark.parametrize("att", ["dp", "dp_free", "tmx"])
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("rpe", ["lin", "log"])
+def test_sign_free_p_turned_negative_fast_matches_reference(rpe, att, norm, output, gen):
+    """model.rpe_sign = free: p_h is the parameter itself; with heads of both signs (kernels that grow with
+    the lag) every fast path still equals the reference, values and gradients, and p gets its gradient."""
+    fast, ref = pair(rpe, att, norm, output, layers=2, heads=2, rpe_sign="free")
+    for model in (fast, ref):
+        for attn in model.attn:
+            assert not hasattr(attn.rpe, "log_p")
+            with torch.no_grad():
+                attn.rpe.signed_p.copy_(torch.tensor([-0.3, 0.7]))
+        assert (model.attn[0].rpe.p < 0).any()
+    x = torch.rand(2, 10, 2, generator=gen, dtype=torch.float64) - 0.5
+    a, b = fast(x), ref(x)
+    assert close(a, b, 1e-8), (a - b).abs().max().item()
+    a.pow(2).sum().backward()
+    b.pow(2).sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters()):
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        assert close(g, q.grad, 1e-7), name
+    assert fast.attn[0].rpe.signed_p.grad.abs().sum() > 0
+
+
+def test_sign_free_p_is_refused_where_p_is_not_trainable():
+    for rpe in ("alibi", "none", "learned"):
+        with pytest.raises(ValidationError, match="rpe_sign"):
+            ModelConfig(rpe=rpe, rpe_sign="free")
+    assert RunConfig.from_dict({}, ["model.rpe_sign=positive"]).config_hash() == RunConfig().config_hash()
+    assert RunConfig.from_dict({}, ["model.rpe_sign=free"]).config_hash() != RunConfig().config_hash()

@@ -308,3 +308,48 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
         steps = [json.loads(x)["step"] for x in (store.parent / "runs" / r["hash"][:16] / "metrics.jsonl")
                  .read_text().splitlines()]
         assert steps == list(range(100, 1501, 100)), r["name"]
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
+    """SIGKILL to the driver alone (not its process group): its pool workers end within seconds instead of
+    finishing their runs into folders a resumed sweep takes over; the resumed sweep's metrics files then
+    hold every evaluation once."""
+    spec = _spec(tmp_path / "s.yaml", "k", [1, 2, 4, 8], steps=3000, every=100)
+    store = tmp_path / "r.db"
+    cmd = [sys.executable, "-m", "sparsemem", "sweep", str(spec), "--store", str(store), "--workers", "2",
+           "--fleet", "off", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path / "runs").glob("*/metrics.jsonl")):
+        time.sleep(0.2)  # a run is training in a worker
+    workers = [p for p in _children(proc.pid) if "spawn" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    assert workers, "no pool worker found"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.1)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()
+             and (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
+    assert not alive, f"workers {alive} outlived their driver"
+    assert subprocess.run(cmd, capture_output=True, env=ENV).returncode == 0
+    with Store(store, readonly=True) as st:
+        rows = st.rows()
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    for r in rows:
+        steps = [json.loads(x)["step"] for x in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl")
+                 .read_text().splitlines()]
+        assert steps == list(range(100, 3001, 100)), r["name"]

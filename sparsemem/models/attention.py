@@ -238,7 +238,7 @@ class Attention(nn.Module):
         self.v = nn.Linear(D, H * hd, bias=False)
         self.o = nn.Linear(H * hd, D, bias=False)
         self.rpe = RPE(cfg.rpe, H, init=cfg.rpe_init, buckets=cfg.rpe_buckets,
-                       max_distance=cfg.rpe_max_distance)
+                       max_distance=cfg.rpe_max_distance, sign=cfg.rpe_sign)
 
     # -- pieces ---------------------------------------------------------------
     def _split(self, y: torch.Tensor) -> torch.Tensor:
@@ -380,7 +380,7 @@ class Attention(nn.Module):
     def _sdpa(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax DP attention over all positions through the fused kernel."""
         B, T, _ = x.shape
-        if self.rpe.kind == "lin" and self.rpe.log_p.requires_grad and torch.is_grad_enabled():
+        if self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled():
             q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
             return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
         bias = self.rpe(T, x.device, x.dtype)

@@ -15,7 +15,9 @@ none           0                                               none
 learned        b_h(min(s, max_distance - 1))                   b_h(.)
 =============  ==============================================  ==========
 
-p_h and a_h are kept positive as exp of a free parameter.
+p_h and a_h are kept positive as exp of a free parameter. With ``sign="free"``
+(``model.rpe_sign``, a variant outside the paper's family) p_h is the parameter
+itself and may turn negative, so a head's kernel can grow with the lag.
 
 TMX attention evaluates phi at the real number u = w_h . x_t (``phi_real``),
 where the paper's phi is undefined for some u; we clamp: log-type uses
@@ -37,7 +39,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import RPE_TYPES  # noqa: F401  (re-exported for the registry)
+from ..config import RPE_TYPES, SIGNED_RPE_TYPES  # noqa: F401  (RPE_TYPES re-exported for the registry)
 
 LIN_TYPES = ("lin", "alibi")
 LOG_TYPES = ("log", "t5", "kerple_log")
@@ -76,14 +78,18 @@ class RPE(nn.Module):
     """Relative positional encoding for H heads."""
 
     def __init__(self, kind: str, heads: int, *, init: Optional[float] = None,
-                 buckets: int = 16, max_distance: int = 128):
+                 buckets: int = 16, max_distance: int = 128, sign: str = "positive"):
         super().__init__()
         self.kind = kind
         self.heads = heads
         self.buckets = buckets
         self.max_distance = max_distance
         p0 = default_p(kind, heads) if init is None else torch.full((heads,), float(init), dtype=torch.float64)
-        if kind in ("lin", "log", "t5", "kerple_log"):
+        if sign == "free":
+            if kind not in SIGNED_RPE_TYPES:
+                raise ValueError(f"rpe {kind!r} has no trainable p to free in sign")
+            self.signed_p = nn.Parameter(p0.float())
+        elif kind in SIGNED_RPE_TYPES:
             self.log_p = nn.Parameter(p0.log().float())
         elif kind == "alibi":
             self.register_buffer("log_p", p0.log().float())
@@ -95,7 +101,17 @@ class RPE(nn.Module):
     @property
     def p(self) -> Optional[torch.Tensor]:
         """The per-head scale p_h (H,), or None for types without one."""
+        if hasattr(self, "signed_p"):
+            return self.signed_p
         return self.log_p.exp() if hasattr(self, "log_p") else None
+
+    @property
+    def trainable_p(self) -> bool:
+        """Whether p_h is a parameter that currently needs a gradient."""
+        own = getattr(self, "signed_p", None)
+        if own is None and isinstance(getattr(self, "log_p", None), nn.Parameter):
+            own = self.log_p
+        return own is not None and own.requires_grad
 
     @property
     def inf_at_zero(self) -> bool:
@@ -143,4 +159,4 @@ class RPE(nn.Module):
         raise ValueError(f"rpe {self.kind!r} has no real-argument phi for tmx attention")
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, heads={self.heads}"
+        return f"kind={self.kind}, heads={self.heads}" + (", sign=free" if hasattr(self, "signed_p") else "")

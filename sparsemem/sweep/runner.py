@@ -207,15 +207,33 @@ class InProcess(Executor):
         return job, run_job(job.members, job.fleet_dir, 0, job.compile)
 
 
+def _die_with(parent: int, every: float = 0.5) -> None:
+    """A pool worker's initializer: a watchdog thread that ends the worker once its driver is gone.
+
+    A worker whose driver was killed alone (not its process group) would otherwise finish its current
+    run, writing into a run folder that a resumed sweep has taken over by then.
+    """
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sparsemem-orphan-watch", daemon=True).start()
+
+
 class PoolExecutor(Executor):
-    """A local pool of worker processes, each with its share of the CPU threads."""
+    """A local pool of worker processes, each with its share of the CPU threads; they end with the driver."""
 
     def __init__(self, workers: int):
         import multiprocessing as mp
 
         self.slots = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                        initializer=_die_with, initargs=(os.getpid(),))
         self.running = {}
 
     def submit(self, job: Job) -> None:
