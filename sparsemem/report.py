@@ -34,7 +34,7 @@ def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
         computed = meta.get(f"computed:{name}")
         if (name not in present and computed is None) or (names and name not in names):
             continue
-        res = Results(store.rows(sweep=name), computed)
+        res = Results(store.rows(sweep=name), computed, store.computed(name))
         tables, verdict = exp.analyse(res)
         out[name] = (exp, res, tables, verdict)
     return out

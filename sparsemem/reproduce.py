@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Union
 
 from .config import ConfigError, RunConfig
-from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all
+from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all, floors
 from .report import build_report
 from .sweep.runner import check_runner_args, run_sweep
 from .sweep.store import Store
@@ -100,10 +101,14 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
                             ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None,
                             fleet=fleet, fleet_size=fleet_size, compile=compile)
         meta = store.meta()
-        for name in names:  # experiments that train nothing: computed once, kept in the store
+        show = progress if progress is not None else sys.stderr.isatty()
+        for name in names:  # what experiments compute besides training: computed once, kept in the store
             exp = EXPERIMENTS[name]
             if exp.compute and f"computed:{name}" not in meta:
                 store.set_meta(**{f"computed:{name}": exp.compute(profile)})
+            todo_floors = floors.missing(exp.floors(profile), store.computed(name)) if exp.floors else []
+            if todo_floors:
+                store.add_computed(name, floors.compute_rows(todo_floors, show))
         store.set_meta(seconds=round(meta.get("seconds", 0.0) + time.perf_counter() - t0, 1))
     verdicts = build_report(store_path, out, names)
     return {"summary": summary, "verdicts": verdicts}

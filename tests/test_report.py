@@ -143,11 +143,16 @@ def test_reproduce_groups_expand(tmp_path, monkeypatch):
 
 def test_2b_shows_the_linear_readout_optimum_and_flags_an_ffn_that_beats_it(tmp_path):
     # lin at H = 1 trained to MSE 1.0, well below what any linear readout of one lin head can do (about 3)
+    from sparsemem.experiments.floors import FloorSpec, compute_rows
+    from sparsemem.experiments.heads_width import SUM_KERNEL_2B
+
     with Store(tmp_path / "r.db") as store:
         fill(store, "2b", lambda c: 0.5 if (c.model.rpe, c.model.heads) == ("lin", 1) else 1.5)
+        # the floors reproduce computes and stores (here for H = 1 only); the report reads them
+        store.add_computed("2b", compute_rows([FloorSpec("kernel", SUM_KERNEL_2B, r, 1, 1000) for r in ("lin", "log")]))
     verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
     table = (tmp_path / "out" / "tables" / "2b.md").read_text()
-    assert "lin: linear-readout optimum" in table and "learned: linear-readout optimum" in table
+    assert "lin: floor" in table and "learned: floor" in table and "lin±: trained, best m" in table
     row = next(line for line in table.splitlines() if line.startswith("| 1 |") and "2.9" in line)
     assert row.count("2.9") == 2  # lin and log optima near Var(y) = 3 with one head
     assert "beats the best linear readout at lin H=1" in verdicts["2b"].detail
@@ -184,3 +189,56 @@ def test_reproduce_by_default_says_which_profile_ran_and_why(tmp_path, monkeypat
     assert hashes["got"] == {c.config_hash() for c in expand_all(EXPERIMENTS["4a"].make_specs("quick"))}
     head = (tmp_path / "o" / "REPORT.md").read_text().splitlines()[2]
     assert head.startswith("Profile **quick** (auto: the runs go to cpu")
+
+
+def test_reproduce_stores_the_floors_and_report_only_reads_them(tmp_path, monkeypatch):
+    """reproduce fits each experiment's floors once into the store's computed table; a second pass finds
+    them there; report formats them without fitting (the fit is made to fail while it runs)."""
+    from sparsemem.experiments import floors
+
+    specs = [floors.FloorSpec("kernel", "power:0.5", r, 3, 60) for r in ("lin", "log")]
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "4a", fake_4a(1e-6, 1e-3))
+        assert floors.missing(specs, store.computed("4a")) == specs
+        store.add_computed("4a", floors.compute_rows(specs))
+        assert floors.missing(specs, store.computed("4a")) == []
+        assert store.computed("2b") == []
+        rows = store.computed("4a")
+    assert len(rows) == 6 and rows[0]["heads"] == 1 and rows[1]["heads"] == 2
+    assert [r["value"] for r in rows[:3]] == pytest.approx(list(floors.floor_values(specs[0])))
+
+    def no_fits(*a, **k):
+        raise AssertionError("report fitted a floor")
+
+    monkeypatch.setattr("sparsemem.theory.fit.fit_heads", no_fits)
+    monkeypatch.setattr(floors, "floor_values", no_fits)
+    build_report(tmp_path / "r.db", tmp_path / "out")
+    table = (tmp_path / "out" / "tables" / "4a.md").read_text()
+    row2 = next(line for line in table.splitlines() if line.startswith("| 2 |"))
+    assert f"{rows[1]['value']:.2e}"[:4] in row2 or f"{rows[1]['value']:.3g}" in row2
+
+
+@pytest.mark.parametrize("dp_at,free_at,want", [
+    ((500, 500), (1500, 2000), "confirmed"),  # DP faster at every pairing, DP-free gets there
+    ((500, 500), (None, None), "refuted"),  # DP-free never reaches the bar
+    ((500, 1500), (1000, 2000), "inconclusive"),  # the seeds disagree
+])
+def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, dp_at, free_at, want):
+    """Each run's validation curve (kept in the store) gives the steps it needs to reach relative MSE 1e-2."""
+    runs = expand_all(EXPERIMENTS["3a"].make_specs("quick"))
+    with Store(tmp_path / "r.db") as store:
+        store.add("3a", [(c.config_hash(), c.name, c.to_dict()) for c in runs])
+        for c in runs:
+            reach = (dp_at if c.model.attention == "dp" else free_at)[c.train.seed]
+            if c.model.rpe != "learned":
+                reach = None
+            curve = [[s, 1e-3 if reach is not None and s >= reach else 0.5] for s in range(500, 2001, 500)]
+            store.finish(c.config_hash(), {"status": "done", "val_rel": curve[-1][1], "val_loss": curve[-1][1],
+                                           "steps": 2000, "curve": curve})
+    verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
+    diag = verdicts["3a"].diagnostic
+    assert diag.endswith(want), diag
+    table = (tmp_path / "out" / "tables" / "3a.md").read_text()
+    assert "DP-free: steps" in table and "never" in table  # lin and log never reach the bar here
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert f"- Diagnostic: {diag}" in report

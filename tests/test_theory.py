@@ -244,3 +244,45 @@ def test_tmx_construction_matches_the_dp_one_with_fewer_attention_parameters():
                           "task.kernels=[exp:0.3]", "--heads", "1", "--attention", "tmx"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--attention" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_several_kernels_share_heads_and_one_kernel_is_the_plain_fit():
+    from sparsemem.theory.fit import lag_kernels
+
+    rho = target_kernel("power:0.8", S)
+    one, stacked = fit_heads(rho, "lin", 3), fit_heads(rho[None], "lin", 3)
+    assert [f.l2 for f in one] == pytest.approx([f.l2 for f in stacked], rel=1e-9)
+    # two delta kernels from the same heads: each error at most 1 (nothing read), the sum of both
+    fits = fit_heads(lag_kernels([3, 7], S), "log", 4)
+    assert fits[-1].kernel.shape == (2, S) and all(0 <= f.l2 <= 2 for f in fits)
+    err = ((fits[-1].kernel - lag_kernels([3, 7], S)) ** 2).sum().item()
+    assert err == pytest.approx(fits[-1].l2, rel=1e-9)
+
+
+def test_extraction_floors():
+    from sparsemem.theory.fit import extraction_floors
+
+    # a log head with large p puts all its weight on lag 1: that token is read exactly by one head
+    assert extraction_floors([1], S, "log", 1)[0] < 1e-8
+    # the far end of the window: no positive-p head leans there, a negative p does (rpe_sign = free)
+    positive, signed = extraction_floors([S - 1], S, "lin", 2), extraction_floors([S - 1], S, "lin", 2, signed=True)
+    assert positive[-1] > 0.5 and signed[0] < 1e-8
+    # a sign-free search covers the positive one: never worse, for several lags at once
+    lags = [S // 2, S // 3]
+    for a, b in zip(extraction_floors(lags, S, "log", 4), extraction_floors(lags, S, "log", 4, signed=True)):
+        assert b <= a + 1e-9
+
+
+def test_sign_free_fit_is_the_mse_of_a_model_with_those_heads():
+    """The floor of a signed fit (negative p found) is what a sign-free model with those heads computes."""
+    from sparsemem.theory.fit import lag_kernels
+
+    fit = fit_heads(lag_kernels([S - 3], S)[0], "lin", 2, signed=True)[-1]
+    assert min(fit.p) < 0
+    cfg = sm.ModelConfig(heads=2, head_dim=1, dim=3, ffn_width=0, attention="dp_free", rpe="lin", rpe_sign="free")
+    model = sm.make_model(cfg, input_dim=1, output="last").double()
+    with torch.no_grad():
+        model.attn[0].rpe.signed_p.copy_(torch.tensor(fit.p, dtype=torch.float64))
+    got = torch.tensor(model.attention_kernels(S)[0])  # (H, S)
+    kernel = fit.c0 * torch.eye(S, dtype=torch.float64)[0] + torch.tensor(fit.c, dtype=torch.float64) @ got
+    assert torch.allclose(kernel, fit.kernel, atol=1e-10)

@@ -6,7 +6,8 @@ from .memory import EXP_MEMORY
 from .scaling import EXP_SCALING
 from .synthetic import EXP_1A, EXP_3B
 from .text import EXP_1A_TEXT, EXP_3B_TEXT
-from .toy import EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_4A, EXP_4B
+from .heads_width import EXP_1B, EXP_2A, EXP_2B, EXP_3A
+from .tails import EXP_4A, EXP_4B
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
                                       (EXP_1A, EXP_1B, EXP_2A, EXP_2B, EXP_3A, EXP_3B, EXP_4A, EXP_4B,

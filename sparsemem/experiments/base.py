@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from ..config import RunConfig
+from ..config import HASH_NEUTRAL, RunConfig
 from ..sweep.spec import SweepSpec
 
 PROFILES = ("quick", "paper")
@@ -207,6 +207,9 @@ class Experiment:
     # computed experiments train nothing: compute(profile) returns JSON data that the store keeps as meta
     # ("computed:NAME") and analyse / figure read from Results.computed
     compute: Optional[Callable[[str], dict]] = None
+    # optimal-fit floors the report sets beside trained cells (experiments/floors.py): computed when the
+    # experiment runs, kept in the store's computed table, read back as Results.floor
+    floors: Optional[Callable[[str], list]] = None
 
     def make_specs(self, profile: str, corpus: Optional[str] = None) -> list[SweepSpec]:
         if self.needs_corpus:
@@ -222,9 +225,20 @@ class Experiment:
 class Results:
     """The finished rows of an experiment's runs, looked up by config."""
 
-    def __init__(self, rows: list[dict], computed: Optional[dict] = None):
+    def __init__(self, rows: list[dict], computed: Optional[dict] = None, floors: Optional[list[dict]] = None):
         self.rows = rows
         self.computed = computed
+        self.floors = {(r["quantity"], r["target"], r["rpe"], r["heads"]): r["value"] for r in floors or ()}
+
+    def floor(self, quantity: str, target: str, rpe: str, heads: int) -> Optional[float]:
+        """A stored optimal-fit floor (experiments/floors.py); None where the store holds none."""
+        return self.floors.get((quantity, target, rpe, heads))
+
+    def subset(self, rows: list[dict]) -> "Results":
+        """The same experiment's computed data over other rows."""
+        out = Results(rows, self.computed)
+        out.floors = self.floors
+        return out
 
     def select(self, **where) -> list[dict]:
         """Rows whose config matches every dotted key = value given (``model__heads=4``)."""
@@ -233,8 +247,11 @@ class Results:
             ok = True
             for key, want in where.items():
                 node = row["config"]
-                for part in key.split("__"):
+                parts = key.split("__")
+                for part in parts:
                     node = node.get(part) if isinstance(node, dict) else None
+                if node is None and tuple(parts) in HASH_NEUTRAL:  # a field added after the row was stored
+                    node = HASH_NEUTRAL[tuple(parts)]
                 if node != want:
                     ok = False
                     break

@@ -36,7 +36,7 @@ from typing import Iterable, Optional, Union
 
 from ..config import ConfigError
 
-SCHEMA_VERSION = 2  # 1: runs, members, meta; 2: + owner and lease of a claim, events
+SCHEMA_VERSION = 3  # 1: runs, members, meta; 2: + owner and lease of a claim, events; 3: + computed
 STATUSES = ("pending", "running", "done", "failed", "diverged")
 FINISHED = ("done", "diverged")
 
@@ -68,6 +68,15 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS computed (
+    experiment TEXT NOT NULL,
+    quantity   TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    rpe        TEXT NOT NULL,
+    heads      INTEGER NOT NULL,
+    value      REAL,
+    PRIMARY KEY (experiment, quantity, target, rpe, heads)
 );
 CREATE TABLE IF NOT EXISTS events (
     time   REAL NOT NULL,
@@ -282,6 +291,20 @@ class Store:
 
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def add_computed(self, experiment: str, rows: Iterable[tuple[str, str, str, int, float]]) -> None:
+        """Keep what an experiment computes beside its runs: (quantity, target, rpe, heads, value) rows,
+        for example the optimal-fit floor of H heads of an RPE type for a kernel; replaces equal keys."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO computed (experiment, quantity, target, rpe, heads, value) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", [(experiment, *r) for r in rows])
+
+    def computed(self, experiment: Optional[str] = None) -> list[dict]:
+        """The computed rows of one experiment (or all); none in a store written before the table came."""
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'computed'").fetchone():
+            return []
+        query = "SELECT * FROM computed" + (" WHERE experiment = ?" if experiment else "") + " ORDER BY rowid"
+        return [dict(r) for r in self._db.execute(query, (experiment,) if experiment else ())]
 
     def claim(self, hashes: Iterable[str], owner: str, lease: float = LEASE_SECONDS) -> list[str]:
         """Mark those of ``hashes`` that nobody else holds as running under ``owner``; returns them.

@@ -69,42 +69,59 @@ class Fit:
 
 
 def _solve(atoms: torch.Tensor, rho: torch.Tensor, residual: bool = True):
-    """Least squares for the weights of atoms (rows) and, with `residual`, a lag-0 term (last coef)."""
+    """Least squares for the weights of atoms (rows) and, with `residual`, a lag-0 term (last coef).
+
+    ``rho`` is one kernel (S,) or several (M, S) read from the same atoms, each with weights of its own:
+    the coefficients are then (k + 1, M) and the fitted kernels (M, S).
+    """
     e0 = torch.zeros(1, atoms.shape[1], dtype=atoms.dtype)
     e0[0, 0] = 1.0 if residual else 0.0
     basis = torch.cat([atoms, e0], 0) if residual else atoms
+    rhs = rho.T if rho.dim() == 2 else rho[:, None]  # (S, M)
     q, r = torch.linalg.qr(basis.T)  # basis.T = q r, so the fit is q q^T rho
     diag = r.diagonal().abs()
     if r.shape[0] != r.shape[1] or bool((diag < 1e-12 * diag.max()).any()):
         # (nearly) dependent atoms: the minimum-norm least-squares weights
-        coef = torch.linalg.lstsq(basis.T.detach(), rho[:, None], driver="gelsd").solution[:, 0]
+        coef = torch.linalg.lstsq(basis.T.detach(), rhs, driver="gelsd").solution
     else:
-        coef = torch.linalg.solve_triangular(r, (q.T @ rho)[:, None], upper=True)[:, 0]
+        coef = torch.linalg.solve_triangular(r, q.T @ rhs, upper=True)
     if not residual:  # report a zero lag-0 weight in the last place, as with the residual
-        coef = torch.cat([coef, coef.new_zeros(1)])
-        return coef, coef[:-1] @ basis
-    return coef, coef @ basis  # the kernel these weights realize
+        coef = torch.cat([coef, coef.new_zeros(1, coef.shape[1])])
+        fitted = coef[:-1].T @ basis
+    else:
+        fitted = coef.T @ basis  # the kernels these weights realize, (M, S)
+    if rho.dim() == 1:
+        return coef[:, 0], fitted[0]
+    return coef, fitted
 
 
 def _finish(kind: str, p: torch.Tensor, rho: torch.Tensor, residual: bool = True, **kw) -> Fit:
-    atoms = head_kernels(kind, p, len(rho), **kw)
+    atoms = head_kernels(kind, p, rho.shape[-1], **kw)
     coef, fitted = _solve(atoms, rho, residual)
     err = fitted - rho
-    return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), float(coef[-1]), float((err ** 2).sum()),
+    c0 = float(coef[-1]) if rho.dim() == 1 else coef[-1].tolist()
+    return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), c0, float((err ** 2).sum()),
                float(err.abs().sum()), fitted)
 
 
+P_LIMIT = 1e3  # |p| is kept within [1e-4, 1e3] (positive) or [-1e3, 1e3] (signed) during refinement
+
+
 def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual: bool = True,
-            **kw) -> torch.Tensor:
-    """Joint L-BFGS over log p with c solved by least squares inside."""
-    logp = p.log().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([logp], lr=1, max_iter=iters, line_search_fn="strong_wolfe",
+            signed: bool = False, **kw) -> torch.Tensor:
+    """Joint L-BFGS over log p (over p itself when ``signed``) with c solved by least squares inside."""
+    if signed:
+        to_p = lambda z: z.clamp(-P_LIMIT, P_LIMIT)  # noqa: E731
+        z = p.clone().requires_grad_(True)
+    else:
+        to_p = lambda z: z.clamp(math.log(1e-4), math.log(P_LIMIT)).exp()  # noqa: E731
+        z = p.log().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([z], lr=1, max_iter=iters, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-30, tolerance_change=1e-40, history_size=20)
 
     def closure():
         opt.zero_grad()
-        p_now = logp.clamp(math.log(1e-4), math.log(1e3)).exp()
-        _, fitted = _solve(head_kernels(kind, p_now, len(rho), **kw), rho, residual)
+        _, fitted = _solve(head_kernels(kind, to_p(z), rho.shape[-1], **kw), rho, residual)
         loss = ((fitted - rho) ** 2).sum()
         loss.backward()
         return loss
@@ -113,20 +130,24 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual:
         opt.step(closure)
     except (RuntimeError, IndexError):  # a singular step, or torch's line search losing its bracket
         return p
-    new = logp.detach().clamp(math.log(1e-4), math.log(1e3)).exp()
+    new = to_p(z.detach())
     return new if torch.isfinite(new).all() else p
 
 
 def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
               grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None,
-              stop_l2: Optional[float] = None, residual: bool = True, **kw) -> list[Fit]:
+              stop_l2: Optional[float] = None, residual: bool = True, signed: bool = False,
+              **kw) -> list[Fit]:
     """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1).
 
+    ``rho`` may also be M kernels (M, S) that share the heads and weigh them each their own way (the
+    tokens at M lags read from one set of heads): the error is then summed over the M kernels.
     With ``stop_l1`` / ``stop_l2`` the search ends at the first H whose l1 / l2 error is at most that.
-    ``residual=False`` drops the lag-0 term: the heads alone must make the kernel.
+    ``residual=False`` drops the lag-0 term: the heads alone must make the kernel. ``signed`` lets p
+    take either sign (``model.rpe_sign = free``): the grid gets the negated values too.
     """
     rho = rho.to(torch.float64)
-    S = len(rho)
+    S = rho.shape[-1]
     max_heads = min(max_heads, S - 1)  # with the lag-0 term, S atoms already span every kernel
     if kind == "alibi":  # fixed slopes: only the weights are free
         fits = []
@@ -135,6 +156,8 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
             fits.append(_finish(kind, p, rho, residual, **kw))
         return fits
     grid = P_GRID if grid is None else grid
+    if signed:
+        grid = torch.cat([-grid.flip(0), grid])
     bank = head_kernels(kind, grid, S, **kw)  # (G, S)
     chosen: list[float] = []
     fits: list[Fit] = []
@@ -145,14 +168,16 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
         # greedy: the grid atom whose part outside the current span best explains the residual
         current = torch.cat([e0, head_kernels(kind, torch.tensor(chosen, dtype=torch.float64), S, **kw)], 0)
         q = torch.linalg.qr(current.T)[0] if current.shape[0] else current.new_zeros(S, 0)  # (S, k) basis
-        resid = rho - q @ (q.T @ rho)
+        targets = rho if rho.dim() == 2 else rho[None]  # (M, S)
+        resid = targets - (targets @ q) @ q.T
         perp = bank - (bank @ q) @ q.T
         norms = (perp ** 2).sum(1)
         # atoms (nearly) inside the span add nothing but ill-conditioning: skip them
         fresh = norms > 1e-8 * (bank ** 2).sum(1)
-        gains = torch.where(fresh, (perp @ resid) ** 2 / norms.clamp(min=1e-300), torch.zeros_like(norms))
+        explained = ((perp @ resid.T) ** 2).sum(1)  # summed over the targets
+        gains = torch.where(fresh, explained / norms.clamp(min=1e-300), torch.zeros_like(norms))
         best_p = torch.tensor(chosen + [float(grid[int(gains.argmax())])], dtype=torch.float64)
-        refined = _refine(kind, best_p, rho, refine_iters, residual, **kw) if refine_iters else best_p
+        refined = _refine(kind, best_p, rho, refine_iters, residual, signed, **kw) if refine_iters else best_p
         fit = _finish(kind, refined, rho, residual, **kw)
         start = _finish(kind, best_p, rho, residual, **kw)
         fit = fit if fit.l2 <= start.l2 else start  # (False for NaN: keep the greedy start)
@@ -198,3 +223,20 @@ def plot_fits(table: dict, kernel: str, path: str) -> None:
         log_axes(ax, "heads H", name, "")
     fig.suptitle(f"best fit of {kernel} by H DP-free heads")
     save_figure(fig, path)
+
+
+def lag_kernels(lags, length: int) -> torch.Tensor:
+    """One delta kernel per lag, (M, length): the memory tokens a model must read from its heads."""
+    rho = torch.zeros(len(lags), length, dtype=torch.float64)
+    for i, t in enumerate(lags):
+        rho[i, int(t)] = 1.0
+    return rho
+
+
+def extraction_floors(lags, length: int, kind: str, max_heads: int, signed: bool = False) -> list[float]:
+    """For H = 1..max_heads: the mean over the lags of the squared l2 error of reading each lag's token
+    from the best H shared heads of this RPE type, each with its own linear weights (0: every token
+    exactly, 1: none). For a readout linear in the tokens with unit-variance i.i.d. inputs this is the
+    relative MSE floor of each token's extraction."""
+    fits = fit_heads(lag_kernels(lags, length), kind, max_heads, signed=signed)
+    return [f.l2 / len(lags) for f in fits]
