@@ -6,7 +6,8 @@ from .memory import EXP_MEMORY
 from .scaling import EXP_SCALING
 from .synthetic import EXP_1A, EXP_3B
 from .text import EXP_1A_TEXT, EXP_3B_TEXT
-from .heads_width import EXP_1B, EXP_2A, EXP_2B, EXP_3A
+from .dp_fixed import EXP_3A
+from .heads_width import EXP_1B, EXP_2A, EXP_2B
 from .tails import EXP_4A, EXP_4B
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in
