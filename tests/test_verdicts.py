@@ -135,3 +135,27 @@ def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, wide_helps, outcome):
     assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report
+
+
+def _row(heads, width, rpe, seed, val, status="done", sign=None):
+    model = {"heads": heads, "ffn_width": width, "rpe": rpe}
+    if sign is not None:
+        model["rpe_sign"] = sign
+    return {"config": {"model": model, "train": {"seed": seed}}, "status": status, "val_rel": val}
+
+
+def test_pivot_over_two_config_keys():
+    """Results.grid pivots a metric over two dotted config keys, a Spread over seeds per cell; dotted filters
+    and keyword ones select alike; a row stored before model.rpe_sign existed reads as its default."""
+    rows = [_row(H, m, "lin", s, H * 100 + m + s) for H in (1, 4) for m in (16, 64) for s in (0, 1)]
+    rows += [_row(4, 16, "lin", 0, 7.0, sign="free"), _row(4, 16, "log", 0, 9.0, sign="positive"),
+             _row(1, 16, "lin", 2, 0.0, status="diverged")]
+    res = Results(rows)
+    pivot = res.grid("model.heads", "model.ffn_width", where={"model.rpe": "lin", "model.rpe_sign": "positive"})
+    assert pivot.row_levels == [1, 4] and pivot.col_levels == [16, 64]
+    assert pivot.at(4, 64).values == [464, 465] and pivot.at(1, 16).values == [116, 117, float("inf")]
+    assert pivot.at(8, 16) is None and pivot.medians()[1] == [416.5, 464.5]
+    assert res.select({"model.heads": 4, "model.rpe": "lin"}) == res.select(model__heads=4, model__rpe="lin")
+    assert len(res.select({"model.rpe_sign": "positive"})) == len(rows) - 1  # missing: the default
+    assert res.grid("model.heads", "model.ffn_width", where={"model.rpe_sign": "free"}).at(4, 16).values == [7.0]
+    assert res.levels("model.rpe") == ["lin", "log"]

@@ -240,39 +240,77 @@ class Results:
         out.floors = self.floors
         return out
 
-    def select(self, **where) -> list[dict]:
-        """Rows whose config matches every dotted key = value given (``model__heads=4``)."""
-        out = []
-        for row in self.rows:
-            ok = True
-            for key, want in where.items():
-                node = row["config"]
-                parts = key.split("__")
-                for part in parts:
-                    node = node.get(part) if isinstance(node, dict) else None
-                if node is None and tuple(parts) in HASH_NEUTRAL:  # a field added after the row was stored
-                    node = HASH_NEUTRAL[tuple(parts)]
-                if node != want:
-                    ok = False
-                    break
-            if ok:
-                out.append(row)
+    @staticmethod
+    def _keys(where: Optional[dict], kw: dict) -> dict:
+        """One filter from dotted keys (``{"model.heads": 4}``) and keyword ones (``model__heads=4``)."""
+        out = {k.replace("__", "."): v for k, v in kw.items()}
+        out.update(where or {})
         return out
 
-    def spread(self, metric: str = "val_rel", **where) -> Optional[Spread]:
-        """A metric over the finished rows matching ``where``, one value a seed (diverged: inf); None if none."""
+    @staticmethod
+    def _get(config: dict, key: str):
+        """A dotted key's value in a stored config; a field added after the row was stored reads as its
+        hash-neutral default."""
+        node = config
+        parts = key.split(".")
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None and tuple(parts) in HASH_NEUTRAL:
+            node = HASH_NEUTRAL[tuple(parts)]
+        return node
+
+    def select(self, where: Optional[dict] = None, **kw) -> list[dict]:
+        """Rows whose config matches every key = value given: dotted keys in ``where``
+        (``{"model.heads": 4}``) or as keywords with ``__`` (``model__heads=4``)."""
+        keys = self._keys(where, kw)
+        return [row for row in self.rows if all(self._get(row["config"], k) == v for k, v in keys.items())]
+
+    def spread(self, metric: str = "val_rel", where: Optional[dict] = None, **kw) -> Optional[Spread]:
+        """A metric over the finished rows matching the filter, one value a seed (diverged: inf); None if none."""
         vals = []
-        for row in self.select(**where):
+        for row in self.select(where, **kw):
             if row["status"] == "done" and row.get(metric) is not None and math.isfinite(row[metric]):
                 vals.append(row[metric])
             elif row["status"] == "diverged":
                 vals.append(math.inf)
         return Spread(vals) if vals else None
 
-    def value(self, metric: str = "val_rel", **where) -> Optional[float]:
-        """The median of a metric over the seeds of the finished rows matching ``where``."""
-        found = self.spread(metric, **where)
+    def value(self, metric: str = "val_rel", where: Optional[dict] = None, **kw) -> Optional[float]:
+        """The median of a metric over the seeds of the finished rows matching the filter."""
+        found = self.spread(metric, where, **kw)
         return None if found is None else found.median
+
+    def levels(self, key: str, where: Optional[dict] = None) -> list:
+        """The distinct values of a dotted config key among the rows matching ``where``, sorted."""
+        return sorted({self._get(r["config"], key) for r in self.select(where)}, key=lambda v: (v is None, v))
+
+    def grid(self, rows: str, cols: str, metric: str = "val_rel", where: Optional[dict] = None) -> "Pivot":
+        """A metric pivoted over two dotted config keys: a Spread over seeds per (row, column) cell,
+        None where no run finished; e.g. ``res.grid("model.heads", "model.ffn_width",
+        where={"model.rpe": "lin"})``."""
+        rlev, clev = self.levels(rows, where), self.levels(cols, where)
+        cells = [[self.spread(metric, {**(where or {}), rows: r, cols: c}) for c in clev] for r in rlev]
+        return Pivot(rows, cols, rlev, clev, cells)
+
+
+@dataclass
+class Pivot:
+    """A metric over two config keys; ``cells[i][j]`` is the Spread at (row_levels[i], col_levels[j])."""
+
+    rows: str
+    cols: str
+    row_levels: list
+    col_levels: list
+    cells: list[list[Optional[Spread]]]
+
+    def at(self, row, col) -> Optional[Spread]:
+        """The cell at (row, col); None where no run finished or the level is absent."""
+        if row not in self.row_levels or col not in self.col_levels:
+            return None
+        return self.cells[self.row_levels.index(row)][self.col_levels.index(col)]
+
+    def medians(self) -> list[list[Optional[float]]]:
+        return [[None if c is None else c.median for c in line] for line in self.cells]
 
 
 def fmt(v: Optional[float]) -> str:

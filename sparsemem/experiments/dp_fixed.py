@@ -29,11 +29,11 @@ def specs_3a(profile: str):
                  {"model.rpe": PAPER_RPES, "model.heads": dp_H, "model.ffn_width": dp_m}, seeds=seeds_of(profile))]
 
 
-def steps_to(res: Results, threshold: float = STEPS_TO, **where) -> Optional[Spread]:
+def steps_to(res: Results, where: dict, threshold: float = STEPS_TO) -> Optional[Spread]:
     """Over seeds: the first evaluated step whose relative MSE is at most ``threshold`` (inf: never);
     None where the rows hold no curve (stores written before curves were kept)."""
     vals = []
-    for row in res.select(**where):
+    for row in res.select(where):
         curve = row.get("metrics", {}).get("curve")
         if row["status"] not in ("done", "diverged") or curve is None:
             continue
@@ -57,8 +57,8 @@ def grid_pairs(res: Results, attention: str):
 def diagnostic_3a(res: Results, H: int, m: int) -> str:
     """The explanation 'DP-free can express the target; DP only trains faster' predicts that, at the cell
     the rule compares, DP-free reaches relative MSE 1e-2 within the run and DP reaches it in fewer steps."""
-    where = dict(model__heads=H, model__ffn_width=m, **rpe_where("learned"))
-    free, dp = steps_to(res, model__attention="dp_free", **where), steps_to(res, model__attention="dp", **where)
+    where = rpe_where("learned", model__heads=H, model__ffn_width=m)
+    free, dp = (steps_to(res, {**where, "model.attention": att}) for att in ("dp_free", "dp"))
     if free is None or dp is None:
         return ""
     reaches = free <= res.rows[0]["config"]["train"]["steps"]
@@ -77,13 +77,11 @@ def analyse_3a(res: Results):
     for rpe in PAPER_RPES:
         frees = [v for v in (value(res, rpe, H, m) for H, m in grid_pairs(res, "dp_free")) if v is not None]
         for H, m in dp_cells:
-            where = dict(model__heads=H, model__ffn_width=m, **rpe_where(rpe))
+            free, dp = (rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=att)
+                        for att in ("dp_free", "dp"))
             a, b = value(res, rpe, H, m), value(res, rpe, H, m, attention="dp")
-            rows.append([rpe, H, m, cell(res, model__attention="dp_free", **where),
-                         cell(res, model__attention="dp", **where),
-                         gain_text(ratio(a and a.median, b and b.median)),
-                         fmt_steps(steps_to(res, model__attention="dp_free", **where)),
-                         fmt_steps(steps_to(res, model__attention="dp", **where))])
+            rows.append([rpe, H, m, cell(res, free), cell(res, dp), gain_text(ratio(a and a.median, b and b.median)),
+                         fmt_steps(steps_to(res, free)), fmt_steps(steps_to(res, dp))])
         if not frees or not dp_cells:
             continue
         H, m = dp_cells[-1]
@@ -101,13 +99,13 @@ def analyse_3a(res: Results):
     diagnostic = ""
     if dp_cells:
         H, m = dp_cells[-1]
-        a = res.value("val_rel", model__attention="dp_free", model__heads=H, model__ffn_width=m, **rpe_where("learned"))
-        b = res.value("val_rel", model__attention="dp", model__heads=H, model__ffn_width=m, **rpe_where("learned"))
+        a, b = (res.value("val_rel", rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m))
+                for att in ("dp_free", "dp"))
         if a is not None and b is not None and a <= 1e-2 and a >= 10 * b:
             detail += (f" DP-free reaches the target ({fmt(a)}), so DP is not needed to express it (the claim); "
                        f"but with the same steps DP gets further ({fmt(b)}): its query-dependent logits speed "
                        "up training here, which the rule's second half measures.")
-        flat = [res.value("val_rel", model__attention=att, model__heads=H, model__ffn_width=m, **rpe_where(r))
+        flat = [res.value("val_rel", rpe_where(r, model__attention=att, model__heads=H, model__ffn_width=m))
                 for r in ("lin", "log") for att in ("dp_free", "dp")]
         if flat and all(v is not None and v >= 0.5 for v in flat):
             detail += " Under lin and log RPE neither model learns anything (relative MSE about 1), as in 1b."
@@ -140,7 +138,7 @@ def figure_3a(res: Results, path: str) -> None:
     if cells:
         H, m = cells[-1]
         for att, style in (("dp_free", "-"), ("dp", "--")):
-            for row in res.select(model__attention=att, model__heads=H, model__ffn_width=m, **rpe_where("learned")):
+            for row in res.select(rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m)):
                 curve = row.get("metrics", {}).get("curve") or []
                 pts = [(s, v) for s, v in curve if isinstance(v, (int, float)) and v > 0]
                 if pts:

@@ -17,7 +17,7 @@ from typing import Optional
 from ..plotting import pyplot, save_figure
 from .base import Results, Table, fmt, fmt_spread, min_of, seeds_of, spec
 from .floors import FIT_LABELS, FloorSpec
-from .toy import LAG_1, LAGS_3, T, base, cell, fixed_task
+from .toy import LAG_1, LAGS_3, T, base, cell_text, fixed_task
 
 PAPER_RPES = ["lin", "log", "learned"]  # the verdicts are judged over these
 VARIANTS = {"lin": {"model.rpe": "lin"}, "log": {"model.rpe": "log"}, "learned": {"model.rpe": "learned"},
@@ -26,10 +26,12 @@ VARIANTS = {"lin": {"model.rpe": "lin"}, "log": {"model.rpe": "log"}, "learned":
 RPES = list(VARIANTS)
 
 
-def rpe_where(label: str) -> dict:
-    """The row filter of an RPE label (``lin``: p positive, as the paper's family; ``lin±``: sign free)."""
+def rpe_where(label: str, **more) -> dict:
+    """The row filter (dotted keys) of an RPE label (``lin``: p positive, as the paper's family; ``lin±``: sign
+    free), with ``more`` config keys given as ``model__heads=4``."""
     case = VARIANTS[label]
-    return {"model__rpe": case["model.rpe"], "model__rpe_sign": case.get("model.rpe_sign", "positive")}
+    return {"model.rpe": case["model.rpe"], "model.rpe_sign": case.get("model.rpe_sign", "positive"),
+            **{k.replace("__", "."): v for k, v in more.items()}}
 
 
 def grid_hm(profile: str) -> tuple[list[int], list[int]]:
@@ -57,7 +59,7 @@ def floor_specs(quantity: str, target: str):
 
 
 def value(res: Results, rpe: str, H: int, m: int, metric: str = "val_rel", attention: str = "dp_free"):
-    return res.spread(metric, model__heads=H, model__ffn_width=m, model__attention=attention, **rpe_where(rpe))
+    return res.spread(metric, rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=attention))
 
 
 def grid_of(res: Results) -> tuple[list[int], list[int]]:
@@ -67,15 +69,16 @@ def grid_of(res: Results) -> tuple[list[int], list[int]]:
 
 
 def hm_table(res: Results, rpe: str, Hs, ms, attention: str = "dp_free", title: str = "") -> Table:
-    rows = [[H] + [cell(res, model__heads=H, model__ffn_width=m, model__attention=attention, **rpe_where(rpe))
-                   for m in ms] for H in Hs]
+    where = rpe_where(rpe, model__attention=attention)
+    mse, rel = (res.grid("model.heads", "model.ffn_width", metric, where) for metric in ("val_loss", "val_rel"))
+    rows = [[H] + [cell_text(mse, rel, H, m) for m in ms] for H in Hs]
     return Table(title or f"RPE {rpe}: final validation MSE (relative MSE), rows H, columns m",
                  ["H \\ m"] + [str(m) for m in ms], rows)
 
 
 def hm_tables(res: Results, attention: str = "dp_free") -> list[Table]:
     Hs, ms = grid_of(res)
-    return [hm_table(res, rpe, Hs, ms, attention) for rpe in RPES if res.select(**rpe_where(rpe))]
+    return [hm_table(res, rpe, Hs, ms, attention) for rpe in RPES if res.select(rpe_where(rpe))]
 
 
 def learned_floor(quantity: str, target: str, H: int) -> float:
@@ -107,13 +110,13 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
     plt = pyplot()
 
     Hs, ms = grid_of(res)
-    rpes = [r for r in RPES if res.select(**rpe_where(r))]
+    rpes = [r for r in RPES if res.select(rpe_where(r))]
     fig, axes = plt.subplots(1, len(rpes), figsize=(4.2 * len(rpes), 3.6), squeeze=False)
     fig.subplots_adjust(wspace=0.35)
     im = None
     for ax, rpe in zip(axes[0], rpes):
-        grid = [[res.value("val_rel", model__heads=H, model__ffn_width=m, model__attention=attention,
-                           **rpe_where(rpe)) for m in ms] for H in Hs]
+        pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, model__attention=attention))
+        grid = [[None if pivot.at(H, m) is None else pivot.at(H, m).median for m in ms] for H in Hs]
         vals = [[math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row]
                 for row in grid]
         im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=-8, vmax=0.5, aspect="auto")
@@ -148,7 +151,7 @@ def gains(res: Results, rpe: str, Hs, ms) -> dict:
 
 def variants_line(res: Results) -> str:
     """One sentence on the sign-free variants: their best cells beside lin's and log's."""
-    best = {r: gains(res, r, *grid_of(res))["best"] for r in RPES if res.select(**rpe_where(r))}
+    best = {r: gains(res, r, *grid_of(res))["best"] for r in RPES if res.select(rpe_where(r))}
     if not any(r.endswith("±") for r in best):
         return ""
     return (" With p free in sign (a variant outside the paper's family), best relative MSE: " +

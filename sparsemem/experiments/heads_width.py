@@ -167,8 +167,8 @@ def analyse_2b(res: Results):
     detail += floor_note_2b(res)
     Hs, ms = grid_of(res)
     g = gains(res, "learned", Hs, ms)
-    at_hmax = [res.value("val_rel", model__heads=Hs[-1], model__ffn_width=m, model__attention="dp_free",
-                         **rpe_where("learned")) for m in (ms[0], ms[-1])]
+    at_hmax = [res.value("val_rel", rpe_where("learned", model__heads=Hs[-1], model__ffn_width=m,
+                                              model__attention="dp_free")) for m in (ms[0], ms[-1])]
     if all(v is not None and v <= 1e-5 for v in at_hmax) and g["m_at_Hmax"] is not None \
             and g["m_at_Hmax"].median >= 2:
         detail += (f" At H = {Hs[-1]} both widths are solved (relative MSE {fmt(at_hmax[0])} and {fmt(at_hmax[1])}): "

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 
-from .base import Results, Spread, fmt, fmt_spread, train_settings
+from typing import Optional
+
+from .base import Pivot, Results, Spread, fmt, fmt_spread, train_settings
 
 T = 1000
 LAGS_3 = [952, 944, 901]  # x_48, x_56, x_99
@@ -35,9 +37,17 @@ def heads_1d(profile: str) -> list[int]:
     return [1, 2, 4, 8, 16, 32, 64]
 
 
-def cell(res: Results, **where) -> str:
+def cell(res: Results, where: Optional[dict] = None, **kw) -> str:
     """MSE (relative MSE): medians over seeds, the relative MSE's range across seeds beside it."""
-    a, r = res.spread("val_loss", **where), res.spread("val_rel", **where)
+    return _cell(res.spread("val_loss", where, **kw), res.spread("val_rel", where, **kw))
+
+
+def cell_text(mse: Pivot, rel: Pivot, row, col) -> str:
+    """``cell`` for the (row, col) entry of two pivots of one filter, MSE and relative MSE."""
+    return _cell(mse.at(row, col), rel.at(row, col))
+
+
+def _cell(a: Optional[Spread], r: Optional[Spread]) -> str:
     return f"{fmt(a.median)} ({fmt_spread(r)})" if a is not None else "—"
 
 
