@@ -242,3 +242,25 @@ def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, d
     assert "DP-free: steps" in table and "never" in table  # lin and log never reach the bar here
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert f"- Diagnostic: {diag}" in report
+
+
+def test_1a_diagnostic_depth_against_heads_where_candidate_lags_outnumber_heads(tmp_path):
+    from sparsemem.experiments.synthetic import WIDE_TASK, candidate_lags, variants, MODEL_TMX
+
+    assert candidate_lags(WIDE_TASK) > variants(MODEL_TMX)["+heads"][1] > variants()["+heads"][1]
+
+    def value_of(c):
+        if c.task.input.kind != "discrete":
+            return 1e-3
+        if c.model.attention == "dp":  # the deeper model wins at every pairing of seeds
+            return {1: 0.5, 2: 0.01}[c.model.layers] if c.model.heads > 2 or c.model.layers == 2 else 0.9
+        return 0.99 + 0.01 * c.train.seed  # TMX: the deeper and the wider overlap across seeds
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "1a_synthetic", value_of)
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["1a_synthetic"]
+    dp, tmx = verdict.diagnostic.split("measured: ")[1].split("; ")
+    assert dp.startswith("DP softmax") and dp.endswith("a layer 0.01, heads 0.5 -> confirmed"), dp
+    assert tmx.startswith("TMX") and tmx.endswith("-> inconclusive"), tmx
+    table = (tmp_path / "out" / "tables" / "1a_synthetic.md").read_text()
+    assert "17 candidate lags" in table and "TMX normalization-free" in table

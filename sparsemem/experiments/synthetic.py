@@ -9,10 +9,12 @@ on the paper's nested product task with FFNs, for information.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from ..config import ModelConfig, TaskConfig
 from ..models import make_model
+from ..tasks import make_task
 from ..plotting import log_axes, plot_known, pyplot, save_figure
 from ..theory.linear import linear_floor
 from .base import (
@@ -35,33 +37,96 @@ NESTED_TASK = {"kind": "adaptive", "seq_len": T_SYN, "input": "rademacher", "lag
 MODEL_1A = {"dim": 32, "head_dim": 8, "ffn_width": 64, "attention": "dp", "rpe": "learned",
             "rpe_max_distance": T_SYN}
 BASE_LH = (1, 2)
+# 1a's diagnostic: the verdict's explanation (the Boolean nested task has too few candidate lags for depth to
+# matter) predicts that depth wins where the candidate lags outnumber the heads the wider 1-layer model gets.
+# Five token values and lags up to 24 with K = 1: t_1 = g_1(x_t) takes up to 5 lags, t_2 = g_2(x_t, x_{t-t_1})
+# up to 24 (17 distinct lags in all with task seed 0). Run with DP softmax (as above) and with normalization-free TMX attention under lin RPE, where a
+# query can move a head's positional focus (Thm 4.1 / 4.4, Prop 4.3).
+WIDE_TASK = {"kind": "adaptive", "seq_len": T_SYN,
+             "input": {"kind": "discrete", "values": [-1, -0.5, 0.25, 0.5, 1]}, "lags": [24, 24], "depth": 1, "readout": "product", "output": "last", "seed": 0}
+MODEL_TMX = {**MODEL_1A, "attention": "tmx", "rpe": "lin", "normalize": False}
 
 
-def params(layers: int, heads: int) -> int:
-    return make_model(ModelConfig(layers=layers, heads=heads, **MODEL_1A)).num_params()
+def params(layers: int, heads: int, model: dict = MODEL_1A) -> int:
+    return make_model(ModelConfig(layers=layers, heads=heads, **model)).num_params()
 
 
-def matched_heads(layers: int, heads: int) -> int:
+def matched_heads(layers: int, heads: int, model: dict = MODEL_1A) -> int:
     """Fewest heads for a 1-layer model with at least the parameters of (layers, heads)."""
-    target, h = params(layers, heads), heads
-    while params(1, h) < target:
+    target, h = params(layers, heads, model), heads
+    while params(1, h, model) < target:
         h += 1
     return h
 
 
-def variants() -> dict[str, tuple[int, int]]:
+def variants(model: dict = MODEL_1A) -> dict[str, tuple[int, int]]:
     L0, H0 = BASE_LH
-    return {"base": (L0, H0), "+layer": (L0 + 1, H0), "+heads": (L0, matched_heads(L0 + 1, H0))}
+    return {"base": (L0, H0), "+layer": (L0 + 1, H0), "+heads": (L0, matched_heads(L0 + 1, H0, model))}
+
+
+def candidate_lags(task: dict) -> int:
+    """How many distinct lags the memories of a nested task can take at the last position (tokens only:
+    every lag is below the sequence length, so no memory reads the pad)."""
+    t = make_task(TaskConfig.model_validate(task))
+    S = len(t.symbols)
+    tok = [t.symbols.index(v) for v in t.values]
+    lags = set()
+    for i, table in enumerate(t.tables):
+        for args in itertools.product(tok, repeat=task_arity(t, i)):
+            code = 0
+            for a in args:
+                code = code * S + a
+            lags.add(int(table[code]))
+    return len(lags)
+
+
+def task_arity(task, i: int) -> int:
+    return task.cfg.g_arity(i)
 
 
 def specs_1a(profile: str):
     seeds = seeds_of(profile)
-    cases = [{"model.layers": L, "model.heads": H} for L, H in variants().values()]
-    return [spec("1a_synthetic", {"task": NESTED_TASK, "model": MODEL_1A, "train": train_settings(profile)},
-                 {}, seeds=seeds, cases=cases)]
+    out = []
+    for task, model in ((NESTED_TASK, MODEL_1A), (WIDE_TASK, MODEL_1A), (WIDE_TASK, MODEL_TMX)):
+        cases = [{"model.layers": L, "model.heads": H} for L, H in variants(model).values()]
+        out.append(spec("1a_synthetic", {"task": task, "model": model, "train": train_settings(profile)},
+                        {}, seeds=seeds, cases=cases))
+    return out
+
+
+def diagnostic_1a(res: Results) -> tuple[list[Table], str]:
+    """Depth against heads on the wide nested task, DP softmax and normalization-free TMX."""
+    wide = res.subset(res.select({"task.input.kind": "discrete"}))
+    if not wide.rows:
+        return [], ""
+    n = candidate_lags(WIDE_TASK)
+    rows, parts = [], []
+    for label, model in (("DP softmax, learned RPE", MODEL_1A), ("TMX normalization-free, lin RPE", MODEL_TMX)):
+        where = {"model.attention": model["attention"]}
+        spreads = {}
+        for name, (L, H) in variants(model).items():
+            spreads[name] = wide.spread("val_rel", {**where, "model.layers": L, "model.heads": H})
+            mse = wide.spread("val_loss", {**where, "model.layers": L, "model.heads": H})
+            rows.append([label, name, L, H, params(L, H, model), None if mse is None else mse.median,
+                         fmt_spread(spreads[name])])
+        if spreads["+layer"] is None or spreads["+heads"] is None:
+            continue
+        H_wide = variants(model)["+heads"][1]
+        deeper = spreads["+layer"] < spreads["+heads"]
+        parts.append(f"{label}: {n} candidate lags against {H_wide} heads of the wider model; a layer "
+                     f"{fmt_spread(spreads['+layer'])}, heads {fmt_spread(spreads['+heads'])} -> "
+                     + {True: "confirmed", False: "refuted"}.get(deeper, "inconclusive"))
+    table = Table(f"Diagnostic: nested task with 5 token values, lags up to 24, K = 1 ({n} candidate lags), T = 32: "
+                  "MSE (median) and relative MSE over seeds", ["attention", "model", "L", "H", "parameters", "MSE",
+                                                             "relative MSE [range]"], rows)
+    text = ("the explanation predicts that where the candidate lags outnumber the wider model's heads, adding a "
+            "layer beats adding heads at matched parameters; measured: " + "; ".join(parts)) if parts else ""
+    return [table], text
 
 
 def analyse_1a(res: Results):
+    diag_tables, diagnostic = diagnostic_1a(res)
+    res = res.subset(res.select({"task.input.kind": "rademacher"}))
     rows, vals = [], {}
     for label, (L, H) in variants().items():
         a = res.value("val_loss", model__layers=L, model__heads=H)
@@ -89,7 +154,7 @@ def analyse_1a(res: Results):
     if rel["+layer"] is not None and rel["+heads"] is not None and max(rel["+layer"], rel["+heads"]) <= 1e-3:
         detail = (f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
                   f"{fmt(rel['+heads'])}), so the two drops are equal up to noise. ") + detail
-    return [table], Verdict(holds, ours, detail)
+    return [table] + diag_tables, Verdict(holds, ours, detail, diagnostic)
 
 
 def figure_1a(res: Results, path: str) -> None:
