@@ -260,7 +260,7 @@ def test_1a_diagnostic_depth_against_heads_where_candidate_lags_outnumber_heads(
         fill(store, "1a_synthetic", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["1a_synthetic"]
     dp, tmx = verdict.diagnostic.split("measured: ")[1].split("; ")
-    assert dp.startswith("DP softmax") and dp.endswith("a layer 0.01, heads 0.5 -> confirmed"), dp
+    assert dp.startswith("DP softmax") and dp.endswith("wider model, a layer 0.01, heads 0.5 -> confirmed"), dp
     assert tmx.startswith("TMX") and tmx.endswith("-> inconclusive"), tmx
     table = (tmp_path / "out" / "tables" / "1a_synthetic.md").read_text()
     assert "17 candidate lags" in table and "TMX normalization-free" in table

@@ -113,7 +113,7 @@ def diagnostic_1a(res: Results) -> tuple[list[Table], str]:
             continue
         H_wide = variants(model)["+heads"][1]
         deeper = spreads["+layer"] < spreads["+heads"]
-        parts.append(f"{label}: {n} candidate lags against {H_wide} heads of the wider model; a layer "
+        parts.append(f"{label}: {n} candidate lags against {H_wide} heads of the wider model, a layer "
                      f"{fmt_spread(spreads['+layer'])}, heads {fmt_spread(spreads['+heads'])} -> "
                      + {True: "confirmed", False: "refuted"}.get(deeper, "inconclusive"))
     table = Table(f"Diagnostic: nested task with 5 token values, lags up to 24, K = 1 ({n} candidate lags), T = 32: "
