@@ -72,16 +72,12 @@ def candidate_lags(task: dict) -> int:
     tok = [t.symbols.index(v) for v in t.values]
     lags = set()
     for i, table in enumerate(t.tables):
-        for args in itertools.product(tok, repeat=task_arity(t, i)):
+        for args in itertools.product(tok, repeat=t.cfg.g_arity(i)):
             code = 0
             for a in args:
                 code = code * S + a
             lags.add(int(table[code]))
     return len(lags)
-
-
-def task_arity(task, i: int) -> int:
-    return task.cfg.g_arity(i)
 
 
 def specs_1a(profile: str):
