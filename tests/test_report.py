@@ -264,3 +264,18 @@ def test_1a_diagnostic_depth_against_heads_where_candidate_lags_outnumber_heads(
     assert tmx.startswith("TMX") and tmx.endswith("-> inconclusive"), tmx
     table = (tmp_path / "out" / "tables" / "1a_synthetic.md").read_text()
     assert "17 candidate lags" in table and "TMX normalization-free" in table
+
+
+@pytest.mark.parametrize("free,want", [(0.6, "stay above it"), (0.3, "BELOW it: a bug")])
+def test_3b_sets_dp_free_models_against_the_stored_linear_floor(tmp_path, free, want):
+    """3b's linear-predictor floor is computed into the store by reproduce (here by the same call) and read
+    by the report; a DP-free model below it is flagged."""
+    from sparsemem.experiments import floors
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "3b_synthetic", lambda c: 1e-3 if c.model.attention == "dp" else free)
+        verdict = build_report(tmp_path / "r.db", tmp_path / "a")["3b_synthetic"]
+        assert "best linear predictor" not in verdict.detail  # no floor in the store yet: none shown
+        store.add_computed("3b_synthetic", floors.compute_rows(EXPERIMENTS["3b_synthetic"].floors("quick")))
+    verdict = build_report(tmp_path / "r.db", tmp_path / "b")["3b_synthetic"]
+    assert "relative MSE 0.52" in verdict.detail and want in verdict.detail and verdict.holds is True

@@ -10,13 +10,17 @@ optimum):
   the target kernel (``power:0.5``, ``exp:5``, ``deltas:952+944+901``);
 - ``extraction``: for target ``lags:952+944+901``, the mean over the lags of
   the squared error of reading each lag's token from H shared heads, each with
-  its own linear weights: 0 when every token is read exactly, 1 when none is.
+  its own linear weights: 0 when every token is read exactly, 1 when none is;
+- ``linear``: for target ``task:{JSON of a task config}``, the relative MSE of
+  the best linear predictor of y from the whole window (theory/linear.py), the
+  floor of every DP-free model read linearly; its rpe is ``any`` and H = 1.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import json
 from dataclasses import dataclass
 
 # RPE labels with a fixed kernel shape: (RPE type, p free in sign). "±" marks model.rpe_sign = free.
@@ -25,17 +29,26 @@ FIT_LABELS = {"lin": ("lin", False), "log": ("log", False), "lin±": ("lin", Tru
 
 @dataclass(frozen=True)
 class FloorSpec:
-    quantity: str  # "kernel" or "extraction"
-    target: str  # a kernel spec, or "lags:T1+T2+..." for extraction
-    rpe: str  # a key of FIT_LABELS
+    quantity: str  # "kernel", "extraction" or "linear"
+    target: str  # a kernel spec, "lags:T1+T2+..." for extraction, "task:{...}" for linear
+    rpe: str  # a key of FIT_LABELS ("any" for linear)
     max_heads: int  # floors for H = 1..max_heads
     seq_len: int
 
     def __post_init__(self):
-        if self.quantity not in ("kernel", "extraction"):
-            raise ValueError(f"floor quantity {self.quantity!r}: kernel or extraction")
-        if self.rpe not in FIT_LABELS:
+        if self.quantity not in ("kernel", "extraction", "linear"):
+            raise ValueError(f"floor quantity {self.quantity!r}: kernel, extraction or linear")
+        if self.rpe not in FIT_LABELS and not (self.quantity == "linear" and self.rpe == "any"):
             raise ValueError(f"floor rpe {self.rpe!r}: one of {', '.join(FIT_LABELS)}")
+
+
+def linear_spec(task: dict) -> FloorSpec:
+    """The linear-predictor floor of a task (given as a config dict)."""
+    return FloorSpec("linear", task_target(task), "any", 1, task["seq_len"])
+
+
+def task_target(task: dict) -> str:
+    return "task:" + json.dumps(task, sort_keys=True)
 
 
 def lags_target(lags) -> str:
@@ -47,6 +60,11 @@ def floor_values(spec: FloorSpec) -> tuple[float, ...]:
     """The floors for H = 1..spec.max_heads."""
     from ..theory.fit import extraction_floors, fit_heads, target_kernel
 
+    if spec.quantity == "linear":
+        from ..config import TaskConfig
+        from ..theory.linear import linear_floor
+
+        return (linear_floor(TaskConfig.model_validate(json.loads(spec.target.removeprefix("task:"))))["rel"],)
     kind, signed = FIT_LABELS[spec.rpe]
     if spec.quantity == "kernel":
         fits = fit_heads(target_kernel(spec.target, spec.seq_len), kind, spec.max_heads, signed=signed)

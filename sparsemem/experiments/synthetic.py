@@ -14,9 +14,8 @@ import math
 
 from ..config import ModelConfig, TaskConfig
 from ..models import make_model
-from ..tasks import make_task
 from ..plotting import log_axes, plot_known, pyplot, save_figure
-from ..theory.linear import linear_floor
+from ..tasks import make_task
 from .base import (
     Experiment,
     Results,
@@ -30,6 +29,7 @@ from .base import (
     spec,
     train_settings,
 )
+from .floors import linear_spec, task_target
 
 T_SYN = 32
 NESTED_TASK = {"kind": "adaptive", "seq_len": T_SYN, "input": "rademacher", "lags": [16, 16], "depth": 2,
@@ -230,11 +230,12 @@ def analyse_3b(res: Results):
            f"({fmt(ratio(min(frees), min(dps)))}x)"
     detail = ("A DP-free layer read linearly is a linear filter of the past and cannot pick x_{t-g(x_t)}; "
               "Prop 4.2 bounds its sup error below by 2/3.")
-    floor = linear_floor(TaskConfig.model_validate(prop.rows[0]["config"]["task"]))
-    below = floor["rel"] is not None and min(frees) < 0.97 * floor["rel"]
-    detail += (f" The best linear predictor of y from the whole window (the floor of every DP-free model read "
-               f"linearly, by least squares) has relative MSE {fmt(floor['rel'])} (19/36 = 0.528 exactly for "
-               f"uniform tokens); the trained DP-free models stay {'BELOW it: a bug' if below else 'above it'}.")
+    floor = res.floor("linear", task_target(PROP42_TASK), "any", 1)
+    if floor is not None:
+        below = min(frees) < 0.97 * floor
+        detail += (f" The best linear predictor of y from the whole window (the floor of every DP-free model read "
+                   f"linearly, by least squares) has relative MSE {fmt(floor)} (19/36 = 0.528 exactly for "
+                   f"uniform tokens); the trained DP-free models stay {'BELOW it: a bug' if below else 'above it'}.")
     return [t1, t2], Verdict(holds, ours, detail)
 
 
@@ -259,4 +260,5 @@ EXP_3B = Experiment(
     rule="on Prop 4.2's task, the best DP-free error is >= 10x the best DP error",
     specs=specs_3b, analyse=analyse_3b, figure=figure_3b,
     notes="1 layer, FFN-free (the attention output read linearly), D = 16, softmax attention, T = 32.",
+    floors=lambda profile: [linear_spec(PROP42_TASK)],
 )
