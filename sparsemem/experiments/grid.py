@@ -116,7 +116,7 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
     im = None
     for ax, rpe in zip(axes[0], rpes):
         pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, model__attention=attention))
-        grid = [[None if pivot.at(H, m) is None else pivot.at(H, m).median for m in ms] for H in Hs]
+        grid = [[getattr(pivot.at(H, m), "median", None) for m in ms] for H in Hs]
         vals = [[math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row]
                 for row in grid]
         im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=-8, vmax=0.5, aspect="auto")

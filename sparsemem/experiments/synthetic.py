@@ -202,7 +202,7 @@ def specs_3b(profile: str):
 
 
 def analyse_3b(res: Results):
-    prop = Results(res.select(task__example="prop42"))
+    prop = res.subset(res.select(task__example="prop42"))
     rows = []
     for rpe in ("learned", "lin"):
         for H in (4, 16):
@@ -212,7 +212,7 @@ def analyse_3b(res: Results):
                          prop.value("val_loss", model__attention="dp_free", model__rpe=rpe, model__heads=H), b])
     t1 = Table("Prop 4.2 task y_t = x_{t-g(x_t)}, 1 layer, FFN-free: MSE and relative MSE",
                ["RPE", "H", "DP MSE", "DP rel", "DP-free MSE", "DP-free rel"], rows)
-    nested = Results(res.select(task__example="nested_product"))
+    nested = res.subset(res.select(task__example="nested_product"))
     t2 = Table("Paper's nested product task, 2 layers with FFNs (lags <= 2): MSE (relative MSE)",
                ["attention", "MSE", "relative MSE"],
                [[att, nested.value("val_loss", model__attention=att), nested.value("val_rel", model__attention=att)]
@@ -242,7 +242,7 @@ def analyse_3b(res: Results):
 def figure_3b(res: Results, path: str) -> None:
     plt = pyplot()
 
-    prop = Results(res.select(task__example="prop42"))
+    prop = res.subset(res.select(task__example="prop42"))
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for rpe in ("learned", "lin"):
         for att, style in (("dp", "o-"), ("dp_free", "s--")):
