@@ -12,15 +12,15 @@ from __future__ import annotations
 from typing import Optional
 
 
-from ..config import RPE_TYPES
+from ..registry import RPES, rpes
 from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import Experiment, Results, Spread, Table, Verdict, fmt_spread, min_of, seeds_of, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
 TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},
          "fixed": {"kind": "fixed", "lags": [5, 20], "readout": "sum"}}
-LOG_TYPES = ("log", "t5", "kerple_log")
-LIN_TYPES = ("lin", "alibi")
+LOG_TYPES = rpes(family="log")
+LIN_TYPES = rpes(family="lin")
 
 
 def specs(profile: str):
@@ -33,7 +33,7 @@ def specs(profile: str):
                 "model": {"layers": 1, "heads": 4, "dim": 16, "ffn_width": 0, "attention": "dp_free",
                           "rpe_max_distance": T, "rpe_buckets": 8},
                 "train": tr}
-        out.append(spec("length_gen", base, {"model.rpe": list(RPE_TYPES)}, seeds=seeds_of(profile)))
+        out.append(spec("length_gen", base, {"model.rpe": list(RPES)}, seeds=seeds_of(profile)))
     return out
 
 
@@ -59,7 +59,7 @@ def analyse(res: Results):
     lengths = [T, 2 * T, 4 * T]
     tables = []
     for kind, label in (("kernel", "rho(s) = s^-1.5"), ("fixed", "y = x_{t-5} + x_{t-20}")):
-        rows = [[rpe] + [fmt_spread(at(res, kind, rpe, n)) for n in lengths] for rpe in RPE_TYPES]
+        rows = [[rpe] + [fmt_spread(at(res, kind, rpe, n)) for n in lengths] for rpe in RPES]
         tables.append(Table(f"{label}: relative MSE, trained at T = {T}, scored at T, 2T, 4T",
                             ["RPE"] + [f"T = {n}" for n in lengths], rows))
     best = {group: min_of(at(res, "kernel", r, 4 * T) for r in group) for group in (LOG_TYPES, LIN_TYPES)}
@@ -83,7 +83,7 @@ def figure(res: Results, path: str) -> None:
     lengths = [T, 2 * T, 4 * T]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
     for ax, (kind, label) in zip(axes, (("kernel", "rho(s) = s^-1.5"), ("fixed", "lags 5 and 20"))):
-        for rpe in RPE_TYPES:
+        for rpe in RPES:
             plot_known(ax, lengths, [at(res, kind, rpe, n) for n in lengths], "o-", rpe)
         log_axes(ax, "evaluation length", "relative MSE", f"{label}, trained at T = {T}", legend=None)
         ax.legend(fontsize=7, ncol=2)
@@ -94,8 +94,8 @@ EXP_LENGTH = Experiment(
     name="length_gen", title="Length generalization by RPE type",
     insight="Log-type RPE (T5, KERPLE-log) is linked with length generalization (the paper's Sec. 5 discussion).",
     paper="No experiment in the paper; T5 and KERPLE report better extrapolation with log-type biases.",
-    rule="on the power-law target scored at 4T, the best log-type RPE (log, t5, kerple_log) beats the best "
-         "lin-type (lin, alibi)",
+    rule=f"on the power-law target scored at 4T, the best log-type RPE ({', '.join(LOG_TYPES)}) beats the best "
+         f"lin-type ({', '.join(LIN_TYPES)})",
     specs=specs, analyse=analyse, figure=figure,
     notes="1 layer, DP-free, FFN-free, H = 4, D = 16; quick: T = 64 scored at 128 and 256; paper: T = 256.",
 )

@@ -31,45 +31,25 @@ overflows, and the run ends as diverged at that step.
 
 from __future__ import annotations
 
-import functools
 import itertools
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ..config import RPE_TYPES, SIGNED_RPE_TYPES  # noqa: F401  (RPE_TYPES re-exported for the registry)
+from ..registry import RPES, bias, rpes, t5_bucket  # noqa: F401  (t5_bucket re-exported)
 
-LIN_TYPES = ("lin", "alibi")
-LOG_TYPES = ("log", "t5", "kerple_log")
-
-
-@functools.lru_cache(maxsize=64)
-def _t5_table(B: int, D: int) -> tuple[int, ...]:
-    """r(n) for n = 0..D, in integers. For B <= n < D the bucket is B + k with k the largest integer such
-    that B log(n/B) / log(D/B) >= k, i.e. n^B >= D^k B^(B-k): exact at the boundaries, where a
-    floating-point log can land one bucket low (B = 12, D = 192, n = 96 is exactly B + 9)."""
-    table = list(range(min(B, D + 1)))
-    for n in range(B, D):
-        k, lhs = 0, n**B
-        while k + 1 < B and lhs >= D ** (k + 1) * B ** (B - k - 1):
-            k += 1
-        table.append(B + k)
-    return tuple(table + [2 * B - 1])
-
-
-def t5_bucket(s: torch.Tensor, buckets: int, max_distance: int) -> torch.Tensor:
-    """The T5 bucket r(n): n below B, B + floor(B log(n/B) / log(D/B)) up to D, 2B - 1 from D on."""
-    table = torch.tensor(_t5_table(buckets, max_distance), dtype=torch.float64, device=s.device)
-    return table[s.to(torch.long).clamp(0, max_distance)]
+LIN_TYPES = rpes(family="lin")
+LOG_TYPES = rpes(family="log")
 
 
 def default_p(kind: str, heads: int) -> torch.Tensor:
-    """Initial p_h: a geometric spread from 1 down, so heads start at different ranges."""
+    """Initial p_h: fixed slopes where the type has them, else a geometric spread from 1 down, so heads
+    start at different ranges."""
+    fixed = RPES[kind].fixed_p
+    if fixed is not None:
+        return fixed(heads)
     h = torch.arange(heads, dtype=torch.float64)
-    if kind == "alibi":
-        return 2.0 ** (-8.0 * (h + 1) / heads)
     span = 8.0 if kind == "lin" else 3.0
     return 2.0 ** (-span * h / heads)
 
@@ -84,18 +64,19 @@ class RPE(nn.Module):
         self.heads = heads
         self.buckets = buckets
         self.max_distance = max_distance
+        self.entry = entry = RPES[kind]
         p0 = default_p(kind, heads) if init is None else torch.full((heads,), float(init), dtype=torch.float64)
         if sign == "free":
-            if kind not in SIGNED_RPE_TYPES:
+            if not entry.signed:
                 raise ValueError(f"rpe {kind!r} has no trainable p to free in sign")
             self.signed_p = nn.Parameter(p0.float())
-        elif kind in SIGNED_RPE_TYPES:
+        elif "p" in entry.params:
             self.log_p = nn.Parameter(p0.log().float())
-        elif kind == "alibi":
+        elif entry.fixed_p is not None:
             self.register_buffer("log_p", p0.log().float())
-        if kind == "kerple_log":
+        if "a" in entry.params:
             self.log_a = nn.Parameter(torch.zeros(heads))
-        if kind == "learned":
+        if "table" in entry.params:
             self.table = nn.Parameter(torch.zeros(heads, max_distance))
 
     @property
@@ -116,7 +97,7 @@ class RPE(nn.Module):
     @property
     def inf_at_zero(self) -> bool:
         """Whether lag 0 is inadmissible (bias -inf): log-type heads never see x_t."""
-        return self.kind == "log"
+        return self.entry.inf_at_zero
 
     def forward(self, length: int, device=None, dtype=torch.float32, reverse: bool = False) -> torch.Tensor:
         """Biases for lags s = 0..length-1: (H, length), or s = length-1..0 if ``reverse``.
@@ -129,34 +110,27 @@ class RPE(nn.Module):
         s = torch.arange(length, device=device, dtype=dtype)
         if reverse:
             s = s.flip(0)
-        if self.kind == "none":
-            return torch.zeros(H, length, device=device, dtype=dtype)
-        if self.kind == "learned":
+        if "table" in self.entry.params:
             idx = s.long().clamp(max=self.max_distance - 1)
             return self.table.to(dtype)[:, idx]
-        p = self.p.to(dtype)[:, None]
-        if self.kind in LIN_TYPES:
-            return -p * s
-        if self.kind == "log":
-            # -inf at s = 0 through `where`, so no gradient meets the infinity
-            finite = -p * torch.log(s.clamp(min=1))
-            return torch.where(s >= 1, finite, torch.full_like(finite, -math.inf))
-        if self.kind == "t5":
-            r = t5_bucket(s, self.buckets, self.max_distance).to(dtype)
-            return -p * r
-        a = self.log_a.exp().to(dtype)[:, None]  # kerple_log
-        return -p * torch.log1p(a * s)
+        f = self.entry.phi(s, **self._shape(dtype))
+        if self.p is None:  # no scale: phi itself (none)
+            return f.expand(H, length).contiguous()
+        return bias(self.p.to(dtype)[:, None], f, guard=self.inf_at_zero)
+
+    def _shape(self, dtype) -> dict:
+        """The type's shape parameters phi takes besides s."""
+        shape = {"buckets": self.buckets, "max_distance": self.max_distance}
+        if hasattr(self, "log_a"):
+            shape["a"] = self.log_a.exp().to(dtype)[:, None]
+        return shape
 
     def phi_real(self, u: torch.Tensor) -> torch.Tensor:
         """phi extended to real arguments u (..., H), for TMX attention; times p_h."""
-        p = self.p.to(u.dtype)
-        if self.kind in LIN_TYPES:
-            return -p * u
-        if self.kind == "log":
-            return -p * torch.log(u.clamp(min=1e-6))
-        if self.kind == "kerple_log":
-            return -p * torch.log1p(self.log_a.exp().to(u.dtype) * u.clamp(min=0))
-        raise ValueError(f"rpe {self.kind!r} has no real-argument phi for tmx attention")
+        if self.entry.phi_real is None:
+            raise ValueError(f"rpe {self.kind!r} has no real-argument phi for tmx attention")
+        shape = {"a": self.log_a.exp().to(u.dtype)} if hasattr(self, "log_a") else {}
+        return self.p.to(u.dtype) * self.entry.phi_real(u, **shape)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, heads={self.heads}" + (", sign=free" if hasattr(self, "signed_p") else "")

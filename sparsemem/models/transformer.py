@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from .attention import Attention
-from .rpe import LOG_TYPES
+from ..registry import RPES
 
 
 class FFN(nn.Module):
@@ -58,7 +58,7 @@ class Transformer(nn.Module):
         norm = (lambda: nn.LayerNorm(D)) if cfg.layer_norm else nn.Identity
         self.norm_attn = nn.ModuleList(norm() for _ in range(L))
         self.norm_ffn = nn.ModuleList(norm() for _ in range(L))  # the last one feeds the readout
-        self.log_precision = cfg.rpe in LOG_TYPES
+        self.log_precision = RPES[cfg.rpe].family == "log"
 
     def _time_first(self) -> bool:
         """One layer read at the last position: attention straight from the raw tokens."""

@@ -26,9 +26,10 @@ import torch
 from ..config import ConfigError, ModelConfig, RunConfig
 from ..models import make_model
 from ..tasks import make_task
+from ..registry import rpes
 from .fit import fit_heads
 
-CONSTRUCT_RPES = ("lin", "log", "t5", "kerple_log")
+CONSTRUCT_RPES = rpes(theory="construct")
 
 
 def memory_kernels(task) -> torch.Tensor:

@@ -23,37 +23,18 @@ from typing import Optional
 
 import torch
 
-from ..models.rpe import t5_bucket
+from ..registry import RPES, bias, phi, rpes
 from ..plotting import log_axes, pyplot, save_figure
 from ..tasks.kernel import kernel_values
 
-FIT_RPES = ("lin", "log", "t5", "kerple_log", "alibi", "none")
+FIT_RPES = rpes(theory="fit")
 P_GRID = torch.logspace(-3, 2, 600, dtype=torch.float64)
-
-
-def phi(kind: str, s: torch.Tensor, buckets: int = 16, max_distance: int = 128, a: float = 1.0) -> torch.Tensor:
-    """phi(s) of an RPE type (without p), -inf where the head never looks."""
-    if kind in ("lin", "alibi"):
-        return -s
-    if kind == "log":
-        return torch.where(s >= 1, -torch.log(s.clamp(min=1)), torch.full_like(s, -math.inf))
-    if kind == "t5":
-        return -t5_bucket(s, buckets, max_distance).to(s.dtype)
-    if kind == "kerple_log":
-        return -torch.log1p(a * s)
-    if kind == "none":
-        return torch.zeros_like(s)
-    raise ValueError(f"rpe {kind!r} has no fixed kernel shape to fit; use one of {', '.join(FIT_RPES)}")
 
 
 def head_kernels(kind: str, p: torch.Tensor, length: int, **kw) -> torch.Tensor:
     """Normalized kernels w_p(s) for every p: (len(p), length), float64."""
     s = torch.arange(length, dtype=torch.float64)
-    f = phi(kind, s, **kw)
-    finite = torch.isfinite(f)
-    # -inf only through `where`, so no gradient meets the infinity
-    logits = torch.where(finite, p[:, None] * torch.where(finite, f, torch.zeros_like(f)), -math.inf)
-    return torch.softmax(logits, -1)
+    return torch.softmax(bias(p[:, None], phi(kind, s, **kw)), -1)
 
 
 @dataclass
@@ -149,12 +130,9 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
     rho = rho.to(torch.float64)
     S = rho.shape[-1]
     max_heads = min(max_heads, S - 1)  # with the lag-0 term, S atoms already span every kernel
-    if kind == "alibi":  # fixed slopes: only the weights are free
-        fits = []
-        for H in range(1, max_heads + 1):
-            p = 2.0 ** (-8.0 * torch.arange(1, H + 1, dtype=torch.float64) / H)
-            fits.append(_finish(kind, p, rho, residual, **kw))
-        return fits
+    fixed = RPES[kind].fixed_p if kind in RPES else None
+    if fixed is not None:  # fixed slopes (alibi): only the weights are free
+        return [_finish(kind, fixed(H), rho, residual, **kw) for H in range(1, max_heads + 1)]
     grid = P_GRID if grid is None else grid
     if signed:
         grid = torch.cat([-grid.flip(0), grid])

@@ -35,19 +35,15 @@ import numpy as np
 import torch
 
 from ..plotting import log_axes, pyplot, save_figure
+from ..registry import phi, rpes
 from .fit import fit_heads
 
-SCALING_RPES = ("lin", "log")
+SCALING_RPES = rpes(theory="scaling")
 
 
 def _log_z(rpe: str, a: float, S: int) -> np.ndarray:
-    s = np.arange(S, dtype=np.float64)
-    if rpe == "lin":
-        return -a * s
-    if rpe == "log":
-        out = np.full(S, -np.inf)
-        out[1:] = -a * np.log(s[1:])
-        return out
+    if rpe in SCALING_RPES:  # log z_s = a phi(s): z = e^{-a s} (lin), s^{-a} (log; 0 at s = 0)
+        return a * phi(rpe, torch.arange(S, dtype=torch.float64)).numpy()
     raise ValueError(f"rpe {rpe!r}: head-count scaling is defined for {', '.join(SCALING_RPES)}")
 
 
