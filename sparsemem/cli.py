@@ -8,29 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from .config import (
-    ADAPTIVE_EXAMPLES,
-    ARCHS,
-    ATTENTION_KINDS,
-    INPUT_KINDS,
-    KERNEL_FORMS,
-    READOUT_KINDS,
-    RPE_TYPES,
-    TASK_KINDS,
-    ConfigError,
-    RunConfig,
-)
-
-CATALOGUE = {
-    "arch": ARCHS,
-    "rpe": RPE_TYPES,
-    "attention": ATTENTION_KINDS,
-    "task": TASK_KINDS,
-    "adaptive example": ADAPTIVE_EXAMPLES,
-    "input": INPUT_KINDS,
-    "readout": READOUT_KINDS,
-    "kernel": KERNEL_FORMS,
-}
+from .config import ConfigError, RunConfig
 
 
 def _split_positionals(items: list[str]) -> tuple[str | None, list[str]]:
@@ -157,180 +135,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} = {text!r}: give comma-separated positive integers") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"{what} = {text!r}: give comma-separated positive integers")
-    return values
+def _theory(spec_cls, args: argparse.Namespace, names: tuple[str, ...]) -> int:
+    """Build a theory spec from the options, run it, print its table (text or JSON) and plot it."""
+    spec = spec_cls.from_options(**{n: getattr(args, n) for n in names})
+    table = spec.run()
+    print(json.dumps(spec.json(table)) if args.json else spec.text(table))
+    if args.plot:
+        spec.plot(table, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
+    return 0
 
 
 def cmd_theory_fit(args: argparse.Namespace) -> int:
-    from .config import parse_kernel
-    from .theory.fit import FIT_RPES, fit_table, plot_fits
+    from .theory.specs import FitSpec
 
-    if not args.kernel.startswith("deltas:"):
-        try:
-            form, arg = parse_kernel(args.kernel)
-        except ValueError as err:
-            raise ConfigError(f"--kernel = {args.kernel!r}: {err}") from None
-        if form == "delta" and arg >= args.seq_len:
-            raise ConfigError(f"--kernel = {args.kernel!r}: the lag must be below --seq-len {args.seq_len}")
-    else:
-        lags = _int_list(args.kernel[len("deltas:"):].replace("+", ","), "--kernel deltas")
-        if max(lags) >= args.seq_len:
-            raise ConfigError(f"--kernel = {args.kernel!r}: every lag must be below --seq-len {args.seq_len}")
-    rpes = [r for r in args.rpe.split(",") if r]
-    for r in rpes:
-        if r not in FIT_RPES:
-            raise ConfigError(f"--rpe = {r!r}: must be among {', '.join(FIT_RPES)}")
-    heads = _int_list(args.heads, "--heads")
-    if args.seq_len < 2:
-        raise ConfigError(f"--seq-len = {args.seq_len}: must be at least 2")
-    table = fit_table(args.kernel, rpes, heads, args.seq_len)
-    if args.json:
-        print(json.dumps({r: {H: {"l2": f.l2, "l1": f.l1, "p": f.p, "c": f.c, "c0": f.c0}
-                              for H, f in fits.items()} for r, fits in table.items()}))
-    else:
-        print(f"best fit of {args.kernel} over lags 0..{args.seq_len - 1} by H DP-free heads (l2 = MSE floor)")
-        print("H".rjust(5) + "".join(f"{r + ' l2':>14}{r + ' l1':>14}" for r in rpes))
-        for H in heads:
-            print(f"{H:5d}" + "".join(f"{table[r][H].l2:14.3e}{table[r][H].l1:14.3e}" for r in rpes))
-    if args.plot:
-        plot_fits(table, args.kernel, args.plot)
-        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return _theory(FitSpec, args, ("kernel", "rpe", "heads", "seq_len"))
 
 
 def cmd_theory_memory(args: argparse.Namespace) -> int:
-    from .config import parse_kernel
-    from .theory.memory import memory_table, plot_memory
+    from .theory.specs import MemorySpec
 
-    kernels = [k for k in args.kernels.split(",") if k]
-    for k in kernels:
-        try:
-            parse_kernel(k)
-        except ValueError as err:
-            raise ConfigError(f"--kernels: {err}") from None
-    lengths = _int_list(args.lengths, "--lengths")
-    if min(lengths) < 2:
-        raise ConfigError(f"--lengths = {args.lengths!r}: every length must be at least 2")
-    if not 0 < args.target < 1:
-        raise ConfigError(f"--target = {args.target}: must be in (0, 1)")
-    if args.max_heads < 1:
-        raise ConfigError(f"--max-heads = {args.max_heads}: must be at least 1")
-    table = memory_table(kernels, lengths, args.target, args.max_heads)
-    if args.json:
-        print(json.dumps(table))
-    else:
-        print(f"smallest N (linear recurrence = lin heads) and log H with relative MSE <= {args.target:g} "
-              f"(optimal fits; '-' means more than {args.max_heads})")
-        print(f"{'kernel':>12} {'':>22}" + "".join(f"{S:>7}" for S in lengths))
-        for kernel, rows in table.items():
-            for label, pts in rows.items():
-                print(f"{kernel:>12} {label:>22}" + "".join(f"{pts[S] if pts[S] else '-':>7}" for S in lengths))
-    if args.plot:
-        plot_memory(table, args.target, args.max_heads, args.plot)
-        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return _theory(MemorySpec, args, ("kernels", "lengths", "target", "max_heads"))
 
 
 def cmd_theory_scaling(args: argparse.Namespace) -> int:
-    from .theory.scaling import SCALING_RPES, THM51_KERNELS, exact_fewer, rates, scaling_table
+    from .theory.specs import ScalingSpec
 
-    lags = _int_list(args.lags, "--lags")
-    if min(lags) < 2:
-        raise ConfigError(f"--lags = {args.lags!r}: every lag must be at least 2")
-    rpes = [r for r in args.rpe.split(",") if r]
-    for r in rpes:
-        if r not in SCALING_RPES:
-            raise ConfigError(f"--rpe = {r!r}: must be among {', '.join(SCALING_RPES)}")
-    try:
-        eps = [float(e) for e in args.eps.split(",") if e]
-    except ValueError:
-        raise ConfigError(f"--eps = {args.eps!r}: must be comma-separated numbers in (0, 1)") from None
-    if not eps or not all(0 < e < 1 for e in eps):
-        raise ConfigError(f"--eps = {args.eps!r}: every eps must be in (0, 1)")
-    check = _int_list(args.check, "--check") if args.check else []
-    if check and (min(check) < 2 or max(check) > 16):
-        raise ConfigError(f"--check = {args.check!r}: lags from 2 to 16 (exact arithmetic grows fast)")
-    if args.rate_heads < 0:
-        raise ConfigError(f"--rate-heads = {args.rate_heads}: must be >= 0")
-    table = scaling_table(lags, rpes, eps)
-    checks = [exact_fewer(T, r, min(eps)) for T in check for r in rpes]
-    rate = rates(list(THM51_KERNELS), rpes, args.rate_heads, 1000) if args.rate_heads else None
-    if args.json:
-        print(json.dumps({"rows": {r: {f"{e:g}": v for e, v in by.items()} for r, by in table["rows"].items()},
-                          "fits": table["fits"], "checks": checks, "rates": rate}))
-    else:
-        print("delta memory at lag T, the H = T construction (exponents p_h = a h, lags 0..4T): "
-              "scale a and log10 of the head weights")
-        print(f"{'T':>6}" + "".join(f"{f'{r} l1<={e:g}':>26}" for r in rpes for e in eps))
-        for i, T in enumerate(lags):
-            cells = [table["rows"][r][e][i] for r in rpes for e in eps]
-            cell = ["H={} a={:.3g} w=1e{:.0f}".format(c["heads"], c["a"], c["log10_weight"]) for c in cells]
-            print(f"{T:6d}" + "".join(f"{x:>26}" for x in cell))
-        for name, f in table["fits"].items():
-            print(f"growth {name}: heads ~ T^{f['heads']['power']['slope']:.2f}, "
-                  f"weight digits ~ T^{f['log10_weight']['power']['slope']:.2f}")
-        for c in checks:
-            print(f"check T = {c['T']} {c['rpe']}: {c['heads']} grid heads leave l1 >= {c['l1_at_least']:.3f}")
-        for kernel, by in (rate or {}).items():
-            for r, v in by.items():
-                slope = f"slope {v['fit']['power']['slope']:.2f}" if v["fit"] else "exact at H = 1"
-                print(f"Thm 5.1 {kernel:>14} {r}: l2 " + " ".join(f"{e:.1e}" for e in v["l2"]) + f"  ({slope})")
-    if args.plot:
-        from .theory.scaling import plot_scaling
-
-        plot_scaling(table, args.plot, rate)
-        print(f"plot: {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return _theory(ScalingSpec, args, ("lags", "rpe", "eps", "check", "rate_heads"))
 
 
 def cmd_theory_construct(args: argparse.Namespace) -> int:
-    from .theory.construct import construct, construct_adaptive
+    from .theory.specs import ConstructSpec
 
     path, overrides = _split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
-    if args.heads < 1 or args.width < 0:
-        raise ConfigError(f"--heads = {args.heads}, --width = {args.width}: need heads >= 1 and width >= 0")
-    adaptive = cfg.task.kind == "adaptive"
-    if args.attention != "dp" and not adaptive:
-        raise ConfigError(f"--attention = {args.attention!r}: tmx is built for adaptive tasks; fixed and kernel "
-                          "tasks use DP-free heads")
-    if adaptive:
-        model, info = construct_adaptive(cfg, args.heads, args.width, attention=args.attention)
-    else:
-        model, info = construct(cfg, args.heads, args.width)
+    spec = ConstructSpec.from_options(heads=args.heads, width=args.width, attention=args.attention)
+    model, info = spec.run(cfg)
     if args.out:
-        import torch
-        import yaml
+        from .theory.construct import save_construction
 
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), out / "model.pt")
-        (out / "config.yaml").write_text(yaml.safe_dump(
-            {"task": cfg.to_dict()["task"], "model": info["model_config"], "train": cfg.to_dict()["train"]},
-            sort_keys=False))
-        (out / "result.json").write_text(json.dumps(info, indent=2))
-    if args.json:
-        print(json.dumps(info))
-    else:
-        what = (f"{args.attention.upper()} gates, {info['layers']} layer(s), heads per layer "
-                f"{', '.join(map(str, info['heads_per_layer']))}" if adaptive else
-                f"{args.heads} {cfg.model.rpe} heads per memory, readout "
-                f"{'linear' if args.width == 0 else f'width {args.width}'}")
-        errs = (f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
-                if adaptive else f"kernel fit l2 per memory {', '.join(f'{v:.3g}' for v in info['kernel_l2'])}")
-        print(f"construction: {cfg.task.kind} task, {what}: validation MSE {info['val_loss']:.4g} "
-              f"(relative {info['val_rel']:.3g}); {errs}" + (f" -> {args.out}" if args.out else ""))
+        save_construction(model, info, cfg, args.out)
+    print(json.dumps(info) if args.json else spec.text(cfg, info, args.out))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    for group, names in CATALOGUE.items():
+    from .registry import catalogue
+
+    for group, names in catalogue().items():
         print(f"{group}: {', '.join(names)}")
     return 0
 
@@ -411,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("theory", help="the paper's theory made numerical")
     theory = p.add_subparsers(dest="theory_command", required=True, metavar="WHAT")
+    from .theory.specs import ConstructSpec, FitSpec, MemorySpec, ScalingSpec, default_text as d
+
     p = theory.add_parser("fit", help="best fit of a memory kernel by H DP-free heads of each RPE type",
                           description="The smallest MSE (l2) and l1 error with which H DP-free heads of an "
                                       "RPE type, read linearly, represent a kernel: global greedy search over "
@@ -419,9 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "1-layer FFN-free model on the linear target with that kernel.")
     p.add_argument("--kernel", required=True,
                    help="exp:BETA, power:BETA, delta:T, or a sum of deltas deltas:T1+T2+...")
-    p.add_argument("--rpe", default="lin,log", help="comma-separated RPE types (default lin,log)")
-    p.add_argument("--heads", default="1,2,4,8", help="comma-separated head counts (default 1,2,4,8)")
-    p.add_argument("--seq-len", type=int, default=1000, help="number of lags S (default 1000)")
+    p.add_argument("--rpe", help=f"comma-separated RPE types (default {d(FitSpec, 'rpe')})")
+    p.add_argument("--heads", help=f"comma-separated head counts (default {d(FitSpec, 'heads')})")
+    p.add_argument("--seq-len", type=int, help=f"number of lags S (default {d(FitSpec, 'seq_len')})")
     p.add_argument("--plot", metavar="FILE", help="draw the errors against H into a PNG")
     p.add_argument("--json", action="store_true", help="print the fits as JSON")
     p.set_defaults(func=cmd_theory_fit)
@@ -431,10 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "linear recurrence (a sum of N exponentials: the span of N lin-RPE "
                                       "heads) and the fewest log-RPE heads whose optimal fit reaches the "
                                       "target relative MSE.")
-    p.add_argument("--kernels", default="power:0.5,power:1.5,exp:0.5", help="comma-separated kernels")
-    p.add_argument("--lengths", default="64,128,256,512,1024", help="comma-separated sequence lengths")
-    p.add_argument("--target", type=float, default=1e-3, help="relative MSE to reach (default 1e-3)")
-    p.add_argument("--max-heads", type=int, default=64, help="largest N or H tried (default 64)")
+    p.add_argument("--kernels", help=f"comma-separated kernels (default {d(MemorySpec, 'kernels')})")
+    p.add_argument("--lengths", help=f"comma-separated sequence lengths (default {d(MemorySpec, 'lengths')})")
+    p.add_argument("--target", type=float, help=f"relative MSE to reach (default {d(MemorySpec, 'target')})")
+    p.add_argument("--max-heads", type=int, help=f"largest N or H tried (default {d(MemorySpec, 'max_heads')})")
     p.add_argument("--plot", metavar="FILE", help="draw N and H against length into a PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_memory)
@@ -449,11 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "scales. With "
                                       "--rate-heads N, also the optimal l2 error of the Thm 5.1 kernels with "
                                       "1..N heads and the fitted slope in log H.")
-    p.add_argument("--lags", default="8,16,32,64,128,256,512,1024", help="comma-separated lags T")
-    p.add_argument("--rpe", default="lin,log", help="lin, log or both (default lin,log)")
-    p.add_argument("--eps", default="0.1,0.01", help="comma-separated l1 targets (default 0.1,0.01)")
-    p.add_argument("--check", default="4,8", help="lags (2..16) for the exact T - 1 check; '' for none")
-    p.add_argument("--rate-heads", type=int, default=8, help="Thm 5.1 rates with 1..N heads (0: skip)")
+    p.add_argument("--lags", help=f"comma-separated lags T (default {d(ScalingSpec, 'lags')})")
+    p.add_argument("--rpe", help=f"lin, log or both (default {d(ScalingSpec, 'rpe')})")
+    p.add_argument("--eps", help=f"comma-separated l1 targets (default {d(ScalingSpec, 'eps')})")
+    p.add_argument("--check", help=f"lags (2..16) for the exact T - 1 check; '' for none (default {d(ScalingSpec, 'check')})")
+    p.add_argument("--rate-heads", type=int, help=f"Thm 5.1 rates with 1..N heads, 0: skip (default {d(ScalingSpec, 'rate_heads')})")
     p.add_argument("--plot", metavar="FILE", help="draw heads, weight digits and rates into a PNG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_scaling)
@@ -471,9 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "the validation set.")
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
-    p.add_argument("--width", type=int, default=0, help="readout width m (0 = linear, default)")
-    p.add_argument("--attention", choices=("dp", "tmx"), default="dp",
-                   help="adaptive tasks: gates by the dot product (dp, default) or by TMX heads (Prop 4.3)")
+    p.add_argument("--width", type=int, help=f"readout width m, 0 = linear (default {d(ConstructSpec, 'width')})")
+    p.add_argument("--attention", choices=("dp", "tmx"),
+                   help="adaptive tasks: gates by the dot product (dp) or by TMX heads (Prop 4.3); "
+                        f"default {d(ConstructSpec, 'attention')}")
     p.add_argument("--out", metavar="DIR", help="save model.pt, config.yaml and result.json here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_theory_construct)

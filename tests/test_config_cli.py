@@ -68,12 +68,46 @@ BAD = [
 ]
 
 
+def _base(overrides):
+    """A fixed task with lag 2 under the overrides; a case that names another family keeps it alone."""
+    return [] if any(o.startswith("task.kind=") for o in overrides) else ["task.lags=[2]"]
+
+
 @pytest.mark.parametrize("overrides,needle", BAD)
 def test_bad_values_raise_one_line(overrides, needle):
     with pytest.raises(ConfigError) as info:
-        sm.RunConfig.from_dict({}, ["task.lags=[2]", *overrides])
+        sm.RunConfig.from_dict({}, [*_base(overrides), *overrides])
     msg = str(info.value)
     assert needle in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("kind,stray,allowed", [
+    ("kernel", "task.lags=[2]", "kernels"), ("fixed", "task.kernels=[exp:1]", "lags"),
+    ("text", "task.readout=sum", "corpus"), ("fixed", "task.depth=1", "lags"),
+])
+def test_a_key_of_another_task_family_is_refused_with_this_familys_keys(kind, stray, allowed, tmp_path):
+    """Each family has its own schema: a field of another family is an unknown key, not silently kept."""
+    corpus = [f"task.corpus={tmp_path}", "task.output=all"] if kind == "text" else []
+    with pytest.raises(ConfigError) as info:
+        sm.RunConfig.from_dict({}, [f"task.kind={kind}", *corpus, stray])
+    key = stray.split("=")[0]
+    assert str(info.value).startswith(f"unknown key {key}; allowed here:") and allowed in str(info.value)
+
+
+def test_hashes_keep_the_flat_task_form():
+    """A task hashes as the one flat schema did (other families' fields at their defaults), so stores
+    written before the families split keep every run's hash."""
+    import hashlib
+
+    cfg = sm.RunConfig.from_dict({"task": {"kind": "kernel", "kernels": ["exp:2"]}})
+    payload = cfg.to_dict()
+    payload.pop("name")
+    payload["model"].pop("rpe_sign")
+    payload["train"].pop("blowup")
+    payload["task"] = {**sm.config.LEGACY_TASK, **payload["task"]}
+    assert set(payload["task"]) == set(sm.config.LEGACY_TASK)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    assert cfg.config_hash() == hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.mark.parametrize("overrides,needle", BAD[:4] + BAD[7:9])

@@ -17,7 +17,10 @@ SMALL = ["task.kind=fixed", "task.lags=[2,5]", "task.seq_len=16", "task.readout=
 
 
 def cfg_of(*overrides):
-    return sm.RunConfig.from_dict({}, [*SMALL, *overrides])
+    """SMALL's fixed task under the overrides; one that names another task family drops its lags."""
+    other = any(o.startswith("task.kind=") and o != "task.kind=fixed" for o in overrides)
+    base = [o for o in SMALL if not (other and o.startswith(("task.kind=", "task.lags=")))]
+    return sm.RunConfig.from_dict({}, [*base, *overrides])
 
 
 def dtype_of(cfg):

@@ -61,10 +61,10 @@ def floor_values(spec: FloorSpec) -> tuple[float, ...]:
     from ..theory.fit import extraction_floors, fit_heads, target_kernel
 
     if spec.quantity == "linear":
-        from ..config import TaskConfig
+        from ..config import task_config
         from ..theory.linear import linear_floor
 
-        return (linear_floor(TaskConfig.model_validate(json.loads(spec.target.removeprefix("task:"))))["rel"],)
+        return (linear_floor(task_config(json.loads(spec.target.removeprefix("task:"))))["rel"],)
     kind, signed = FIT_LABELS[spec.rpe]
     if spec.quantity == "kernel":
         fits = fit_heads(target_kernel(spec.target, spec.seq_len), kind, spec.max_heads, signed=signed)

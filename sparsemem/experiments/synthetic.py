@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from ..config import ModelConfig, TaskConfig
+from ..config import ModelConfig, task_config
 from ..models import make_model
 from ..plotting import log_axes, plot_known, pyplot, save_figure
 from ..tasks import make_task
@@ -67,7 +67,7 @@ def variants(model: dict = MODEL_1A) -> dict[str, tuple[int, int]]:
 def candidate_lags(task: dict) -> int:
     """How many distinct lags the memories of a nested task can take at the last position (tokens only:
     every lag is below the sequence length, so no memory reads the pad)."""
-    t = make_task(TaskConfig.model_validate(task))
+    t = make_task(task_config(task))
     S = len(t.symbols)
     tok = [t.symbols.index(v) for v in t.values]
     lags = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..config import TaskConfig
 from .adaptive import AdaptiveTask
 from .base import Task
 from .fixed import FixedTask
@@ -12,8 +11,8 @@ from .text import TextTask
 TASKS = {"fixed": FixedTask, "adaptive": AdaptiveTask, "kernel": KernelTask, "text": TextTask}
 
 
-def make_task(cfg: TaskConfig) -> Task:
-    """Build the task a config describes."""
+def make_task(cfg) -> Task:
+    """Build the task a config (one of the family schemas) describes."""
     return TASKS[cfg.kind](cfg)
 
 

@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
-from ..config import TaskConfig
-from .inputs import sample_inputs
-from .readouts import Readout
+import torch
+from pydantic import Field, field_validator
+
+from ..config.fields import SEED_MAX, Int, Strict, kind_shorthand, listify
+from ..config.loading import FieldError
+from .inputs import InputConfig, sample_inputs
+from .readouts import Readout, ReadoutConfig
 
 # Validation data are drawn from a generator seeded by task.seed plus this.
 VALIDATION_SEED_OFFSET = 7_919
+
+
+class TaskConfigBase(Strict):
+    """What every target family has: its sequences, tokens, output mode and seed."""
+
+    seq_len: Int = Field(64, ge=1)
+    dim: Int = Field(1, ge=1)  # d, the token dimension
+    input: InputConfig = Field(default_factory=InputConfig)
+    output: Literal["last", "all"] = "last"
+    seed: Int = Field(0, ge=0, le=SEED_MAX)  # seeds the target itself (random g, relu_net weights, validation set)
+
+    _norm_input = field_validator("input", mode="before")(kind_shorthand)
+
+
+class ReadoutTaskConfig(TaskConfigBase):
+    """A family whose target is a readout f of a memory vector z."""
+
+    readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
+
+    _norm_readout = field_validator("readout", mode="before")(kind_shorthand)
+
+    def _check_readout(self) -> None:
+        if self.readout.kind == "linear" and len(self.readout.weights) != self.memory_size():
+            raise FieldError("readout.weights", self.readout.weights,
+                             f"linear readout needs {self.memory_size()} weights, one per entry of z")
+
+    def memory_size(self) -> int:
+        """Length of the vector z the readout sees."""
+        raise NotImplementedError
+
+
+def check_lags(cfg) -> None:
+    """Every lag (or lag bound) lies in [0, seq_len)."""
+    for lag in cfg.lags:
+        if not 0 <= lag < cfg.seq_len:
+            raise FieldError("lags", lag, f"each lag must be in [0, seq_len) = [0, {cfg.seq_len})")
 
 
 def gather_lagged(x: torch.Tensor, positions: torch.Tensor, batched: bool = False) -> torch.Tensor:
@@ -47,7 +87,7 @@ class Task:
     ``all``. ``target(x)`` is the deterministic map x -> y.
     """
 
-    def __init__(self, cfg: TaskConfig):
+    def __init__(self, cfg: ReadoutTaskConfig):
         self.cfg = cfg
         self.seq_len = cfg.seq_len
         self.dim = cfg.dim

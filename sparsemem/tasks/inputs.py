@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Literal, Optional
 
-from ..config import InputConfig
+import torch
+from pydantic import model_validator
+
+from ..config.fields import Float, Strict
+from ..config.loading import FieldError
+from ..registry import INPUTS
+
+
+class InputConfig(Strict):
+    """Distribution of the tokens x_t (i.i.d. over time and coordinates)."""
+
+    kind: Literal[INPUTS] = "rademacher"
+    values: Optional[list[Float]] = None  # the value set of `discrete`
+
+    @model_validator(mode="after")
+    def _check(self) -> "InputConfig":
+        if self.kind == "discrete":
+            if not self.values or len(set(self.values)) != len(self.values):
+                raise FieldError("values", self.values, "discrete input needs a list of distinct numbers")
+        elif self.values is not None:
+            raise FieldError("values", self.values, f"values apply to discrete input only, not {self.kind}")
+        return self
+
+    def value_set(self) -> Optional[list[float]]:
+        """The finite value set of a discrete input, or None for continuous ones."""
+        if self.kind == "rademacher":
+            return [-1.0, 1.0]
+        if self.kind == "discrete":
+            return list(self.values)
+        return None
 
 
 def sample_inputs(cfg: InputConfig, shape: tuple[int, ...], generator: torch.Generator,

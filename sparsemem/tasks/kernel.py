@@ -8,10 +8,73 @@ Kernels are truncated to the sequence length and not normalized.
 
 from __future__ import annotations
 
-import torch
+import math
+from typing import Any, Literal, Union
 
-from ..config import parse_kernel
-from .base import Task, causal_conv
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from ..config.fields import Float, listify
+from ..config.loading import FieldError
+from ..registry import KERNEL_FORMS
+from .base import ReadoutTaskConfig, Task, causal_conv
+
+
+def parse_kernel(spec: Union[str, list[float]]) -> tuple[str, Any]:
+    """Parse one memory-kernel spec into (form, parameter)."""
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError("an explicit kernel list is empty")
+        values = [float(v) for v in spec]
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError("an explicit kernel list holds a value that is not a finite number")
+        return "list", values
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"kernel {spec!r} is not one of {', '.join(KERNEL_FORMS)}")
+    form, _, arg = spec.partition(":")
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ValueError(f"kernel {spec!r}: {arg!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"kernel {spec!r}: {arg!r} is not a finite number")
+    if form in ("exp", "power"):
+        if not value > 0:
+            raise ValueError(f"kernel {spec!r}: BETA must be > 0")
+        return form, value
+    if form == "delta":
+        if value != int(value) or value < 0:
+            raise ValueError(f"kernel {spec!r}: T must be an integer >= 0")
+        return form, int(value)
+    raise ValueError(f"kernel {spec!r} is not one of {', '.join(KERNEL_FORMS)}")
+
+
+class KernelTaskConfig(ReadoutTaskConfig):
+    """Task III: the memory kernels rho_1..rho_M (specs parsed by ``parse_kernel``) and the readout f."""
+
+    kind: Literal["kernel"] = "kernel"
+    kernels: list[Union[str, list[Float]]] = Field(default_factory=list)
+
+    _norm_kernels = field_validator("kernels", mode="before")(listify)
+
+    @model_validator(mode="after")
+    def _check(self) -> "KernelTaskConfig":
+        for spec in self.kernels:
+            try:
+                parse_kernel(spec)
+            except ValueError as err:
+                raise FieldError("kernels", spec, str(err)) from None
+        if not self.kernels:
+            raise FieldError("kernels", self.kernels, f"a kernel task needs a non-empty list of {', '.join(KERNEL_FORMS)}")
+        for spec in self.kernels:
+            form, arg = parse_kernel(spec)
+            if form == "delta" and arg >= self.seq_len:
+                raise FieldError("kernels", spec, f"delta lag must be below seq_len={self.seq_len}")
+        self._check_readout()
+        return self
+
+    def memory_size(self) -> int:
+        return len(self.kernels) * self.dim
 
 
 def kernel_values(spec, length: int, dtype=torch.float64) -> torch.Tensor:

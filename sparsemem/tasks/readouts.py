@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Literal, Optional
 
-from ..config import ReadoutConfig
+import torch
+from pydantic import Field, model_validator
+
+from ..config.fields import Float, Int, Strict
+from ..config.loading import FieldError
+from ..registry import READOUTS
+
+
+class ReadoutConfig(Strict):
+    """The readout f applied to the memory vector z."""
+
+    kind: Literal[READOUTS] = "sum"
+    width: Int = Field(64, ge=1)  # relu_net: number of ReLU units
+    weights: Optional[list[Float]] = None  # linear: one weight per entry of z
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReadoutConfig":
+        if self.kind == "linear" and not self.weights:
+            raise FieldError("weights", self.weights, "a linear readout needs weights, one number per entry of z")
+        return self
 
 
 class Readout:

@@ -9,14 +9,35 @@ held out for validation. x and y are (B, T) byte ids, y shifted by one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
-from ..config import ConfigError
-from .base import VALIDATION_SEED_OFFSET, Task
+from ..config.fields import Int
+from ..config.loading import ConfigError, FieldError
+from .base import VALIDATION_SEED_OFFSET, Task, TaskConfigBase
 
 VOCAB = 256
+
+
+class TextTaskConfig(TaskConfigBase):
+    """Next-byte prediction on a corpus: a folder of text files, or openwebtext (needs `datasets`)."""
+
+    kind: Literal["text"] = "text"
+    corpus: Optional[str] = None
+    max_bytes: Int = Field(50_000_000, ge=1)  # read at most this many bytes of the corpus
+
+    @model_validator(mode="after")
+    def _check(self) -> "TextTaskConfig":
+        if not self.corpus:
+            raise FieldError("corpus", self.corpus, "a text task needs a corpus: a folder of text files or openwebtext")
+        if self.corpus != "openwebtext" and not Path(self.corpus).is_dir():
+            raise FieldError("corpus", self.corpus, "not a folder; give a folder of text files or openwebtext")
+        if self.output != "all":
+            raise FieldError("output", self.output, "a text task predicts every next byte: output must be all")
+        return self
 
 
 def read_folder(folder: str, max_bytes: int) -> bytes:

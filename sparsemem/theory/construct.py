@@ -247,3 +247,20 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
                    "params": model.num_params(),
                    "attention_params": sum(p.numel() for a in model.attn for p in a.parameters()),
                    "model_config": mcfg.model_dump(mode="json")}
+
+
+def save_construction(model, info: dict, cfg: RunConfig, out) -> None:
+    """model.pt, config.yaml (task, the construction's model, train) and result.json in folder ``out``;
+    the folder reloads into an ordinary model."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "config.yaml").write_text(yaml.safe_dump(
+        {"task": cfg.to_dict()["task"], "model": info["model_config"], "train": cfg.to_dict()["train"]},
+        sort_keys=False))
+    (out / "result.json").write_text(json.dumps(info, indent=2))

@@ -1,0 +1,220 @@
+"""The schemas of a run: task (one schema per family), model and training settings.
+
+Defaults live here and in the task families' schemas (``sparsemem.tasks``), nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
+
+from ..registry import ARCHS as _ARCHS, ATTENTION, RPES, TASKS, rpes
+from ..tasks.adaptive import AdaptiveTaskConfig
+from ..tasks.fixed import FixedTaskConfig
+from ..tasks.kernel import KernelTaskConfig
+from ..tasks.text import TextTaskConfig
+from .fields import SEED_MAX, Bool, Float, Int, Strict
+from .loading import TAGGED, FieldError, apply_overrides, load_yaml, validate_config
+
+RPE_TYPES = tuple(RPES)
+ATTENTION_KINDS = tuple(ATTENTION)
+ARCHS = tuple(_ARCHS)
+TASK_KINDS = tuple(TASKS)
+TMX_RPE_TYPES = rpes(tmx=True)  # phi extends to real arguments, as TMX attention needs
+SIGNED_RPE_TYPES = rpes(signed=True)  # a trainable p, which `model.rpe_sign = free` may let turn negative
+
+TASK_CONFIGS = {"fixed": FixedTaskConfig, "adaptive": AdaptiveTaskConfig, "kernel": KernelTaskConfig,
+                "text": TextTaskConfig}
+TAGGED.update(TASK_CONFIGS)
+# A target family's schema, chosen by its `kind`.
+TaskConfig = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TASK_CONFIGS.items())],
+                       Discriminator(lambda v: v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None))]
+TASK_ADAPTER = TypeAdapter(TaskConfig)
+
+
+def with_kind(data: Any) -> Any:
+    """A task's kind picks its family; the default is fixed, or adaptive when an example is named."""
+    if isinstance(data, dict):
+        kind = data.get("kind", "adaptive" if data.get("example") is not None else "fixed")
+        if not isinstance(kind, str) or kind not in TASK_CONFIGS:
+            allowed = ", ".join(repr(k) for k in TASK_CONFIGS)
+            raise FieldError("kind", kind, f"Input should be {allowed}")
+        if data.get("example") is not None and kind != "adaptive":
+            raise FieldError("kind", kind, f"example {data['example']!r} is an adaptive task; kind must be adaptive")
+        return {**data, "kind": kind}
+    return data
+
+
+def task_config(data: dict):
+    """The task schema for a mapping (its kind picks the family); pydantic's ValidationError if bad."""
+    return TASK_ADAPTER.validate_python(with_kind(data))
+
+# the task section as one flat schema had it before the families split: every field at its default
+LEGACY_TASK = {"kind": "fixed", "seq_len": 64, "dim": 1, "input": {"kind": "rademacher", "values": None},
+               "output": "last", "lags": [], "readout": {"kind": "sum", "width": 64, "weights": None},
+               "kernels": [], "depth": 0, "g": None, "example": None, "seed": 0, "corpus": None,
+               "max_bytes": 50_000_000}
+
+
+class ModelConfig(Strict):
+    """The Transformer family of PAPER.md section 2, and the recurrent baselines."""
+
+    arch: Literal[ARCHS] = "transformer"
+    hidden: Int = Field(16, ge=1)  # N, the state size of linear_rnn and lstm
+    layers: Int = Field(1, ge=1)
+    heads: Int = Field(1, ge=1)
+    dim: Int = Field(64, ge=1)  # D, the residual width
+    head_dim: Optional[Int] = Field(None, ge=1)  # default dim // heads
+    ffn_width: Int = Field(64, ge=0)  # m; 0 = FFN-free (linear readout)
+    rpe: Literal[RPE_TYPES] = "lin"
+    rpe_init: Optional[Float] = Field(None, gt=0)  # initial p for every head; None: a spread
+    # positive: p_h = exp(a free parameter), as the paper requires; free: p_h itself is the parameter and may
+    # turn negative (a variant, not the paper's family: the kernel then grows with the lag)
+    rpe_sign: Literal["positive", "free"] = "positive"
+    rpe_buckets: Int = Field(16, ge=1)  # t5: B
+    rpe_max_distance: Int = Field(128, ge=1)  # t5: D; learned: number of distances
+    attention: Literal[ATTENTION_KINDS] = "dp"
+    normalize: Bool = True  # softmax; False = normalization-free
+    layer_norm: Bool = False
+    scale: Bool = False  # 1/sqrt(d_k) on dot products
+    ffn_precision: Bool = False  # round hidden FFN outputs (PAPER.md section 2)
+    impl: Literal["fast", "reference"] = "fast"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.head_dim is None and self.dim % self.heads != 0:
+            raise FieldError("heads", self.heads, f"heads must divide dim={self.dim}, or set model.head_dim")
+        if self.attention == "tmx" and self.rpe not in TMX_RPE_TYPES:
+            raise FieldError("rpe", self.rpe, f"tmx attention needs rpe in {', '.join(TMX_RPE_TYPES)}")
+        if self.rpe_sign == "free" and self.rpe not in SIGNED_RPE_TYPES:
+            raise FieldError("rpe_sign", self.rpe_sign,
+                             f"a sign-free p needs a trainable p: rpe in {', '.join(SIGNED_RPE_TYPES)}")
+        if self.rpe == "t5" and self.rpe_max_distance <= self.rpe_buckets:
+            raise FieldError("rpe_max_distance", self.rpe_max_distance,
+                             f"t5 needs rpe_max_distance > rpe_buckets = {self.rpe_buckets}")
+        return self
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.dim // self.heads
+
+
+class TrainConfig(Strict):
+    """AdamW on fresh samples every step."""
+
+    steps: Int = Field(1000, ge=1)
+    batch_size: Int = Field(100, ge=1)
+    lr: Float = Field(1e-3, gt=0)
+    rpe_lr_scale: Float = Field(1.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
+    weight_decay: Float = Field(0.0, ge=0)
+    betas: tuple[Float, Float] = (0.9, 0.999)
+    warmup_steps: Int = Field(0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    min_lr_ratio: Float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of lr
+    grad_clip: Float = Field(0.0, ge=0)  # 0 = off
+    seed: Int = Field(0, ge=0, le=SEED_MAX)
+    val_samples: Int = Field(1000, ge=1)
+    eval_every: Int = Field(0, ge=0)  # 0 = about ten evaluations per run
+    eval_lengths: list[Int] = Field(default_factory=list)  # also score the final model at these seq_lens
+    checkpoint_every: Int = Field(0, ge=0)  # 0 = at every evaluation
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
+    dtype: Literal["float32", "float64"] = "float32"
+    # a training or validation loss above blowup x Var(y) ends the run as diverged, like NaN or inf; 0 = off
+    blowup: Float = Field(1e6, ge=0)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("each beta must be in [0, 1)")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        ok = v in ("cpu", "cuda", "auto", "mps") or (v.startswith("cuda:") and v[5:].isdigit())
+        if not ok:
+            raise ValueError(f"device {v!r} is not one of cpu, cuda, cuda:N, mps, auto")
+        return v
+
+    @field_validator("eval_lengths")
+    @classmethod
+    def _lengths(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError("every eval length must be at least 1")
+        return v
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 10)
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every or self.eval_interval
+
+
+# (section, field) -> the default at which a field added later leaves config hashes as they were
+HASH_NEUTRAL = {("train", "blowup"): 1e6, ("model", "rpe_sign"): "positive"}
+
+
+class RunConfig(Strict):
+    """One training run: task, model and training settings."""
+
+    name: Optional[str] = None
+    task: TaskConfig = Field(default_factory=FixedTaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _task_kind(cls, data: Any) -> Any:
+        return with_kind(data)
+
+    @model_validator(mode="after")
+    def _lengths_fit_task(self) -> "RunConfig":
+        for n in self.train.eval_lengths:
+            try:
+                task_config({**self.task.model_dump(), "seq_len": n})
+            except ValidationError as exc:
+                raise FieldError("train.eval_lengths", n, f"the task is not valid at this length: "
+                                 f"{exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return self
+
+    @classmethod
+    def from_dict(cls, data: dict, overrides: list[str] = ()) -> "RunConfig":
+        data = apply_overrides(dict(data or {}), overrides)
+        return validate_config(cls, data)
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path, None] = None, overrides: list[str] = ()) -> "RunConfig":
+        return cls.from_dict(load_yaml(path) if path is not None else {}, overrides)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def config_hash(self) -> str:
+        """A stable hash of the whole config (name excluded).
+
+        Fields added after stores existed (``HASH_NEUTRAL``) count only when they differ from their
+        default, so every run keeps the hash it had before they came. The task is hashed in the flat form
+        it had before each family got its own schema: every family's fields, the others' at their
+        defaults (``LEGACY_TASK``).
+        """
+        payload = self.to_dict()
+        payload.pop("name", None)
+        payload["task"] = {**LEGACY_TASK, **payload["task"]}
+        for (section, key), default in HASH_NEUTRAL.items():
+            if payload[section].get(key) == default:
+                del payload[section][key]
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
