@@ -33,8 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_runs([cfg])
     check_writable_dir(out, "--out")
 
-    result = train(cfg, out_dir=out, progress=None if not args.no_progress else False)
-    result.pop("model", None)
+    result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
     result["out_dir"] = str(out)
     print(train_summary(result, out), file=sys.stderr if args.json else sys.stdout)
     if args.json:

@@ -9,20 +9,18 @@ registered under its name.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from pathlib import Path
 from typing import Optional, Union
 
 from .experiments import EXPERIMENTS, Results, Verdict
 from .experiments.base import train_settings
+from .plumbing import atomic_write
 from .sweep.store import Store
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def analyse(store: Store, names: Optional[list[str]] = None) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .config import ConfigError, RunConfig
+from .plumbing import concrete_device
 from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all, floors
 from .report import build_report
 from .sweep.runner import check_runner_args, run_sweep
@@ -44,10 +45,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
     if profile != "auto" and profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of auto, {', '.join(PROFILES)}")
     check_runner_args(workers, backend, fleet, fleet_size, compile)
-    import torch
-
-    if device == "auto":  # the concrete device, so a CPU machine's runs keep the hashes of --device cpu
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = concrete_device(device)  # so a CPU machine's runs keep the hashes of --device cpu
     profile, why = resolve_profile(profile, device)
     names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups

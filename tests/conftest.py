@@ -22,3 +22,9 @@ MODEL_COMBOS = [
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)
+
+
+def close(a, b, tol):
+    """|a - b| <= tol, relative to b's largest entry when that exceeds 1."""
+    scale = max(1.0, b.abs().max().item())
+    return (a - b).abs().max().item() <= tol * scale

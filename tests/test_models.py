@@ -13,7 +13,7 @@ from sparsemem.models.attention import Attention
 from sparsemem.models.rpe import RPE, t5_bucket
 from sparsemem.models.transformer import round_with_precision
 
-from conftest import MODEL_COMBOS
+from conftest import MODEL_COMBOS, close
 
 
 def build(rpe, att, norm, output, impl="fast", dtype=torch.float64, seed=0, **kw):
@@ -29,11 +29,6 @@ def pair(rpe, att, norm, output, dtype=torch.float64, **kw):
     ref = build(rpe, att, norm, output, "reference", dtype, **kw)
     ref.load_state_dict(fast.state_dict())
     return fast, ref
-
-
-def close(a, b, tol):
-    scale = max(1.0, b.abs().max().item())
-    return (a - b).abs().max().item() <= tol * scale
 
 
 @pytest.mark.parametrize("output", ["last", "all"])
@@ -255,83 +250,6 @@ def test_tmx_uses_order_d_attention_parameters():
     free = make_model(ModelConfig(attention="dp_free", **cfg))
     assert tmx.num_params() - free.num_params() == 4 * 16  # one w_h in R^D per head
     assert dp.num_params() - free.num_params() == 2 * 16 * 16
-
-
-@pytest.mark.parametrize("T", [1, 2, 7, 33])
-def test_toeplitz_gradient_sums_diagonals(T, gen):
-    """The diagonal-sum gradient of the full Toeplitz bias equals autograd's gather gradient."""
-    from sparsemem.models.attention import _Toeplitz, lag_matrix, toeplitz_bias
-
-    bias = torch.randn(3, T, generator=gen, dtype=torch.float64, requires_grad=True)
-    pos = torch.arange(T)
-    lag = lag_matrix(pos, T)
-    upstream = torch.randn(3, T, T, generator=gen, dtype=torch.float64) * (lag >= 0)
-    (toeplitz_bias(bias, pos) * upstream).nan_to_num(0.0).sum().backward()
-    ours = bias.grad.clone()
-    bias.grad = None
-    plain = bias[:, lag.clamp(min=0)].masked_fill(lag[None] < 0, float("-inf"))
-    (plain * upstream).nan_to_num(0.0).sum().backward()
-    assert torch.allclose(ours, bias.grad, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda b: _Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))
-
-
-@pytest.mark.parametrize("scale", [None, 0.3])
-def test_lin_bias_attention_gradient_of_p_without_a_mask_gradient(scale, gen):
-    """The fused lin-bias path (p's gradient from one more fused forward over j V_j) against
-    autograd through a float mask: outputs and the gradients of q, k, v and p."""
-    from sparsemem.models.attention import _LinBiasAttention, lin_bias_mask
-
-    B, H, T, hd = 2, 3, 40, 4
-    q, k, v = (torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    p = torch.tensor([0.05, 0.3, 1.2], dtype=torch.float64, requires_grad=True)
-    w = torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64)
-    out = _LinBiasAttention.apply(q, k, v, p, scale)
-    grads = torch.autograd.grad((out * w).sum(), (q, k, v, p))
-    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=lin_bias_mask(p, T)[None], scale=scale)
-    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v, p))
-    assert close(out, ref, 1e-10)
-    for g, r in zip(grads, ref_grads):
-        assert close(g, r, 1e-9)
-
-
-@pytest.mark.parametrize("d", [1, 3])
-@pytest.mark.parametrize("shared", [True, False])
-def test_token_softmax_against_autograd(d, shared, gen):
-    """The first-layer last-row softmax (hand-written backward) against autograd through the plain
-    ops, with a -inf bias entry (a log-type head's lag 0), a bias shared by the batch or not,
-    and the gradient of the tokens too; under vmap (fleets) as well."""
-    from torch.func import vmap
-
-    from sparsemem.models.attention import _TokenSoftmax
-
-    B, H, T = 3, 4, 17
-    bias = torch.randn(1 if shared else B, H, T, generator=gen, dtype=torch.float64)
-    bias[..., -1] = -math.inf
-    bias.requires_grad_()
-    a = torch.randn(B, H, d, generator=gen, dtype=torch.float64, requires_grad=True)
-    x = torch.randn(B, T, d, generator=gen, dtype=torch.float64, requires_grad=True)
-    w_out = torch.randn(B, H, d, generator=gen, dtype=torch.float64)
-
-    def plain(bias, a, x):
-        return torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
-
-    u, w = _TokenSoftmax.apply(bias, a, x)
-    ref = plain(bias, a, x)
-    assert close(u, ref, 1e-12) and torch.allclose(w.sum(-1), torch.ones(B, H, dtype=torch.float64))
-    grads = torch.autograd.grad((u * w_out).sum(), (bias, a, x))
-    ref_grads = torch.autograd.grad((ref * w_out).sum(), (bias, a, x))
-    for g, r in zip(grads, ref_grads):
-        assert g.shape == r.shape and torch.isfinite(g).all() and close(g, r, 1e-12)
-
-    # a leading member axis, as a fleet's vmap over stacked parameters
-    a2 = torch.stack([a.detach(), 2 * a.detach()]).requires_grad_()
-    fleet = vmap(lambda a_: _TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
-    g_fleet, = torch.autograd.grad((fleet * w_out).sum(), a2)
-    for i in range(2):
-        ai = a2[i].detach().requires_grad_()
-        single = plain(bias.detach(), ai, x.detach())
-        assert close(fleet[i], single, 1e-12)
-        assert close(g_fleet[i], torch.autograd.grad((single * w_out).sum(), ai)[0], 1e-12)
 
 
 @pytest.mark.parametrize("output", ["last", "all"])

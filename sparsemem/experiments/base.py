@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..config import HASH_NEUTRAL, RunConfig
+from ..plumbing import unique_by_hash
 from ..sweep.spec import SweepSpec
 
 PROFILES = ("quick", "paper")
@@ -348,11 +349,4 @@ def spec(name: str, base: dict, grid: dict, seeds=(0,), cases=None) -> SweepSpec
 
 
 def expand_all(specs: list[SweepSpec]) -> list[RunConfig]:
-    runs, seen = [], set()
-    for s in specs:
-        for cfg in s.expand():
-            h = cfg.config_hash()
-            if h not in seen:
-                seen.add(h)
-                runs.append(cfg)
-    return runs
+    return unique_by_hash(cfg for s in specs for cfg in s.expand())

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .attention import causal_fft_conv
-from .transformer import FFN
+from .block import FFN
+from .ops import causal_conv, num_params
 
 
 def _readout(cfg: ModelConfig, width: int) -> nn.Module:
@@ -55,7 +55,7 @@ class LinearRNN(nn.Module):
             return hs[:, -1:] if last_only else hs
         if last_only:
             return torch.einsum("nt,btn->bn", powers.flip(-1), u)[:, None]
-        return causal_fft_conv(powers, u[..., None])[..., 0].to(x.dtype)
+        return causal_conv(powers, u[..., None])[..., 0].to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = self.output == "last"
@@ -65,7 +65,7 @@ class LinearRNN(nn.Module):
         return y[:, -1] if last else y
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return num_params(self)
 
 
 class LSTMBaseline(nn.Module):
@@ -84,4 +84,4 @@ class LSTMBaseline(nn.Module):
         return self.readout(torch.cat([h, x], -1))[..., 0]
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return num_params(self)

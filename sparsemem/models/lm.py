@@ -1,8 +1,9 @@
 """A decoder-only byte language model from the same blocks as the Transformer.
 
-Token embedding, L blocks of H-head attention (any RPE, dp / dp_free / tmx)
-and width-m FFNs with residuals, then a linear head to the vocabulary. For
-text the practical switches (``layer_norm``, ``scale``) are usually on.
+Token embedding, L blocks (``block.py``: H-head attention with any RPE, dp /
+dp_free / tmx, and a width-m FFN, each with its residual), then a linear head
+to the vocabulary. For text the practical switches (``layer_norm``, ``scale``)
+are usually on.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from .attention import Attention
-from .transformer import FFN
+from .block import FFN, Block, norm_factory
+from .ops import num_params
 
 
 class LanguageModel(nn.Module):
@@ -25,22 +27,22 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab, D)
         self.attn = nn.ModuleList(Attention(cfg) for _ in range(L))
         self.ffn = nn.ModuleList(FFN(D, m, D) for _ in range(L)) if m > 0 else None
-        norm = (lambda: nn.LayerNorm(D)) if cfg.layer_norm else nn.Identity
+        norm = norm_factory(D, cfg.layer_norm)
         self.norm_attn = nn.ModuleList(norm() for _ in range(L))
         self.norm_ffn = nn.ModuleList(norm() for _ in range(L))
         self.norm_out = norm()
         self.head = nn.Linear(D, vocab)
+        self.blocks = [Block(self.attn[l], self.ffn[l] if self.ffn is not None else None, self.norm_attn[l],
+                             self.norm_ffn[l]) for l in range(L)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x)
-        for l, attn in enumerate(self.attn):
-            h = h + attn(self.norm_attn[l](h))
-            if self.ffn is not None:
-                h = h + self.ffn[l](self.norm_ffn[l](h))
-        return self.head(self.norm_out(h))
+        h = self.embed(x)  # (B, T, D)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm_out(h))  # (B, T, vocab)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return num_params(self)
 
     def attention_kernels(self, length: int) -> list:
         return [a.kernels(length).cpu().numpy() for a in self.attn]

@@ -50,9 +50,7 @@ def run_job(members: list[tuple[dict, Optional[str]]], fleet_dir: Optional[str],
             results = [train(cfgs[0], out_dir=members[0][1], progress=False, compile=compile)]
         else:
             results = train_fleet(cfgs, [o for _, o in members], fleet_dir, progress=False)
-        for r in results:
-            r.pop("model", None)
-        return results
+        return [dict(r) for r in results]  # the metrics only: the trained models stay in the worker
     except Exception:  # noqa: BLE001
         return [{"status": "failed", "error": traceback.format_exc()}] * len(members)
 

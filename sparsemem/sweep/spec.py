@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, field_validator
 
 from ..config import SEED_MAX, Int, RunConfig, _Strict, load_yaml, validate_config
+from ..plumbing import unique_by_hash
 
 
 def _override(key: str, value: Any) -> str:
@@ -59,7 +60,7 @@ class SweepSpec(_Strict):
         """Every run of the sweep, in grid order, each validated; duplicates removed."""
         base = self.base if isinstance(self.base, dict) else load_yaml(self.base)
         keys = list(self.grid)
-        runs, seen = [], set()
+        runs = []
         for case in self.cases:
             for values in itertools.product(*(self.grid[k] for k in keys)):
                 for seed in self.seeds:
@@ -68,12 +69,8 @@ class SweepSpec(_Strict):
                     overrides = [_override(k, v) for k, v in items.items()]
                     label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in items.items() if k != "train.seed")
                     cfg = RunConfig.from_dict(base, overrides)
-                    cfg = cfg.model_copy(update={"name": f"{self.name}/{label or 'base'}/s{seed}"})
-                    h = cfg.config_hash()
-                    if h not in seen:
-                        seen.add(h)
-                        runs.append(cfg)
-        return runs
+                    runs.append(cfg.model_copy(update={"name": f"{self.name}/{label or 'base'}/s{seed}"}))
+        return unique_by_hash(runs)
 
 
 def _apply(base: dict, overrides: list[str]) -> dict:

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..config.fields import SEED_MAX, Int, Strict, kind_shorthand, listify
+from ..config.fields import SEED_MAX, Int, Strict, kind_shorthand
 from ..config.loading import FieldError
 from .inputs import InputConfig, sample_inputs
 from .readouts import Readout, ReadoutConfig
@@ -68,16 +68,13 @@ def gather_lagged(x: torch.Tensor, positions: torch.Tensor, batched: bool = Fals
 
 
 def causal_conv(x: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """(X*rho_m)(t) = sum_{s<=t} x_{t-s} rho_m(s) for every t, via FFT.
+    """(X*rho_m)(t) = sum_{s<=t} x_{t-s} rho_m(s) for every t, via FFT (``models.ops.causal_conv``).
 
     x: (B, T, d), rho: (M, T). Returns (B, T, M, d) in x's dtype.
     """
-    B, T, d = x.shape
-    n = 2 * T
-    fx = torch.fft.rfft(x, n=n, dim=1)  # (B, F, d)
-    fr = torch.fft.rfft(rho.to(x.dtype), n=n, dim=1)  # (M, F)
-    out = torch.fft.irfft(fx[:, :, None, :] * fr.T[None, :, :, None], n=n, dim=1)
-    return out[:, :T]
+    from ..models.ops import causal_conv as conv
+
+    return conv(rho, x[:, :, None, :]).to(x.dtype)
 
 
 class Task:

@@ -1,0 +1,41 @@
+"""Small pieces several layers share: atomic writes, the concrete device, de-duplication by config hash."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Union
+
+
+def atomic_write(path: Union[str, Path], data: Union[str, bytes, Callable[[Path], None]]) -> None:
+    """Write text, bytes, or whatever ``data(tmp_path)`` writes, to ``path`` all at once: a reader sees
+    the old file or the new one, never half of it (a temporary beside it, then os.replace)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    elif isinstance(data, bytes):
+        tmp.write_bytes(data)
+    else:
+        data(tmp)
+    os.replace(tmp, path)
+
+
+def concrete_device(name: str) -> str:
+    """``auto`` as the device it stands for here (cuda where present, else cpu); other names unchanged."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def unique_by_hash(configs: Iterable) -> list:
+    """The configs in order, each config hash once (the first wins)."""
+    out, seen = [], set()
+    for cfg in configs:
+        h = cfg.config_hash()
+        if h not in seen:
+            seen.add(h)
+            out.append(cfg)
+    return out

@@ -1,0 +1,108 @@
+"""The shared kernels of models/ops.py, each against the plain computation it replaces."""
+
+import math
+
+import pytest
+import torch
+
+from sparsemem.models.ops import causal_conv, num_params
+
+from conftest import close
+
+
+@pytest.mark.parametrize("K,shared", [(3, False), (3, True), (1, False)])
+def test_causal_conv_is_the_direct_causal_sum(K, shared, gen):
+    """out[b, t, k, c] = sum_{s <= t} kernel[k, s] v[b, t - s, k, c], for K channels with their own kernel
+    and for one signal under K kernels (the task form, v with one channel)."""
+    B, T, C = 2, 17, 4
+    kernel = torch.randn(K, T, generator=gen, dtype=torch.float64)
+    v = torch.randn(B, T, 1 if shared else K, C, generator=gen, dtype=torch.float64)
+    got = causal_conv(kernel, v)
+    want = torch.zeros(B, T, K, C, dtype=torch.float64)
+    for t in range(T):
+        for s in range(t + 1):
+            want[:, t] += kernel[:, s, None] * v[:, t - s]
+    assert got.shape == (B, T, K, C) and got.dtype == torch.float64
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_num_params_counts_every_parameter_once():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 1, bias=False))
+    assert num_params(model) == 3 * 5 + 5 + 5
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 33])
+def test_toeplitz_gradient_sums_diagonals(T, gen):
+    """The diagonal-sum gradient of the full Toeplitz bias equals autograd's gather gradient."""
+    from sparsemem.models.ops import _Toeplitz, lag_matrix, toeplitz_bias
+
+    bias = torch.randn(3, T, generator=gen, dtype=torch.float64, requires_grad=True)
+    pos = torch.arange(T)
+    lag = lag_matrix(pos, T)
+    upstream = torch.randn(3, T, T, generator=gen, dtype=torch.float64) * (lag >= 0)
+    (toeplitz_bias(bias, pos) * upstream).nan_to_num(0.0).sum().backward()
+    ours = bias.grad.clone()
+    bias.grad = None
+    plain = bias[:, lag.clamp(min=0)].masked_fill(lag[None] < 0, float("-inf"))
+    (plain * upstream).nan_to_num(0.0).sum().backward()
+    assert torch.allclose(ours, bias.grad, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda b: _Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("scale", [None, 0.3])
+def test_lin_bias_attention_gradient_of_p_without_a_mask_gradient(scale, gen):
+    """The fused lin-bias path (p's gradient from one more fused forward over j V_j) against
+    autograd through a float mask: outputs and the gradients of q, k, v and p."""
+    from sparsemem.models.ops import _LinBiasAttention, lin_bias_mask
+
+    B, H, T, hd = 2, 3, 40, 4
+    q, k, v = (torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    p = torch.tensor([0.05, 0.3, 1.2], dtype=torch.float64, requires_grad=True)
+    w = torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64)
+    out = _LinBiasAttention.apply(q, k, v, p, scale)
+    grads = torch.autograd.grad((out * w).sum(), (q, k, v, p))
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=lin_bias_mask(p, T)[None], scale=scale)
+    ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v, p))
+    assert close(out, ref, 1e-10)
+    for g, r in zip(grads, ref_grads):
+        assert close(g, r, 1e-9)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+@pytest.mark.parametrize("shared", [True, False])
+def test_token_softmax_against_autograd(d, shared, gen):
+    """The first-layer last-row softmax (hand-written backward) against autograd through the plain
+    ops, with a -inf bias entry (a log-type head's lag 0), a bias shared by the batch or not,
+    and the gradient of the tokens too; under vmap (fleets) as well."""
+    from torch.func import vmap
+
+    from sparsemem.models.ops import _TokenSoftmax
+
+    B, H, T = 3, 4, 17
+    bias = torch.randn(1 if shared else B, H, T, generator=gen, dtype=torch.float64)
+    bias[..., -1] = -math.inf
+    bias.requires_grad_()
+    a = torch.randn(B, H, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, T, d, generator=gen, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(B, H, d, generator=gen, dtype=torch.float64)
+
+    def plain(bias, a, x):
+        return torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
+
+    u, w = _TokenSoftmax.apply(bias, a, x)
+    ref = plain(bias, a, x)
+    assert close(u, ref, 1e-12) and torch.allclose(w.sum(-1), torch.ones(B, H, dtype=torch.float64))
+    grads = torch.autograd.grad((u * w_out).sum(), (bias, a, x))
+    ref_grads = torch.autograd.grad((ref * w_out).sum(), (bias, a, x))
+    for g, r in zip(grads, ref_grads):
+        assert g.shape == r.shape and torch.isfinite(g).all() and close(g, r, 1e-12)
+
+    # a leading member axis, as a fleet's vmap over stacked parameters
+    a2 = torch.stack([a.detach(), 2 * a.detach()]).requires_grad_()
+    fleet = vmap(lambda a_: _TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
+    g_fleet, = torch.autograd.grad((fleet * w_out).sum(), a2)
+    for i in range(2):
+        ai = a2[i].detach().requires_grad_()
+        single = plain(bias.detach(), ai, x.detach())
+        assert close(fleet[i], single, 1e-12)
+        assert close(g_fleet[i], torch.autograd.grad((single * w_out).sum(), ai)[0], 1e-12)
