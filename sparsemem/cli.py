@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,6 +28,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = RunConfig.from_yaml(path, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
     from .preflight import check_runs, check_writable_dir
+    from .runfiles import strict_json, summary_line
     from .train import train
 
     check_runs([cfg])
@@ -35,78 +36,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
     result["out_dir"] = str(out)
-    print(train_summary(result, out), file=sys.stderr if args.json else sys.stdout)
+    print(summary_line(result, out), file=sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(_strict_json(result)))
+        print(json.dumps(strict_json(result)))
     return 0
 
 
-def _strict_json(obj):
-    """The same data with NaN and inf as strings, so that --json output is standard JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict_json(v) for v in obj]
-    return obj
-
-
-def train_summary(result: dict, out) -> str:
-    """One line for a finished run; a run that diverged before its first evaluation has no val MSE."""
-    val, rel = result.get("val_loss"), result.get("val_rel")
-    summary = (f"{result['status']}: {result['steps']} steps, "
-               + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
-               + (f" (relative {rel:.3g})" if rel is not None else "")
-               + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}")
-    if result["status"] == "diverged":
-        loss = result.get("diverged_loss")
-        summary += f" (diverged at step {result['diverged_step']}" + (f", loss {loss:.3g}" if isinstance(loss, float) else f", loss {loss}" if loss else "") + ")"
-    return summary
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import Store, load_spec, run_sweep
-    from .sweep.runner import check_runner_args
+    from .sweep import run_spec
 
-    check_runner_args(args.workers, args.backend, args.fleet, args.fleet_size, args.compile)
-    from .preflight import check_runs
-    from .sweep.store import check_store_path
-
-    spec = load_spec(args.spec, args.overrides)
-    runs = spec.expand()
-    if not runs:
-        raise ConfigError(f"sweep spec {args.spec!r} expands to no runs (an empty grid, cases or seeds list)")
-    check_runs(runs)
-    store_path = Path(args.store) if args.store else Path("results") / spec.name / "results.db"
-    try:
-        check_store_path(store_path)
-    except ConfigError as err:
-        raise ConfigError(f"--store: {err}") from None
-    with Store(store_path) as store:
-        summary = run_sweep(runs, store, spec.name, workers=args.workers, backend=args.backend,
-                            address=args.address, progress=None if not args.no_progress else False,
-                            ray_temp_dir=str(store_path.parent.resolve() / "ray"), fleet=args.fleet,
-                            fleet_size=args.fleet_size, compile=args.compile)
-        counts = store.counts(spec.name)
-    print(f"sweep {spec.name}: {summary['total']} runs, {summary['skipped']} already finished; "
-          f"store now holds {', '.join(f'{v} {k}' for k, v in counts.items() if v)} -> {store_path}")
+    out = run_spec(args.spec, args.overrides, store=args.store, workers=args.workers, backend=args.backend,
+                   address=args.address, progress=None if not args.no_progress else False, fleet=args.fleet,
+                   fleet_size=args.fleet_size, compile=args.compile)
+    counts = out["counts"]
+    print(f"sweep {out['name']}: {out['total']} runs, {out['skipped']} already finished; "
+          f"store now holds {', '.join(f'{v} {k}' for k, v in counts.items() if v)} -> {out['store']}")
     return 0 if counts["failed"] == 0 else 1
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    command = "sparsemem reproduce " + " ".join(
-        list(args.experiments) + ["--profile", args.profile, "--out", args.out, "--workers", str(args.workers)]
-        + (["--backend", args.backend] if args.backend != "local" else [])
-        + (["--fleet", args.fleet] if args.fleet != "auto" else [])
-        + (["--fleet-size", str(args.fleet_size)] if args.fleet_size else [])
-        + (["--compile", args.compile] if args.compile != "off" else []))
-    if args.corpus:
-        command += f" --corpus {args.corpus}"
-    if args.device != "auto":
-        command += f" --device {args.device}"
+    command = "sparsemem " + shlex.join(args.argv)  # as typed, for the report's head
     result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
                        progress=None if not args.no_progress else False, command=command, device=args.device,
@@ -265,11 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .theory.specs import ConstructSpec, FitSpec, MemorySpec, ScalingSpec, default_text as d
 
     p = theory.add_parser("fit", help="best fit of a memory kernel by H DP-free heads of each RPE type",
-                          description="The smallest MSE (l2) and l1 error with which H DP-free heads of an "
-                                      "RPE type, read linearly, represent a kernel: global greedy search over "
-                                      "the head scales p on a grid, then joint refinement, weights by least "
-                                      "squares. For i.i.d. unit-variance inputs l2 is the MSE floor of a "
-                                      "1-layer FFN-free model on the linear target with that kernel.")
+                          description=FitSpec.about())
     p.add_argument("--kernel", required=True,
                    help="exp:BETA, power:BETA, delta:T, or a sum of deltas deltas:T1+T2+...")
     p.add_argument("--rpe", help=f"comma-separated RPE types (default {d(FitSpec, 'rpe')})")
@@ -280,10 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_theory_fit)
 
     p = theory.add_parser("memory", help="the curse of memory: smallest N of a linear recurrence against log H",
-                          description="For each kernel and sequence length, the fewest states N of a diagonal "
-                                      "linear recurrence (a sum of N exponentials: the span of N lin-RPE "
-                                      "heads) and the fewest log-RPE heads whose optimal fit reaches the "
-                                      "target relative MSE.")
+                          description=MemorySpec.about())
     p.add_argument("--kernels", help=f"comma-separated kernels (default {d(MemorySpec, 'kernels')})")
     p.add_argument("--lengths", help=f"comma-separated sequence lengths (default {d(MemorySpec, 'lengths')})")
     p.add_argument("--target", type=float, help=f"relative MSE to reach (default {d(MemorySpec, 'target')})")
@@ -293,15 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_theory_memory)
 
     p = theory.add_parser("scaling", help="heads and weights against the lag of a delta memory (Thm 3.1); "
-                                          "rates for Thm 5.1 kernels",
-                          description="For the delta kernel at each lag T: H = T DP-free heads with exponents "
-                                      "p_h = a h (the theorem's substitution) and the residual reach l1 error "
-                                      "<= eps at the smallest scale a found; prints a and log10 of the head "
-                                      "weights, and fits their growth in T. --check T1,... bounds from below, "
-                                      "in exact arithmetic (mpmath), the l1 error of T - 1 such heads at six "
-                                      "scales. With "
-                                      "--rate-heads N, also the optimal l2 error of the Thm 5.1 kernels with "
-                                      "1..N heads and the fitted slope in log H.")
+                                          "rates for Thm 5.1 kernels", description=ScalingSpec.about())
     p.add_argument("--lags", help=f"comma-separated lags T (default {d(ScalingSpec, 'lags')})")
     p.add_argument("--rpe", help=f"lin, log or both (default {d(ScalingSpec, 'rpe')})")
     p.add_argument("--eps", help=f"comma-separated l1 targets (default {d(ScalingSpec, 'eps')})")
@@ -312,16 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_theory_scaling)
 
     p = theory.add_parser("construct", help="build a Thm 3.1 / 5.1 / 4.1 / 4.4 or Prop 4.2 / 4.3 construction "
-                                            "and score it, no training",
-                          description="Load the explicit construction for a fixed (Thm 3.1) or kernel (Thm 5.1) "
-                                      "task into an ordinary 1-layer DP-free model: each memory's kernel fitted "
-                                      "by H heads of model.rpe, a readout fitted to f (linear, or random ReLU "
-                                      "features of width --width with a least-squares output layer); for an "
-                                      "adaptive task over discrete tokens the DP construction of Prop 4.2 / "
-                                      "Thm 4.1 (depth 0, e.g. task.example=prop42) or Thm 4.4 (depth K: one "
-                                      "layer per nested memory, e.g. task.example=nested_product) in a "
-                                      "normalization-free model, H exponentials per lag. Then score it on "
-                                      "the validation set.")
+                                            "and score it, no training", description=ConstructSpec.about())
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument("--heads", type=int, required=True, help="heads per memory (adaptive: exponentials per lag)")
     p.add_argument("--width", type=int, help=f"readout width m, 0 = linear (default {d(ConstructSpec, 'width')})")
@@ -338,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         for flag in ("out", "store", "corpus"):
             if getattr(args, flag, None) == "":

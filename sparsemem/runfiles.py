@@ -12,6 +12,7 @@ checksum) is set aside on resume and the run goes on from what is sound.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -135,3 +136,27 @@ def _restart(out: Path, keep_checkpoint: bool = False) -> None:
     """Clear a run folder's state files, so the run starts at step 0."""
     for name in ("final.json", "metrics.jsonl") + (() if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")):
         (out / name).unlink(missing_ok=True)
+
+
+def strict_json(obj):
+    """The same data with NaN and inf as strings, so that --json output is standard JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def summary_line(result: dict, out) -> str:
+    """One line for a finished run; a run that diverged before its first evaluation has no val MSE."""
+    val, rel = result.get("val_loss"), result.get("val_rel")
+    summary = (f"{result['status']}: {result['steps']} steps, "
+               + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
+               + (f" (relative {rel:.3g})" if rel is not None else "")
+               + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}")
+    if result["status"] == "diverged":
+        loss = result.get("diverged_loss")
+        summary += f" (diverged at step {result['diverged_step']}" + (f", loss {loss:.3g}" if isinstance(loss, float) else f", loss {loss}" if loss else "") + ")"
+    return summary

@@ -155,9 +155,6 @@ def figure_3a(res: Results, path: str) -> None:
 
 
 EXP_3A = Experiment(
-    name="3a", title="DP is unnecessary for fixed memories",
-    insight="(3a) Dot-product attention is not needed for Task I (fixed memory).",
-    paper="Target of 1b: DP-free works at H = 32, m = 256; DP gains marginally.",
-    rule="DP-free reaches relative MSE <= 1e-2, and adding DP at the largest (H, m) changes MSE < 10x",
+    name="3a",
     specs=specs_3a, analyse=analyse_3a, figure=figure_3a,
 )

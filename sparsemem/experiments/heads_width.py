@@ -50,14 +50,9 @@ def analyse_1b(res: Results):
 
 
 EXP_1B = Experiment(
-    name="1b", title="Independent memories: one layer with enough H and m suffices",
-    insight="(1b) For independent (fixed) memories a single layer with enough heads and FFN width suffices.",
-    paper="1-layer DP-free, f = sum_{k=1}^{64} relu(w_k . (x_48, x_56, x_99)): H = 32, m = 256 suffice.",
-    rule="the best 1-layer cell reaches relative MSE <= 1e-2 (under lin, log or learned RPE)",
+    name="1b",
     specs=lambda p: [hm_spec("1b", p, TASK_1B)], analyse=analyse_1b,
     figure=lambda res, path: hm_figure(res, path, "1b: relu readout of lags 952, 944, 901"),
-    notes="The paper does not say which RPE it used; we run lin, log and learned (one bias per distance), "
-          "and lin and log with p free in sign as a variant.",
     floors=floor_specs("extraction", lags_target(LAGS_3)),
 )
 
@@ -178,22 +173,14 @@ def analyse_2b(res: Results):
 
 
 EXP_2A = Experiment(
-    name="2a", title="FFN width serves a complex readout",
-    insight="(2a) FFNs approximate the readout: a complex readout needs a wider FFN (raise m).",
-    paper="f = sum_{k=1}^{64} relu(w_k x_99): raising m takes MSE 0.49 -> 0.002; raising H gives no gain.",
-    rule="raising m at the largest H cuts MSE >= 10x, and raising H at the largest m cuts it < 2x "
-         "(under lin, log or learned RPE)",
+    name="2a",
     specs=specs_2a, analyse=analyse_2a,
     figure=lambda res, path: hm_figure(boolean_only(res), path, "2a: relu readout of lag 901"),
     floors=floor_specs("extraction", lags_target(LAG_1)),
 )
 
 EXP_2B = Experiment(
-    name="2b", title="Heads serve more memories",
-    insight="(2b) Attention extracts memory tokens: more memories need more heads (raise H).",
-    paper="f = x_48 + x_56 + x_99: raising H takes MSE 1.16 -> 1e-6; raising m gives no gain.",
-    rule="raising H at the smallest m cuts MSE >= 100x, and raising m at the largest H cuts it < 2x "
-         "(under lin, log or learned RPE)",
+    name="2b",
     specs=lambda p: [hm_spec("2b", p, TASK_2B)], analyse=analyse_2b,
     figure=lambda res, path: hm_figure(res, path, "2b: sum of lags 952, 944, 901"),
     floors=floor_specs("kernel", SUM_KERNEL_2B),

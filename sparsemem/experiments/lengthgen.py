@@ -91,11 +91,8 @@ def figure(res: Results, path: str) -> None:
 
 
 EXP_LENGTH = Experiment(
-    name="length_gen", title="Length generalization by RPE type",
-    insight="Log-type RPE (T5, KERPLE-log) is linked with length generalization (the paper's Sec. 5 discussion).",
-    paper="No experiment in the paper; T5 and KERPLE report better extrapolation with log-type biases.",
+    name="length_gen",
     rule=f"on the power-law target scored at 4T, the best log-type RPE ({', '.join(LOG_TYPES)}) beats the best "
          f"lin-type ({', '.join(LIN_TYPES)})",
     specs=specs, analyse=analyse, figure=figure,
-    notes="1 layer, DP-free, FFN-free, H = 4, D = 16; quick: T = 64 scored at 128 and 256; paper: T = 256.",
 )

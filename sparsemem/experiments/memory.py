@@ -118,12 +118,7 @@ def figure(res: Results, path: str) -> None:
 
 
 EXP_MEMORY = Experiment(
-    name="curse_of_memory", title="Heavy-tailed memory: recurrent states against log-RPE heads",
-    insight="(4a, Thm 5.1) Log-RPE heads represent heavy-tailed memory with few heads, where recurrent models "
-            "suffer a curse of memory (Li, Han, E and Li 2021).",
-    paper="No experiment in the paper; Thm 5.1 gives polynomial head counts for log RPE.",
-    rule="on the power-law kernel at the longest length, training reaches relative MSE <= 1e-3 with fewer log "
-         "heads than linear-recurrence states",
+    name="curse_of_memory",
     specs=specs, analyse=analyse, figure=figure,
     notes=f"N and H in {SIZES}; 1 layer, FFN-free, D = 16; AdamW lr 1e-2 with memory parameters (RPE scales, "
           "decay rates) at 3e-2, 1000 steps (quick); fits from `sparsemem theory memory`.",

@@ -104,14 +104,6 @@ def figure(res: Results, path: str) -> None:
 
 
 EXP_SCALING = Experiment(
-    name="head_scaling", title="Heads against the lag of a delta memory (Thm 3.1) and rates for Thm 5.1",
-    insight="(Thm 3.1) Isolating a memory at lag T takes ~e^{0.01T} lin-RPE heads but only ~T^{1.01} "
-            "log-RPE heads; (Thm 5.1) errors fall like H^-n on matched tails.",
-    paper="Bounds only, no experiment.",
-    rule="lin needs more heads than log at the largest lag for l1 <= 0.1, judged only where H = T - 1 grid heads "
-         "provably fail (so the count is minimal on the grid)",
+    name="head_scaling",
     specs=lambda profile: [], analyse=analyse, figure=figure, compute=compute,
-    notes="No training: `sparsemem theory scaling`. Exponents on an arithmetic grid p_h = a h (the theorem's "
-          "substitution z = e^{-as} or s^{-a}); l1 over lags 0..4T with the residual's lag-0 weight; weight "
-          "digits = log10 sum_h |c_h| of the heads' output weights.",
 )

@@ -173,14 +173,8 @@ def figure_1a(res: Results, path: str) -> None:
 
 
 EXP_1A = Experiment(
-    name="1a_synthetic", title="Depth for nested memories (synthetic)",
-    insight="(1a) Depth handles nested (interrelated) memories: raise L, not H or m.",
-    paper="Decoder-only LMs on OpenWebText, L against H at balanced parameter counts: raising L cut the loss "
-          "by 0.802, raising H by 0.136.",
-    rule="the loss drop from adding a layer exceeds the drop from adding heads at matched parameter counts",
+    name="1a_synthetic",
     specs=specs_1a, analyse=analyse_1a, figure=figure_1a,
-    notes="Task: y_t = x_t x_{t-t_1} x_{t-t_2}, t_1 = g_1(x_t), t_2 = g_2(x_t, x_{t-t_1}), random tables into "
-          "[1, 16] (task seed 0), T = 32; DP attention, learned RPE, D = 32, head size 8, m = 64.",
 )
 
 PROP42_TASK = {"kind": "adaptive", "example": "prop42", "seq_len": T_SYN, "output": "last"}
@@ -254,11 +248,7 @@ def figure_3b(res: Results, path: str) -> None:
 
 
 EXP_3B = Experiment(
-    name="3b_synthetic", title="DP for adaptive memories (synthetic)",
-    insight="(3b) Dot-product attention is needed for Task II (adaptive memory) and complex NLP.",
-    paper="LMs on OpenWebText with and without DP: 5.796 vs 5.830, 5.374 vs 5.486, 4.994 vs 5.274 (DP better).",
-    rule="on Prop 4.2's task, the best DP-free error is >= 10x the best DP error",
+    name="3b_synthetic",
     specs=specs_3b, analyse=analyse_3b, figure=figure_3b,
-    notes="1 layer, FFN-free (the attention output read linearly), D = 16, softmax attention, T = 32.",
     floors=lambda profile: [linear_spec(PROP42_TASK)],
 )

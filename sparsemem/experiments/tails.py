@@ -88,23 +88,15 @@ def analyse_4b(res: Results):
 
 
 EXP_4A = Experiment(
-    name="4a", title="Heavy-tailed memory wants log-type RPE",
-    insight="(4a) Heavy-tailed memory: use log-type RPE (T5, KERPLE-log).",
-    paper="f = sum_s x_s rho(1000 - s), rho(t) = t^-0.5: log RPE, 1 head: < 1e-5; lin RPE, up to 64 heads: 0.19.",
-    rule="log RPE with 1 head reaches relative MSE <= 1e-4, and lin RPE's best over H <= 64 is >= 100x worse",
+    name="4a",
     specs=lambda p: [kernel_spec("4a", p, [["power:0.5"]], ["log", "lin"])],
     analyse=analyse_4a,
     figure=lambda res, path: kernel_figure(res, path, [("rho(t) = t^-0.5", {})], ["log", "lin"]),
-    notes="rho(0) = 0 for the power kernel (lags 1..999).",
     floors=kernel_floors(["power:0.5"], ["log", "lin"]),
 )
 
 EXP_4B = Experiment(
-    name="4b", title="Light-tailed memory wants lin-type RPE",
-    insight="(4b) Light-tailed memory: use lin-type RPE (Alibi).",
-    paper="Same with rho(t) = e^{-5t}: lin RPE, 1 head: < 1e-7; log RPE, up to 64 heads: 5.3e-4.",
-    rule="lin RPE with 1 head reaches relative MSE <= 1e-5, and log RPE's best over H <= 64 is >= 10x worse "
-         "(judged at the paper's beta = 5; beta = 0.5 reported beside it)",
+    name="4b",
     specs=lambda p: [kernel_spec("4b", p, [["exp:5"], ["exp:0.5"]], ["lin", "log"])],
     analyse=analyse_4b,
     figure=lambda res, path: kernel_figure(

@@ -1,7 +1,7 @@
 """Sweeps: grid expansion, the SQLite results store, local and Ray runners."""
 
-from .runner import run_one, run_sweep
+from .runner import run_one, run_spec, run_sweep
 from .spec import SweepSpec, load_spec
 from .store import Store
 
-__all__ = ["Store", "SweepSpec", "load_spec", "run_one", "run_sweep"]
+__all__ = ["Store", "SweepSpec", "load_spec", "run_one", "run_spec", "run_sweep"]

@@ -26,144 +26,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from ..config import ConfigError
-
-SCHEMA_VERSION = 3  # 1: runs, members, meta; 2: + owner and lease of a claim, events; 3: + computed
-STATUSES = ("pending", "running", "done", "failed", "diverged")
-FINISHED = ("done", "diverged")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    hash        TEXT PRIMARY KEY,
-    sweep       TEXT NOT NULL,
-    name        TEXT,
-    config      TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed', 'diverged')),
-    val_loss    REAL,
-    val_rel     REAL,
-    train_loss  REAL,
-    steps       INTEGER,
-    params      INTEGER,
-    seconds     REAL,
-    metrics     TEXT,
-    error       TEXT,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    created     REAL NOT NULL,
-    updated     REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep, status);
-CREATE TABLE IF NOT EXISTS members (
-    sweep TEXT NOT NULL,
-    hash  TEXT NOT NULL REFERENCES runs (hash),
-    PRIMARY KEY (sweep, hash)
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS computed (
-    experiment TEXT NOT NULL,
-    quantity   TEXT NOT NULL,
-    target     TEXT NOT NULL,
-    rpe        TEXT NOT NULL,
-    heads      INTEGER NOT NULL,
-    value      REAL,
-    PRIMARY KEY (experiment, quantity, target, rpe, heads)
-);
-CREATE TABLE IF NOT EXISTS events (
-    time   REAL NOT NULL,
-    hash   TEXT,
-    kind   TEXT NOT NULL,
-    detail TEXT
-);
-"""
-CLAIM_COLUMNS = {"owner": "TEXT", "lease": "REAL"}  # added in version 2
-
-METRIC_COLUMNS = ("val_loss", "val_rel", "train_loss", "steps", "params", "seconds")
-SQLITE_HEADER = b"SQLite format 3\x00"
-LEASE_SECONDS = 60.0  # a claim lasts this long unless renewed; the heartbeat renews it 4 times as often
-
-
-class StoreError(ConfigError):
-    """A store file that cannot be used; ``str(err)`` is one line naming the path and the problem."""
-
-
-def _reason(err: sqlite3.Error) -> str:
-    text = str(err)
-    if "not a database" in text:
-        return "is not a SQLite database"
-    if "malformed" in text or "corrupt" in text:
-        return f"is damaged ({text})"
-    if "readonly" in text or "read-only" in text:
-        return "cannot be written (read-only file, folder or filesystem)"
-    if "unable to open" in text:
-        return "cannot be opened"
-    return f"cannot be used ({text})"
-
-
-def check_store_path(path: Union[str, Path], readonly: bool = False) -> None:
-    """Refuse, before anything is created, a store path that cannot hold a store (StoreError)."""
-    p = Path(path)
-    if p.is_dir():
-        raise StoreError(f"store {str(p)!r} is a folder; give the path of a results.db file")
-    if p.exists():
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(len(SQLITE_HEADER))
-        except OSError as err:
-            raise StoreError(f"store {str(p)!r} cannot be read: {err.strerror or err}") from None
-        if readonly and not head:
-            raise StoreError(f"store {str(p)!r} is an empty file, not a results store")
-        if head and head != SQLITE_HEADER:
-            raise StoreError(f"store {str(p)!r} is not a SQLite database")
-        if not readonly and not os.access(p, os.W_OK):
-            raise StoreError(f"store {str(p)!r} cannot be written (read-only file, folder or filesystem)")
-    elif readonly:
-        raise StoreError(f"store {str(p)!r} does not exist; give the results.db a sweep or reproduce wrote")
-    else:
-        from ..preflight import check_writable_dir
-
-        check_writable_dir(p.parent, "store folder", StoreError)
-
-
-def new_owner() -> str:
-    """A claim owner: this host, this process and a token unique to the call."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_gone(owner: Optional[str]) -> bool:
-    """Whether a claim's owner is known to be dead: no owner (an old store), or a process of this host that
-    no longer exists. An owner on another host is never known dead: its lease decides."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(rest.split(":")[0]), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
-
+from .schema import (CLAIM_COLUMNS, FINISHED, METRIC_COLUMNS, SCHEMA, SCHEMA_VERSION,  # noqa: F401
+                     SQLITE_HEADER, STATUSES, StoreError, _reason, check_store_path)
+from .claims import LEASE_SECONDS, Heartbeat, _held_elsewhere, new_owner, owner_gone  # noqa: F401
 
 _EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
-_RENEW_SQL = "UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'"
-
-
-def _held_elsewhere(row: dict, owner: str, now: float) -> bool:
-    """A row running under another owner's claim that is still live (lease ahead, owner not known dead)."""
-    return (row["status"] == "running" and row.get("owner") != owner and (row.get("lease") or 0) > now
-            and not owner_gone(row.get("owner")))
 
 
 class Store:
@@ -422,31 +295,3 @@ class Store:
             " WHERE hash IN (SELECT hash FROM members WHERE sweep = ?)" if sweep else "") + " GROUP BY status"
         found = dict(self._db.execute(query, (sweep,) if sweep else ()).fetchall())
         return {s: found.get(s, 0) for s in STATUSES}
-
-
-class Heartbeat:
-    """Renews ``owner``'s leases every ``lease / 4`` seconds from a thread with its own connection."""
-
-    def __init__(self, path: Union[str, Path], owner: str, lease: float = LEASE_SECONDS):
-        self.path, self.owner, self.lease = Path(path), owner, lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sparsemem-heartbeat", daemon=True)
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
-        try:
-            while not self._stop.wait(self.lease / 4):
-                try:
-                    db.execute(_RENEW_SQL, (time.time() + self.lease, self.owner))
-                except sqlite3.Error:  # busy past the timeout: the next beat tries again
-                    pass
-        finally:
-            db.close()

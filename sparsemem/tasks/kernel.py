@@ -9,7 +9,7 @@ Kernels are truncated to the sequence length and not normalized.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -49,6 +49,17 @@ def parse_kernel(spec: Union[str, list[float]]) -> tuple[str, Any]:
     raise ValueError(f"kernel {spec!r} is not one of {', '.join(KERNEL_FORMS)}")
 
 
+def check_kernel(spec, field: str = "kernels", seq_len: Optional[int] = None) -> tuple[str, Any]:
+    """parse_kernel with the blame on ``field`` (FieldError); a delta lag must be below ``seq_len``."""
+    try:
+        form, arg = parse_kernel(spec)
+    except ValueError as err:
+        raise FieldError(field, spec, str(err)) from None
+    if seq_len is not None and form == "delta" and arg >= seq_len:
+        raise FieldError(field, spec, f"delta lag must be below seq_len={seq_len}")
+    return form, arg
+
+
 class KernelTaskConfig(ReadoutTaskConfig):
     """Task III: the memory kernels rho_1..rho_M (specs parsed by ``parse_kernel``) and the readout f."""
 
@@ -60,16 +71,11 @@ class KernelTaskConfig(ReadoutTaskConfig):
     @model_validator(mode="after")
     def _check(self) -> "KernelTaskConfig":
         for spec in self.kernels:
-            try:
-                parse_kernel(spec)
-            except ValueError as err:
-                raise FieldError("kernels", spec, str(err)) from None
+            check_kernel(spec)
         if not self.kernels:
             raise FieldError("kernels", self.kernels, f"a kernel task needs a non-empty list of {', '.join(KERNEL_FORMS)}")
         for spec in self.kernels:
-            form, arg = parse_kernel(spec)
-            if form == "delta" and arg >= self.seq_len:
-                raise FieldError("kernels", spec, f"delta lag must be below seq_len={self.seq_len}")
+            check_kernel(spec, seq_len=self.seq_len)
         self._check_readout()
         return self
 

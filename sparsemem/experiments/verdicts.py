@@ -1,0 +1,195 @@
+"""What an experiment's analysis returns: tables, three-way truths over seeds, verdicts, and their
+formatting. A rule holds when it holds for every pairing of seeds in the compared cells, does not hold
+when it fails for every pairing, and is inconclusive otherwise."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list]
+
+    def markdown(self) -> str:
+        def cell(v):
+            if isinstance(v, float):
+                return fmt(v)
+            return "" if v is None else str(v)
+
+        out = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |",
+               "|" + "---|" * len(self.header)]
+        out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
+        return "\n".join(out)
+
+    def renamed(self, title: str) -> "Table":
+        return Table(title, self.header, self.rows)
+
+    def csv(self) -> str:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.header)
+        for row in self.rows:
+            writer.writerow(["" if v is None else v for v in row])
+        return buf.getvalue()
+
+
+class _Inconclusive:
+    """The third truth value: a rule that holds for some pairings of seeds and fails for others."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self):
+        raise TypeError("an inconclusive truth has no bool: combine it with all_of / any_of")
+
+    def __repr__(self) -> str:
+        return "INCONCLUSIVE"
+
+
+INCONCLUSIVE = _Inconclusive()
+
+
+def all_of(*truths):
+    """Kleene AND: False if any is False, True if all are True, else INCONCLUSIVE."""
+    if any(t is False for t in truths):
+        return False
+    return True if all(t is True for t in truths) else INCONCLUSIVE
+
+
+def any_of(*truths):
+    """Kleene OR: True if any is True, False if all are False, else INCONCLUSIVE (no truths: False)."""
+    if any(t is True for t in truths):
+        return True
+    return False if all(t is False for t in truths) else INCONCLUSIVE
+
+
+class Spread:
+    """A cell's metric over its seeds: ``lo``, ``hi`` and the ``median`` (diverged seeds count as inf).
+
+    Comparisons answer over every pairing of seeds: ``a <= b`` is True when it holds for each choice of
+    one seed of a and one of b (a.hi <= b.lo), False when it fails for each, else INCONCLUSIVE. Arithmetic
+    (``/``, a number ``*``) and ``min_of`` give the range over all pairings of the cells involved. A cell
+    used twice in one rule is paired independently with itself, so a rule judged this way can come out
+    inconclusive where a joint choice would decide it, never the other way round.
+    """
+
+    def __init__(self, values, lo=None, hi=None, median=None):
+        vals = sorted(values)
+        self.values = vals
+        self.lo = vals[0] if lo is None else lo
+        self.hi = vals[-1] if hi is None else hi
+        if median is None:
+            n = len(vals)
+            median = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+        self.median = median
+
+    @staticmethod
+    def _ends(x):
+        return (x.lo, x.hi) if isinstance(x, Spread) else (x, x)
+
+    def _cmp(self, other, strict: bool, less: bool):
+        (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
+        if not less:
+            (alo, ahi), (blo, bhi) = (blo, bhi), (alo, ahi)
+        ok = (lambda x, y: x < y) if strict else (lambda x, y: x <= y)
+        if ok(ahi, blo):
+            return True
+        if not ok(alo, bhi):
+            return False
+        return INCONCLUSIVE
+
+    def __le__(self, other):
+        return self._cmp(other, False, True)
+
+    def __lt__(self, other):
+        return self._cmp(other, True, True)
+
+    def __ge__(self, other):
+        return self._cmp(other, False, False)
+
+    def __gt__(self, other):
+        return self._cmp(other, True, False)
+
+    def __truediv__(self, other) -> "Spread":
+        """The ratio's range for positive values (x / 0 = inf)."""
+        div = lambda a, b: math.inf if b == 0 else a / b  # noqa: E731
+        (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
+        bmed = other.median if isinstance(other, Spread) else other
+        return Spread([], lo=div(alo, bhi), hi=div(ahi, blo), median=div(self.median, bmed))
+
+    def __rmul__(self, k: float) -> "Spread":
+        return Spread([], lo=k * self.lo, hi=k * self.hi, median=k * self.median)
+
+    def __repr__(self) -> str:
+        return f"Spread(median={self.median:.3g}, lo={self.lo:.3g}, hi={self.hi:.3g})"
+
+    @property
+    def seeds(self) -> int:
+        return len(self.values)
+
+
+def min_of(spreads) -> Optional[Spread]:
+    """The smallest of several cells, as a range over every pairing of their seeds."""
+    spreads = [s for s in spreads if s is not None]
+    if not spreads:
+        return None
+    return Spread([], lo=min(s.lo for s in spreads), hi=min(s.hi for s in spreads),
+                  median=min(s.median for s in spreads))
+
+
+def truth_label(t) -> str:
+    return {True: "holds", False: "does not hold"}.get(t, "inconclusive") if t is not None else "incomplete"
+
+
+@dataclass
+class Verdict:
+    holds: object  # True, False, INCONCLUSIVE (over seeds), or None: not enough finished runs to judge
+    ours: str  # our numbers, one line
+    detail: str = ""  # why, in a sentence or two
+    diagnostic: str = ""  # a run that tests the explanation in `detail`: what it predicts, measured, outcome
+
+    @property
+    def label(self) -> str:
+        return truth_label(self.holds)
+
+
+def fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float) and math.isinf(v):
+        return "diverged"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e-2 and abs(v) < 1e4:
+        return f"{v:.3g}"
+    return f"{v:.2e}"
+
+
+def fmt_spread(v: Optional[Spread]) -> str:
+    """The median, and the min-max range across seeds where there are several."""
+    if v is None:
+        return "—"
+    if v.lo == v.hi:
+        return fmt(v.median)
+    return f"{fmt(v.median)} [{fmt(v.lo)}, {fmt(v.hi)}]"
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> Optional[float]:
+    """a / b, None when either is missing."""
+    if a is None or b is None:
+        return None
+    if b == 0:
+        return math.inf
+    return a / b
