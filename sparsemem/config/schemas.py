@@ -54,7 +54,9 @@ def task_config(data: dict):
     """The task schema for a mapping (its kind picks the family); pydantic's ValidationError if bad."""
     return TASK_ADAPTER.validate_python(with_kind(data))
 
-# the task section as one flat schema had it before the families split: every field at its default
+# The task section as one flat schema had it before the families split, every field at its default: a
+# record of the past, not derived from today's schemas, so that a field a family gains later changes no
+# other family's hashes (a new field joins HASH_NEUTRAL, as train.blowup and model.rpe_sign did).
 LEGACY_TASK = {"kind": "fixed", "seq_len": 64, "dim": 1, "input": {"kind": "rademacher", "values": None},
                "output": "last", "lags": [], "readout": {"kind": "sum", "width": 64, "weights": None},
                "kernels": [], "depth": 0, "g": None, "example": None, "seed": 0, "corpus": None,

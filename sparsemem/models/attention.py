@@ -35,16 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .ops import (  # noqa: F401  (the kernels are re-exported where they used to live)
-    _LinBiasAttention,
-    _TokenSoftmax,
-    causal_conv,
-    causal_fft_conv,
-    lag_matrix,
-    lin_bias_mask,
-    masked_softmax,
-    toeplitz_bias,
-)
+from .ops import _LinBiasAttention, _TokenSoftmax, causal_conv, masked_softmax, toeplitz_bias
 from .rpe import RPE
 
 

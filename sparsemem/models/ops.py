@@ -204,5 +204,3 @@ def causal_conv(kernel: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     fk = torch.fft.rfft(kernel.to(torch.float64), n=n, dim=1)  # (H, F)
     return torch.fft.irfft(fv * fk.T[None, :, :, None], n=n, dim=1)[:, :T]
 
-
-causal_fft_conv = causal_conv  # the name older code imports

@@ -1,6 +1,7 @@
 """Sweeps: grid expansion, the SQLite results store, local and Ray runners."""
 
-from .runner import run_one, run_spec, run_sweep
+from .executors import run_one
+from .runner import run_spec, run_sweep
 from .spec import SweepSpec, load_spec
 from .store import Store
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..config import ConfigError, RunConfig
-from .executors import Executor, InProcess, PoolExecutor, RayExecutor, _die_with, run_job, run_one  # noqa: F401
-from .plan import (COMPILE_MODES, CPU_FLEET_ELEMENTS, CPU_MEMBER_ELEMENTS, Job, _subjob,  # noqa: F401
-                   default_fleet_size, plan_jobs, step_elements)
-from .store import FINISHED, LEASE_SECONDS, Heartbeat, Store, check_store_path, new_owner
+from .claims import LEASE_SECONDS, Heartbeat, new_owner
+from .executors import InProcess, PoolExecutor, RayExecutor
+from .plan import COMPILE_MODES, Job, _subjob, plan_jobs, step_elements  # noqa: F401  (step_elements: tests)
+from .schema import FINISHED, check_store_path
+from .store import Store
 
 
 def _record(store: Store, run_hash: str, result: dict) -> str:

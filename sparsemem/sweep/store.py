@@ -25,16 +25,14 @@ filesystem.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from ..config import ConfigError
-from .schema import (CLAIM_COLUMNS, FINISHED, METRIC_COLUMNS, SCHEMA, SCHEMA_VERSION,  # noqa: F401
-                     SQLITE_HEADER, STATUSES, StoreError, _reason, check_store_path)
-from .claims import LEASE_SECONDS, Heartbeat, _held_elsewhere, new_owner, owner_gone  # noqa: F401
+from .claims import LEASE_SECONDS, _held_elsewhere, owner_gone  # noqa: F401  (owner_gone: tests)
+from .schema import (CLAIM_COLUMNS, FINISHED, METRIC_COLUMNS, SCHEMA, SCHEMA_VERSION, STATUSES,  # noqa: F401
+                     StoreError, _reason, check_store_path)
 
 _EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
 
