@@ -123,8 +123,11 @@ class Attention(nn.Module):
         The attention weights themselves for dp_free heads; ``reverse`` orders
         them by key position (lag length-1 first).
         """
-        bias = self.rpe(length, device, dtype, reverse=reverse)
-        return masked_softmax(bias, self._dead_last(length)) if self.normalize else torch.exp(bias)
+        return self.weights_of(self.rpe(length, device, dtype, reverse=reverse))
+
+    def weights_of(self, bias: torch.Tensor) -> torch.Tensor:
+        """dp_free weights from the RPE's biases (..., H, S) over S lags: softmax over the lags, or exp."""
+        return masked_softmax(bias, self._dead_last(bias.shape[-1])) if self.normalize else torch.exp(bias)
 
     def _dead_last(self, length: int) -> bool:
         """Whether the last query row of a length-`length` sequence can have no admissible key."""

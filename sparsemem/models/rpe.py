@@ -79,12 +79,31 @@ class RPE(nn.Module):
         if "table" in entry.params:
             self.table = nn.Parameter(torch.zeros(heads, max_distance))
 
+    # the tensors a type may store (parameters, or the fixed slopes' buffer), by state-dict name
+    STORED = ("signed_p", "log_p", "log_a", "table")
+
     @property
     def p(self) -> Optional[torch.Tensor]:
         """The per-head scale p_h (H,), or None for types without one."""
-        if hasattr(self, "signed_p"):
-            return self.signed_p
-        return self.log_p.exp() if hasattr(self, "log_p") else None
+        return self.scales(self._stored()).get("p")
+
+    def _stored(self) -> dict:
+        return {n: getattr(self, n) for n in self.STORED if hasattr(self, n)}
+
+    @staticmethod
+    def scales(stored: dict) -> dict:
+        """p, a and the learned table from the stored tensors (names as in ``STORED``), with any leading
+        axes (a fleet's members)."""
+        out = {}
+        if "signed_p" in stored:
+            out["p"] = stored["signed_p"]
+        elif "log_p" in stored:
+            out["p"] = stored["log_p"].exp()
+        if "log_a" in stored:
+            out["a"] = stored["log_a"].exp()
+        if "table" in stored:
+            out["table"] = stored["table"]
+        return out
 
     @property
     def trainable_p(self) -> bool:
@@ -104,26 +123,26 @@ class RPE(nn.Module):
 
         May hold -inf (log at s = 0).
         """
-        H = self.heads
         if device is None:  # where the module lives
             device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
+        return self.bias_of(self.scales(self._stored()), length, device, dtype, reverse)
+
+    def bias_of(self, scales: dict, length: int, device, dtype=torch.float32, reverse: bool = False) -> torch.Tensor:
+        """``forward`` from given ``scales`` (p (..., H), a (..., H), table (..., H, max_distance)): (..., H,
+        length), the leading axes of the scales first. A fleet passes its members' stacked scales."""
         s = torch.arange(length, device=device, dtype=dtype)
         if reverse:
             s = s.flip(0)
         if "table" in self.entry.params:
             idx = s.long().clamp(max=self.max_distance - 1)
-            return self.table.to(dtype)[:, idx]
-        f = self.entry.phi(s, **self._shape(dtype))
-        if self.p is None:  # no scale: phi itself (none)
-            return f.expand(H, length).contiguous()
-        return bias(self.p.to(dtype)[:, None], f, guard=self.inf_at_zero)
-
-    def _shape(self, dtype) -> dict:
-        """The type's shape parameters phi takes besides s."""
+            return scales["table"].to(dtype)[..., idx]
         shape = {"buckets": self.buckets, "max_distance": self.max_distance}
-        if hasattr(self, "log_a"):
-            shape["a"] = self.log_a.exp().to(dtype)[:, None]
-        return shape
+        if "a" in scales:
+            shape["a"] = scales["a"].to(dtype)[..., None]
+        f = self.entry.phi(s, **shape)
+        if "p" not in scales:  # no scale: phi itself (none)
+            return f.expand(self.heads, length).contiguous()
+        return bias(scales["p"].to(dtype)[..., None], f, guard=self.inf_at_zero)
 
     def phi_real(self, u: torch.Tensor) -> torch.Tensor:
         """phi extended to real arguments u (..., H), for TMX attention; times p_h."""

@@ -114,6 +114,13 @@ class Task:
         """The training and validation loss: mean squared error."""
         return torch.mean((pred - y) ** 2)
 
+    def member_losses(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The loss of each of K predictions at once (a fleet's members): pred (K, ...) against y of the
+        same shape or shared (pred's shape less K); (K,)."""
+        if type(self).loss is not Task.loss:  # a task with a loss of its own: member by member
+            return torch.func.vmap(self.loss, in_dims=(0, 0 if y.dim() == pred.dim() else None))(pred, y)
+        return ((pred - y) ** 2).flatten(1).mean(1)
+
     def variance(self, y: torch.Tensor):
         """Var(y), the scale of relative MSE."""
         return float(y.double().var(unbiased=False)) if y.numel() > 1 else None
