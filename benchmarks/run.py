@@ -7,9 +7,9 @@ Sections (each can be skipped):
                 Members differ in lr (one data stream, like the cells of one seed in a grid) and, for
                 exp-1b, also in seed (K data streams).
   profile       the paper profile's wall time (1b, 2a, 2b, 3a, 4a, 4b, 1a_synthetic, 3b_synthetic, every
-                cell, 10,000 steps), projected from measured step times: every job the sweep engine forms
-                (a fleet or a single run) trains 5 steps and then n steps (n sized to take about
-                --profile-seconds more) with threads = cores / workers, as the local pool runs it;
+                cell, 10,000 steps; --seeds N keeps the first N seeds a cell), projected from measured
+                step times: every job the sweep engine forms (a fleet or a single run) trains 5 steps and
+                then n steps (n sized to take about --profile-seconds more) with threads = cores / workers, as the local pool runs it;
                 (t_n - t_5) / (n - 5) is its time per step and t_5 bounds one validation (with set-up)
                 from above; a job takes steps x step time + evaluations x t_5; jobs are packed longest
                 first onto `--workers` lanes. Single runs that differ only in RPE type, seed or lr share one
@@ -22,7 +22,7 @@ Sections (each can be skipped):
   train_speed   the figures of benchmarks/train_speed.py.
 
     python benchmarks/run.py [--device cpu|cuda] [--seconds S] [--workers W] [--profile-seconds S]
-                             [--compile auto|off] [--skip fleet,profile,...]
+                             [--compile auto|off] [--seeds N] [--skip fleet,profile,...]
 """
 
 from __future__ import annotations
@@ -119,14 +119,19 @@ def fleet_section(device: str, seconds: float) -> list[dict]:
     return rows
 
 
-def profile_section(device: str, workers: int, seconds: float, compile: str) -> dict:
+def profile_section(device: str, workers: int, seconds: float, compile: str, seeds: int = 0) -> dict:
     from sparsemem.experiments import EXPERIMENTS, GROUPS, expand_all
+    from sparsemem.experiments.base import SEEDS
+
+    kept = set(SEEDS["paper"][:seeds]) if seeds else None
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     torch.set_num_threads(threads)
     runs = {}
     for name in GROUPS["paper"]:
         for c in expand_all(EXPERIMENTS[name].make_specs("paper")):
+            if kept is not None and c.train.seed not in kept:
+                continue
             c = c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
             runs.setdefault(c.config_hash(), c)
     jobs = plan_jobs(list(runs.values()), Path("/nonexistent"), workers=workers, compile=compile)
@@ -150,7 +155,8 @@ def profile_section(device: str, workers: int, seconds: float, compile: str) -> 
     lanes = [0.0] * workers
     for t in sorted((j["projected_s"] for j in timings), reverse=True):
         lanes[lanes.index(min(lanes))] += t
-    return {"runs": len(runs), "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs),
+    return {"runs": len(runs), "seeds": seeds or len(SEEDS["paper"]), "jobs": len(jobs),
+            "fleets": sum(j.fleet_dir is not None for j in jobs),
             "compiled_runs": sum(j.compile for j in jobs), "compile": compile,
             "workers": workers, "threads_per_worker": threads, "projected_wall_s": round(max(lanes), 1),
             "projected_cpu_s": round(sum(j["projected_s"] for j in timings), 1),
@@ -231,6 +237,8 @@ def main() -> None:
                         help="worker lanes of the paper-profile projection (default: the cores)")
     parser.add_argument("--compile", choices=("off", "auto"), default="auto",
                         help="the projection's --compile (default auto)")
+    parser.add_argument("--seeds", type=int, default=0,
+                        help="project the paper profile with its first N seeds a cell (default: all of them)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)}")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -250,7 +258,7 @@ def main() -> None:
     if "train_speed" not in skip:
         out["train_speed"] = train_speed_section(args.device, args.seconds)
     if "profile" not in skip:
-        out["profile"] = profile_section(args.device, args.workers, args.profile_seconds, args.compile)
+        out["profile"] = profile_section(args.device, args.workers, args.profile_seconds, args.compile, args.seeds)
     print(json.dumps(out, indent=2))
 
 
