@@ -44,25 +44,15 @@ def fleet_supports(cfg: RunConfig) -> bool:
     return cfg.model.arch == "transformer" and cfg.task.kind != "text"
 
 
-def hand_batched(model: ModelConfig, output: str) -> bool:
-    """Whether a squad of this structure runs as hand-batched products (``Squad._dp_free_last``): one
-    DP-free layer read at the last position, straight from the tokens."""
-    return (model.arch == "transformer" and model.layers == 1 and model.attention == "dp_free"
-            and model.impl == "fast" and not model.layer_norm and output == "last")
-
-
-def squad_key(model: ModelConfig, output: str = "last", hand: bool = True) -> str:
-    """What members of one squad share: the model config less the padded fields (``output``: the task's;
-    ``hand=False``: as if no squad ran hand-batched)."""
+def squad_key(model: ModelConfig) -> str:
+    """What members of one squad share: the model config less the padded fields."""
     d = model.model_dump(mode="json")
     for name in PADDED_FIELDS:
         d.pop(name)
     d["ffn_free"] = model.ffn_width == 0
-    # under vmap members share a head size: padding H heads of size hd to the largest H and the largest hd
-    # would cost H_max hd_max per token (64 x 64 for a grid over H at D = 64 with hd = D / H), not D. The
-    # hand-batched path contracts the head size away per head (W_O^h W_V^h W_E), so any sizes share a squad.
-    if not (hand and hand_batched(model, output)):
-        d["head_size"] = model.head_size
+    # members share a head size: padding H heads of size hd to the largest H and the largest hd would
+    # cost H_max hd_max per token (64 x 64 for a grid over H at D = 64 with hd = D / H), not D
+    d["head_size"] = model.head_size
     return json.dumps(d, sort_keys=True)
 
 
@@ -78,17 +68,12 @@ def _logical(name: str, t: torch.Tensor, heads: int) -> torch.Tensor:
 class Squad:
     """Members of one model structure, stacked and padded; evaluated with vmap."""
 
-    def __init__(self, cfgs: list[RunConfig], task, device, dtype, hand: bool = True):
+    def __init__(self, cfgs: list[RunConfig], task, device, dtype):
         self.cfgs = cfgs
         models = [c.model for c in cfgs]
         H = max(m.heads for m in models)
         width = max(m.ffn_width for m in models)
-        self.hand_batched = hand and hand_batched(models[0], task.cfg.output)
-        # rows of W_V (heads x head size): one head size per squad under vmap; hand-batched members keep
-        # their own head sizes in rows padded to the largest count, with each row's head in ``head_index``
-        rows = max(m.heads * m.head_size for m in models)
-        head_dim = -(-rows // H) if self.hand_batched else models[0].head_size
-        padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": head_dim,
+        padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": models[0].head_size,  # one per squad
                                                   "ffn_width": width, "rpe_init": None})
         self.heads = H
         base = make_model(padded_cfg, task)
@@ -101,11 +86,7 @@ class Squad:
         # rest under vmap: under vmap every per-member Linear became many tiny batched matmuls and a separate
         # bias add; measured on 2 cores at the exp-1b setting, K = 8, forward and backward took 2.4 ms by
         # hand against 3.4-4.0 ms under vmap (torch.compile of either gained nothing)
-        assert not self.hand_batched or (base._time_first() and base.attn[0].kind == "dp_free")
-        R = H * head_dim
-        self.head_index = torch.stack([torch.cat([torch.arange(m.heads * m.head_size) // m.head_size,
-                                                  torch.zeros(R - m.heads * m.head_size, dtype=torch.long)])
-                                       for m in models]).to(device)  # (K, rows): each row's head
+        self.hand_batched = base._time_first() and base.attn[0].kind == "dp_free"
         stacks = {n: [] for n in names}
         masks = {n: [] for n in names}
         bufs = {n: [] for n in buffer_names}
@@ -138,11 +119,10 @@ class Squad:
     def _pad(self, name: str, value: torch.Tensor, shape, heads: int, device, dtype):
         padded = torch.zeros(shape, device=device, dtype=value.dtype if not value.is_floating_point() else dtype)
         mask = torch.zeros(shape, device=device, dtype=torch.bool)
-        own, mine = (1, 1) if self.hand_batched else (heads, self.heads)  # hand-batched: rows, not heads
-        src = _logical(name, value, own)
+        src = _logical(name, value, heads)
         region = tuple(slice(0, n) for n in src.shape)
-        _logical(name, padded, mine)[region] = src
-        _logical(name, mask, mine)[region] = True
+        _logical(name, padded, self.heads)[region] = src
+        _logical(name, mask, self.heads)[region] = True
         return padded, mask
 
     def unpad(self, i: int, stacked: dict) -> dict:
@@ -152,9 +132,8 @@ class Squad:
         for name, ref in self.templates[i].items():
             if name not in stacked:
                 continue
-            own, mine = (1, 1) if self.hand_batched else (heads, self.heads)
-            view = _logical(name, stacked[name][i].detach(), mine)
-            small = _logical(name, ref, own)
+            view = _logical(name, stacked[name][i].detach(), self.heads)
+            small = _logical(name, ref, heads)
             out[name] = view[tuple(slice(0, n) for n in small.shape)].reshape(ref.shape).clone()
         return out
 
@@ -177,7 +156,7 @@ class Squad:
         sample); then W_O^h W_V^h W_E per head as one (H d, D) map, so the attention output is one
         (B, H d) @ (H d, D) product per member, plus the constant term W_O^h W_V^h b_E sum_s w_h(s)."""
         attn = self.base.attn[0]
-        K, H = len(self.cfgs), self.heads
+        K, H, hd = len(self.cfgs), self.heads, attn.head_dim
         B, T, d = x.shape[-3:]
         stored = {n[len(_RPE):]: v for n, v in {**params, **self.buffers}.items() if n.startswith(_RPE)}
         bias = attn.rpe.bias_of(attn.rpe.scales(stored), T, x.device, x.dtype, reverse=True)
@@ -191,18 +170,13 @@ class Squad:
         u = u.reshape(K, B, H * d)
         WE, bE = params["embed.weight"], params["embed.bias"]  # (K, D, d), (K, D)
         D = WE.shape[1]
-        wo = params[_O]  # (K, D, rows)
-        R = wo.shape[-1]
-        # W_V^h W_E and W_V^h b_E, row by row, in one product per member: (K, rows, d + 1)
-        vw = params[_V] @ torch.cat([WE, bE[..., None]], -1)
-        # W_O^h W_V^h W_E: the rows of each head summed (members may differ in head size): (K, H d, D)
-        terms = wo[..., None] * vw[:, None, :, :d]  # (K, D, rows, d)
-        at = self.head_index[:, None, :, None].expand(K, D, R, d)
-        maps = terms.new_zeros(K, D, H, d).scatter_add(2, at, terms).permute(0, 2, 3, 1).reshape(K, H * d, D)
-        vb = vw[..., d]  # W_V b_E by row: (K, rows)
-        if not (attn.normalize and not attn._dead_last(T)):  # softmax weights sum to 1; else times sum_s w_h(s)
-            vb = vb * w.sum(-1).gather(1, self.head_index)
-        const = (wo @ vb[..., None])[..., 0]  # W_O^h W_V^h b_E sum_s w_h(s): (K, D)
+        wo = params[_O].view(K, D, H, hd, 1)
+        # W_V^h W_E and W_V^h b_E for every head in one product per member: (K, H, hd, d + 1)
+        vw = (params[_V] @ torch.cat([WE, bE[..., None]], -1)).view(K, 1, H, hd, d + 1)
+        maps = (wo * vw[..., :d]).sum(3).permute(0, 2, 3, 1).reshape(K, H * d, D)  # W_O^h W_V^h W_E
+        sigma = None if attn.normalize and not attn._dead_last(T) else w.sum(-1)  # softmax weights sum to 1
+        vb = vw[..., d] if sigma is None else vw[..., d] * sigma.view(K, 1, H, 1)  # (K, 1, H, hd)
+        const = (wo[..., 0] * vb).sum((2, 3))  # W_O^h W_V^h b_E sum_s w_h(s): (K, D)
         x_last = x[..., -1, :]  # (B, d) or (K, B, d)
         h = (torch.einsum("bd,ked->kbe", x_last, WE) if not batched else x_last @ WE.transpose(1, 2))
         h = torch.baddbmm(h + (bE + const)[:, None], u, maps)  # the stream: (K, B, D)
@@ -215,9 +189,8 @@ class Squad:
 class FleetModel:
     """Every member of a fleet, in the order given, grouped into squads."""
 
-    def __init__(self, cfgs: list[RunConfig], task, device, dtype, hand: bool = True):
-        """``hand=False`` runs every squad under vmap (the reference of the hand-batched path)."""
-        keys = [squad_key(c.model, task.cfg.output, hand) for c in cfgs]
+    def __init__(self, cfgs: list[RunConfig], task, device, dtype):
+        keys = [squad_key(c.model) for c in cfgs]
         order = list(dict.fromkeys(keys))
         self.slots: list[tuple[int, int]] = [None] * len(cfgs)  # member -> (squad, index in squad)
         self.squads: list[Squad] = []
@@ -225,7 +198,7 @@ class FleetModel:
         for s, key in enumerate(order):
             idx = [i for i, k in enumerate(keys) if k == key]
             self.members.append(idx)
-            self.squads.append(Squad([cfgs[i] for i in idx], task, device, dtype, hand))
+            self.squads.append(Squad([cfgs[i] for i in idx], task, device, dtype))
             for j, i in enumerate(idx):
                 self.slots[i] = (s, j)
         self.size = len(cfgs)

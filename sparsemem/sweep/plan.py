@@ -114,7 +114,7 @@ def plan_jobs(runs: list[RunConfig], runs_dir: Path, fleet: str = "auto", fleet_
             parts += [[c] for c in members]
             continue
         # members that share a data stream (seed) and a structure (squad) side by side
-        members = sorted(members, key=lambda c: (c.train.seed, squad_key(c.model, c.task.output), c.config_hash()))
+        members = sorted(members, key=lambda c: (c.train.seed, squad_key(c.model), c.config_hash()))
         parts.extend(_chunks(members, fleet_size))
     parts.sort(key=lambda part: part[0].config_hash())  # an order of the set, not of the list given
     while len(parts) < workers and max(map(len, parts), default=1) > 1:
