@@ -181,9 +181,13 @@ class Squad:
         h = (torch.einsum("bd,ked->kbe", x_last, WE) if not batched else x_last @ WE.transpose(1, 2))
         h = torch.baddbmm(h + (bE + const)[:, None], u, maps)  # the stream: (K, B, D)
         if _FC1 + "weight" in params:
-            h = torch.relu(torch.baddbmm(params[_FC1 + "bias"][:, None], h, params[_FC1 + "weight"].transpose(1, 2)))
-            return torch.baddbmm(params[_FC2 + "bias"][:, None], h, params[_FC2 + "weight"].transpose(1, 2))[..., 0]
-        return torch.baddbmm(params["readout.bias"][:, None], h, params["readout.weight"].transpose(1, 2))[..., 0]
+            return _linear(params, _FC2, torch.relu(_linear(params, _FC1, h)))[..., 0]
+        return _linear(params, "readout.", h)[..., 0]
+
+
+def _linear(params: dict, prefix: str, h: torch.Tensor) -> torch.Tensor:
+    """Every member's nn.Linear ``prefix`` at once, the bias folded in: h (K, B, in) -> (K, B, out)."""
+    return torch.baddbmm(params[prefix + "bias"][:, None], h, params[prefix + "weight"].transpose(1, 2))
 
 
 class FleetModel:
