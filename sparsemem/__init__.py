@@ -6,14 +6,17 @@
     model = sm.make_model(cfg.model, task)   # x (B, T, d) -> y (B,) or (B, T)
     result = sm.train(cfg)                   # the code path of `sparsemem train`
     results = sm.train_fleet([cfg_a, cfg_b]) # several runs as one batched model, one result each
+    df = sm.load_results("results/results.db")   # one row per run, dotted config columns (pandas)
 """
 
 from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from .models import make_model
 from .tasks import make_task
 from .train import train, train_fleet  # noqa: F811  (the function shadows the module name on purpose)
+from .frames import export, load_curves, load_results  # pandas is imported when they are called
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "ModelConfig", "RunConfig", "TaskConfig", "TrainConfig",
-           "make_model", "make_task", "train", "train_fleet", "__version__"]
+           "export", "load_curves", "load_results", "make_model", "make_task", "train", "train_fleet",
+           "__version__"]

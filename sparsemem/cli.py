@@ -85,6 +85,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .frames import check_export_path, export
+    from .sweep.store import StoreError
+
+    check_export_path(args.out)  # before the store is opened
+    try:
+        n = export(args.store, args.out, sweep=args.sweep, curves=args.curves)
+    except StoreError as err:
+        raise ConfigError(f"--store: {err}") from None
+    print(f"export: {n} {'evaluations' if args.curves else 'runs'} -> {args.out}")
+    return 0
+
+
+def cmd_store_merge(args: argparse.Namespace) -> int:
+    from .sweep.merge import merge_stores
+
+    summary = merge_stores(args.stores, args.out)
+    status = ", ".join(f"{n} {s}" for s, n in summary["status"].items() if n)
+    print(f"merged {len(summary['inputs'])} stores ({sum(summary['inputs'].values())} rows) into {args.out}: "
+          f"{summary['runs']} runs ({status or 'none'})")
+    return 0
+
+
 def _theory(spec_cls, args: argparse.Namespace, names: tuple[str, ...]) -> int:
     """Build a theory spec from the options, run it, print its table (text or JSON) and plot it."""
     spec = spec_cls.from_options(**{n: getattr(args, n) for n in names})
@@ -166,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sparsemem",
         description="Transformers on long, sparse memory (Wang and E, NeurIPS 2024).",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"sparsemem {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one model on one task",
@@ -210,6 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, metavar="PATH", help="the results.db to read")
     p.add_argument("--out", required=True, metavar="DIR", help="where to write REPORT.md, tables/, figures/")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a store's runs (or learning curves) to CSV or Parquet",
+                       description="One row per run: status, metrics, timings, the sweeps it belongs to and "
+                                   "the config as dotted columns (model.heads), as sm.load_results gives it. "
+                                   "The format comes from the extension of --out: .csv or .parquet.")
+    p.add_argument("--store", required=True, metavar="PATH", help="the results.db to read")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.parquet")
+    p.add_argument("--sweep", metavar="NAME", help="only the runs of this sweep (or experiment)")
+    p.add_argument("--curves", action="store_true", help="one row per evaluation (hash, name, step, val_loss) "
+                                                         "instead of one per run")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("store", help="work on stores: merge stores written on separate machines")
+    store = p.add_subparsers(dest="store_command", required=True, metavar="WHAT")
+    p = store.add_parser("merge", help="merge stores into a new one, every run once",
+                         description="Merge stores written on separate machines (one store a machine; never "
+                                     "one SQLite file over a network filesystem) into a new store. Every run "
+                                     "is kept once: finished over unfinished, done over diverged, then the "
+                                     "first to finish. Stores of a newer schema are refused.")
+    p.add_argument("stores", nargs="+", metavar="STORE.db")
+    p.add_argument("--out", required=True, metavar="ALL.db", help="the merged store (must not exist)")
+    p.set_defaults(func=cmd_store_merge)
 
     p = sub.add_parser("theory", help="the paper's theory made numerical")
     theory = p.add_subparsers(dest="theory_command", required=True, metavar="WHAT")

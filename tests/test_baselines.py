@@ -51,8 +51,8 @@ def test_recurrent_baselines_are_causal(arch, gen):
 def test_one_state_linear_rnn_learns_an_exponential_kernel():
     cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", "task.kernels=[exp:0.5]", "task.seq_len=64",
                                       "model.arch=linear_rnn", "model.hidden=1", "model.ffn_width=0",
-                                      "train.steps=500", "train.lr=0.02", "train.batch_size=64",
-                                      "train.val_samples=500"])
+                                      "train.steps=500", "train.lr=0.02", "train.rpe_lr_scale=1",
+                                      "train.schedule=constant", "train.batch_size=64", "train.val_samples=500"])
     result = sm.train(cfg, progress=False)
     assert result["val_rel"] < 1e-4
     assert result["model"].lam.item() == pytest.approx(torch.exp(torch.tensor(-0.5)).item(), rel=0.02)

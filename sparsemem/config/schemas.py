@@ -107,16 +107,22 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    """AdamW on fresh samples every step."""
+    """AdamW on fresh samples every step.
+
+    The optimizer defaults are the setting every toy experiment uses (experiments/base.py reads them from
+    here): lr 1e-3 with the memory parameters (RPE p, recurrence decay rates) at 30x, a cosine schedule.
+    Measured on one DP-free lin head learning an exp:0.3 kernel (T = 256, 1,500 steps, seeds 0-2): relative
+    validation MSE 1e-14 to 1e-13, against 5e-3 to 8e-3 with the memory parameters at 1x and a constant lr.
+    """
 
     steps: Int = Field(1000, ge=1)
     batch_size: Int = Field(100, ge=1)
     lr: Float = Field(1e-3, gt=0)
-    rpe_lr_scale: Float = Field(1.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
+    rpe_lr_scale: Float = Field(30.0, gt=0)  # lr of RPE parameters and recurrence decay rates = lr * this
     weight_decay: Float = Field(0.0, ge=0)
     betas: tuple[Float, Float] = (0.9, 0.999)
     warmup_steps: Int = Field(0, ge=0)
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine"] = "cosine"
     min_lr_ratio: Float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of lr
     grad_clip: Float = Field(0.0, ge=0)  # 0 = off
     seed: Int = Field(0, ge=0, le=SEED_MAX)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import HASH_NEUTRAL, RunConfig
+from ..config import HASH_NEUTRAL, RunConfig, TrainConfig
 from ..plumbing import unique_by_hash
 from .verdicts import (INCONCLUSIVE, Spread, Table, Verdict, _Inconclusive, all_of, any_of, fmt,  # noqa: F401
                        fmt_spread, min_of, ratio, truth_label)
@@ -23,9 +23,11 @@ from ..sweep.spec import SweepSpec
 PROFILES = ("quick", "paper")
 
 # One AdamW setting for every cell of every toy experiment (the paper does not
-# give its own): recorded in the report.
-TRAIN_QUICK = {"steps": 2000, "batch_size": 100, "lr": 1e-3, "rpe_lr_scale": 30.0, "schedule": "cosine",
-               "warmup_steps": 100, "val_samples": 2000, "eval_every": 500}
+# give its own), recorded in the report: the optimizer is TrainConfig's defaults, written out so a store's
+# configs say it; the warm-up is 5% of the steps.
+_OPTIMIZER = {k: TrainConfig.model_fields[k].default for k in ("lr", "rpe_lr_scale", "schedule")}
+TRAIN_QUICK = {"steps": 2000, "batch_size": 100, **_OPTIMIZER, "warmup_steps": 100, "val_samples": 2000,
+               "eval_every": 500}
 TRAIN_PAPER = {**TRAIN_QUICK, "steps": 10_000, "warmup_steps": 500, "val_samples": 10_000, "eval_every": 1000}
 
 

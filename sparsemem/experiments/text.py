@@ -18,11 +18,12 @@ T_TEXT = 128
 
 
 def text_train(profile: str) -> dict:
+    # language models train their RPE slopes at the common lr (rpe_lr_scale 1), not the toy setting's 30x
     if profile == "paper":
-        return {"steps": 10_000, "batch_size": 32, "lr": 1e-3, "schedule": "cosine", "warmup_steps": 500,
-                "val_samples": 512, "eval_every": 1000, "grad_clip": 1.0}
-    return {"steps": 300, "batch_size": 16, "lr": 3e-3, "schedule": "cosine", "warmup_steps": 30,
-            "val_samples": 128, "eval_every": 100, "grad_clip": 1.0}
+        return {"steps": 10_000, "batch_size": 32, "lr": 1e-3, "rpe_lr_scale": 1.0, "schedule": "cosine",
+                "warmup_steps": 500, "val_samples": 512, "eval_every": 1000, "grad_clip": 1.0}
+    return {"steps": 300, "batch_size": 16, "lr": 3e-3, "rpe_lr_scale": 1.0, "schedule": "cosine",
+            "warmup_steps": 30, "val_samples": 128, "eval_every": 100, "grad_clip": 1.0}
 
 
 def lm_model(**kw) -> dict:
