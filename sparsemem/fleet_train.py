@@ -20,6 +20,7 @@ from .config import ConfigError, RunConfig
 from .preflight import check_runs, check_writable_dir
 from .runfiles import DamagedFile, _restart, _trim_metrics, _try_resume, _write_text, save_checkpoint, write_final
 from .tasks import make_task
+from .trackers import Trackers
 from .train import (DATA_SEED_OFFSET, DTYPES, RunResult, _diverges, _json_number, _mean_loss, _new_result, _progress,
                     blowup_limit, curve_point, evaluate_lengths, keep_freed_memory, lr_factor, resolve_device)
 
@@ -257,6 +258,8 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, f"fleet of {K}")
+    trackers = [Trackers(c, out, start) if r["status"] == "running" else None
+                for c, out, r in zip(cfgs, outs, results)]
     loss_sum = torch.zeros(K, dtype=torch.float64)
     loss_n = 0
     alive_dev = alive.to(device)
@@ -298,6 +301,8 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                     if outs[i] is not None:
                         with open(outs[i] / "metrics.jsonl", "a") as fh:
                             fh.write(json.dumps(row) + "\n")
+                    if trackers[i] is not None:
+                        trackers[i].log(row)
                     if _diverges(vals[i], float(limits[i])):
                         results[i].update(status="diverged", diverged_step=step, diverged_loss=_json_number(vals[i]))
                         alive[i] = False
@@ -311,6 +316,10 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     finally:
         if bar is not None:
             bar.stop()
+        for i, t in enumerate(trackers):
+            if t is not None:
+                t.finish({**results[i], "status": "done" if results[i]["status"] == "running" else
+                          results[i]["status"]})
     seconds = round(elapsed_before + time.perf_counter() - t0, 3)
     for i, (c, r) in enumerate(zip(cfgs, results)):
         if r["status"] == "running":

@@ -131,7 +131,11 @@ def _gib(n: float) -> str:
 
 
 def check_runs(cfgs: Iterable[RunConfig]) -> None:
-    """Every run's device exists and its estimated memory fits the limit."""
+    """Every run's device exists, its trackers are installed and its estimated memory fits the limit."""
+    from .trackers import check_trackers
+
+    cfgs = list(cfgs)
+    check_trackers(cfgs)
     limits: dict[str, Optional[int]] = {}
     for cfg in cfgs:
         check_device(cfg.train.device)

@@ -177,6 +177,7 @@ TASKS = {e.name: e for e in (
 INPUTS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUTS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.log names -> the package each needs
 
 
 def catalogue() -> dict[str, tuple[str, ...]]:
@@ -184,4 +185,5 @@ def catalogue() -> dict[str, tuple[str, ...]]:
     from .config import ADAPTIVE_EXAMPLES
 
     return {"arch": tuple(ARCHS), "rpe": tuple(RPES), "attention": tuple(ATTENTION), "task": tuple(TASKS),
-            "adaptive example": ADAPTIVE_EXAMPLES, "input": INPUTS, "readout": READOUTS, "kernel": KERNEL_FORMS}
+            "adaptive example": ADAPTIVE_EXAMPLES, "input": INPUTS, "readout": READOUTS, "kernel": KERNEL_FORMS,
+            "tracker": tuple(TRACKERS)}

@@ -24,6 +24,7 @@ from .preflight import check_device, check_runs, check_writable_dir
 from .runfiles import (DamagedFile, _read_json, _restart, _trim_metrics, _try_resume, _write_text,  # noqa: F401
                        load_checkpoint, save_checkpoint, write_final)
 from .tasks import make_task
+from .trackers import Trackers
 
 DATA_SEED_OFFSET = 104_729  # the training stream of seed s is seeded with s + this
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -277,6 +278,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, cfg.name or "train")
+    trackers = Trackers(cfg, out, start)
     loss_sum, loss_n = 0.0, 0
     model.train()
     forward = model
@@ -320,6 +322,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                 if out is not None:
                     with open(out / "metrics.jsonl", "a") as fh:
                         fh.write(json.dumps(row) + "\n")
+                trackers.log(row)
                 if _diverges(val, limit):
                     result.update(status="diverged", diverged_step=step, diverged_loss=_json_number(val))
                     break
@@ -330,6 +333,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     finally:
         if bar is not None:
             bar.stop()
+        trackers.finish(result)
     if tc.eval_lengths and result["status"] == "done":
         result["length_eval"] = evaluate_lengths(cfg, model, device, dtype)
     result["seconds"] = round(elapsed_before + time.perf_counter() - t0, 3)

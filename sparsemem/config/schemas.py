@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
-from ..registry import ARCHS as _ARCHS, ATTENTION, RPES, TASKS, rpes
+from ..registry import ARCHS as _ARCHS, ATTENTION, RPES, TASKS, TRACKERS, rpes
 from ..tasks.adaptive import AdaptiveTaskConfig
 from ..tasks.fixed import FixedTaskConfig
 from ..tasks.kernel import KernelTaskConfig
@@ -134,6 +134,16 @@ class TrainConfig(Strict):
     dtype: Literal["float32", "float64"] = "float32"
     # a training or validation loss above blowup x Var(y) ends the run as diverged, like NaN or inf; 0 = off
     blowup: Float = Field(1e6, ge=0)
+    # trackers that stream the evaluations (sparsemem/trackers.py); how a run is watched, not what it is:
+    # outside the config hash
+    log: list[Literal[tuple(TRACKERS)]] = Field(default_factory=list)
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("names a tracker twice")
+        return v
 
     @field_validator("betas")
     @classmethod
@@ -168,6 +178,7 @@ class TrainConfig(Strict):
 
 # (section, field) -> the default at which a field added later leaves config hashes as they were
 HASH_NEUTRAL = {("train", "blowup"): 1e6, ("model", "rpe_sign"): "positive"}
+HASH_EXCLUDED = (("train", "log"),)  # fields that never enter the hash: they change no number of a run
 
 
 class RunConfig(Strict):
@@ -218,6 +229,8 @@ class RunConfig(Strict):
         """
         payload = self.to_dict()
         payload.pop("name", None)
+        for section, key in HASH_EXCLUDED:
+            payload[section].pop(key, None)
         payload["task"] = {**LEGACY_TASK, **payload["task"]}
         for (section, key), default in HASH_NEUTRAL.items():
             if payload[section].get(key) == default:
