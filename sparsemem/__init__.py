@@ -1,7 +1,7 @@
 """sparsemem: the Transformer of Wang and E (NeurIPS 2024) on long, sparse memory.
 
     import sparsemem as sm
-    cfg = sm.RunConfig.from_yaml("examples/kernel_power.yaml", overrides=["model.heads=4"])
+    cfg = sm.RunConfig.from_yaml("sparsemem/examples/kernel_power.yaml", overrides=["model.heads=4"])
     task = sm.make_task(cfg.task)            # task.sample(batch, generator) -> (x, y)
     model = sm.make_model(cfg.model, task)   # x (B, T, d) -> y (B,) or (B, T)
     result = sm.train(cfg)                   # the code path of `sparsemem train`

@@ -183,7 +183,8 @@ TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.log names -
 def catalogue() -> dict[str, tuple[str, ...]]:
     """What `sparsemem list` prints: each kind of name and the names that exist."""
     from .config import ADAPTIVE_EXAMPLES
+    from .config.loading import examples
 
     return {"arch": tuple(ARCHS), "rpe": tuple(RPES), "attention": tuple(ATTENTION), "task": tuple(TASKS),
             "adaptive example": ADAPTIVE_EXAMPLES, "input": INPUTS, "readout": READOUTS, "kernel": KERNEL_FORMS,
-            "tracker": tuple(TRACKERS)}
+            "tracker": tuple(TRACKERS), "example": tuple(examples())}

@@ -54,7 +54,7 @@ def test_spec_file_with_base_path_and_errors(tmp_path):
 
 
 def test_example_sweep_spec():
-    runs = load_spec("examples/sweep_kernel_heads.yaml").expand()
+    runs = load_spec("sparsemem/examples/sweep_kernel_heads.yaml").expand()
     assert len(runs) == 8 and {r.task.kind for r in runs} == {"kernel"}
     assert {(r.model.rpe, r.model.heads) for r in runs} == {(p, h) for p in ("log", "lin") for h in (1, 2, 4, 8)}
 

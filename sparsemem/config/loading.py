@@ -53,11 +53,31 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_yaml(path: Union[str, Path]) -> dict:
-    """Read a YAML config file into a dict; ConfigError if unreadable."""
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # configs and sweep specs shipped in the package
+
+
+def examples() -> list[str]:
+    """The names of the packaged examples (``sparsemem train kernel_exp`` finds one by name)."""
+    return sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+
+
+def resolve_config_path(path: Union[str, Path]) -> Path:
+    """``path`` itself if it exists; else a packaged example of that name (``kernel_exp`` or
+    ``kernel_exp.yaml``); else ``path`` (reading it then says what is wrong)."""
     p = Path(path)
+    if not p.exists() and p.parent == Path(".") and (EXAMPLES / f"{p.stem}.yaml").is_file() and p.suffix in ("", ".yaml"):
+        return EXAMPLES / f"{p.stem}.yaml"
+    return p
+
+
+def load_yaml(path: Union[str, Path]) -> dict:
+    """Read a YAML config file (or a packaged example by name) into a dict; ConfigError if unreadable."""
+    p = resolve_config_path(path)
     try:
         text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError as err:
+        hint = f"; packaged examples: {', '.join(examples())}" if p.parent == Path(".") else ""
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror or err}{hint}") from None
     except OSError as err:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:

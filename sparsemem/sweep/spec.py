@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, field_validator
 
 from ..config import SEED_MAX, Int, RunConfig, _Strict, load_yaml, validate_config
+from ..config.loading import resolve_config_path
 from ..plumbing import unique_by_hash
 
 
@@ -47,6 +48,7 @@ class SweepSpec(_Strict):
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path], overrides: list[str] = ()) -> "SweepSpec":
+        path = resolve_config_path(path)  # a path, or a packaged example by name
         data = load_yaml(path)
         spec = validate_config(cls, data)
         if isinstance(spec.base, str):  # a base config path is relative to the spec file
