@@ -14,9 +14,10 @@ from .models import make_model
 from .tasks import make_task
 from .train import train, train_fleet  # noqa: F811  (the function shadows the module name on purpose)
 from .frames import export, load_curves, load_results  # pandas is imported when they are called
+from .reproduce import reproduce
 
 __version__ = "0.1.0"
 
 __all__ = ["ConfigError", "ModelConfig", "RunConfig", "TaskConfig", "TrainConfig",
-           "export", "load_curves", "load_results", "make_model", "make_task", "train", "train_fleet",
+           "export", "load_curves", "load_results", "make_model", "make_task", "reproduce", "train", "train_fleet",
            "__version__"]

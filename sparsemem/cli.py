@@ -58,7 +58,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     command = "sparsemem " + shlex.join(args.argv)  # as typed, for the report's head
-    result = reproduce(args.experiments, profile=args.profile, out=args.out, workers=args.workers,
+    names = [e for e in args.experiments if "=" not in e]
+    overrides = [e for e in args.experiments if "=" in e]
+    result = reproduce(names, overrides=overrides, profile=args.profile, out=args.out, workers=args.workers,
                        backend=args.backend, address=args.address, corpus=args.corpus,
                        progress=None if not args.no_progress else False, command=command, device=args.device,
                        fleet=args.fleet, fleet_size=args.fleet_size, compile=args.compile)
@@ -219,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write results.db, tables/, figures/ and REPORT.md into --out. Rerunning "
                                    f"resumes. Experiments: {', '.join(EXPERIMENTS)} (the _text ones need "
                                    f"--corpus); groups: {', '.join(f'{g} = {chr(32).join(m)}' for g, m in GROUPS.items())}.")
-    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT | key=value",
+                   help="experiments or groups to run; dotted key=value overrides apply to every run "
+                        "(train.steps=50: a smoke run whose verdicts do not judge the paper)")
     p.add_argument("--profile", choices=("auto", "quick", "paper"), default="auto",
                    help="quick: CPU-sized grids and 2000 steps; paper: the paper's grids, 10,000 steps; auto "
                         "(default): paper where the runs go to a CUDA device, quick otherwise")

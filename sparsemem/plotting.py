@@ -7,10 +7,14 @@ from typing import Optional, Sequence
 
 
 def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend."""
+    """matplotlib's pyplot, on the file-only Agg backend unless pyplot is already in use (a notebook's
+    inline backend is left alone; our figures are closed once saved, so they do not show there)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -100,6 +100,9 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
         "Metric: final validation MSE on a fixed validation set; verdict rules use relative MSE "
         "(MSE / Var(y)); tables show MSE (relative MSE).",
     ]
+    if meta.get("overrides"):
+        header += ["", f"**Overrides on every run: `{' '.join(meta['overrides'])}`.** The runs differ from the "
+                   f"{profile} profile's, so the verdicts below do not judge the paper's claims."]
     if profile in ("quick", "paper"):
         tr = train_settings(profile)
         header += ["", "One AdamW setting for every toy cell (the paper does not give its own): "

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from .config import ConfigError, RunConfig
 from .plumbing import concrete_device
@@ -36,11 +37,14 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
               workers: int = 1, backend: str = "local", address: Optional[str] = None,
               progress: Optional[bool] = None, command: str = "sparsemem reproduce",
               corpus: Optional[str] = None, device: str = "auto", fleet: str = "auto", fleet_size: int = 0,
-              compile: str = "off") -> dict:
+              compile: str = "off", overrides: Sequence[str] = ()) -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
-    experiments too.
+    experiments too. ``overrides`` (dotted ``key=value``) apply to every run, after the
+    experiment's grid: ``["train.steps=50"]`` makes a smoke run of an experiment, whose
+    verdicts then say nothing about the paper. An --out folder holds one profile and one
+    set of overrides.
     """
     if profile != "auto" and profile not in PROFILES:
         raise ConfigError(f"--profile = {profile!r}: must be one of auto, {', '.join(PROFILES)}")
@@ -55,6 +59,10 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
                               f"and the groups {', '.join(GROUPS)}")
     specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
+    overrides = list(overrides)
+    if overrides:
+        planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs]
+                   for name, runs in planned.items()}
     import torch
 
     from .preflight import check_device, check_runs, check_writable_dir
@@ -79,14 +87,19 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
     if store_path.exists() and store_path.stat().st_size:
         with Store(store_path, readonly=True) as store:
             had = store.meta().get("profile")
+            had_overrides = store.meta().get("overrides", [])
         if had and had != profile:
             raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
+        if had and had_overrides != overrides:
+            raise ConfigError(f"--out {str(out)!r} holds a reproduction with overrides "
+                              f"{' '.join(had_overrides) or '(none)'}; pick another --out for "
+                              f"{' '.join(overrides) or 'none'}")
     runs_by_hash = {}
     with Store(store_path) as store:
         # CUDA's presence was checked above for a cuda device
         label = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else device
         store.set_meta(profile=profile, profile_reason=why, out=str(out), command=command, torch=torch.__version__,
-                       device=label)
+                       device=label, overrides=overrides)
         for name in names:
             runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
@@ -104,7 +117,12 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
             exp = EXPERIMENTS[name]
             if exp.compute and f"computed:{name}" not in meta:
                 store.set_meta(**{f"computed:{name}": exp.compute(profile)})
-            todo_floors = floors.missing(exp.floors(profile), store.computed(name)) if exp.floors else []
+            wanted = exp.floors(profile) if exp.floors else []
+            lengths = {c.task.seq_len for c in planned[name]}
+            if overrides and len(lengths) == 1:  # floors at the length the (overridden) runs train at
+                wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f
+                          for f in wanted]
+            todo_floors = floors.missing(wanted, store.computed(name))
             if todo_floors:
                 store.add_computed(name, floors.compute_rows(todo_floors, show))
         store.set_meta(seconds=round(meta.get("seconds", 0.0) + time.perf_counter() - t0, 1))

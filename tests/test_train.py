@@ -114,7 +114,8 @@ def test_lr_schedule():
     assert lr_factor(10, tc) == pytest.approx(1.0)
     assert lr_factor(55, tc) == pytest.approx(0.55)
     assert lr_factor(100, tc) == pytest.approx(0.1)
-    assert lr_factor(50, sm.TrainConfig(steps=100)) == 1.0
+    assert lr_factor(50, sm.TrainConfig(steps=100, schedule="constant")) == 1.0
+    assert lr_factor(50, sm.TrainConfig(steps=100)) == pytest.approx(0.5)  # the default: cosine to 0
 
 
 def test_val_rel_is_mse_over_target_variance():
