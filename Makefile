@@ -13,7 +13,7 @@ PROFILE ?= auto
 FLEET ?= auto
 COMPILE ?= off
 
-.PHONY: install test reproduce bench clean
+.PHONY: install test lint docs reproduce bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,13 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 reproduce: $(STAMP)
 	$(BIN)/sparsemem reproduce --profile $(PROFILE) --out $(OUT) --workers $(WORKERS) --fleet $(FLEET) --compile $(COMPILE)
 
@@ -34,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) runs $(OUT) .pytest_cache
+	rm -rf $(VENV) runs $(OUT) .pytest_cache site build dist

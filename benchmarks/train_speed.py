@@ -31,16 +31,33 @@ from sparsemem.models.attention import Attention
 
 SETTINGS = {
     "exp1b_last": dict(
-        task=["task.kind=fixed", "task.seq_len=1000", "task.lags=[952,944,901]", "task.readout=relu_net",
-              "task.output=last"],
-        model=["model.layers=1", "model.heads=32", "model.dim=64", "model.ffn_width=256", "model.rpe=lin",
-               "model.attention=dp_free"],
+        task=[
+            "task.kind=fixed",
+            "task.seq_len=1000",
+            "task.lags=[952,944,901]",
+            "task.readout=relu_net",
+            "task.output=last",
+        ],
+        model=[
+            "model.layers=1",
+            "model.heads=32",
+            "model.dim=64",
+            "model.ffn_width=256",
+            "model.rpe=lin",
+            "model.attention=dp_free",
+        ],
         batch=100,
     ),
     "dp_all": dict(
         task=["task.kind=fixed", "task.seq_len=1024", "task.lags=[1,100,1000]", "task.output=all"],
-        model=["model.layers=2", "model.heads=8", "model.dim=64", "model.ffn_width=64", "model.rpe=log",
-               "model.attention=dp"],
+        model=[
+            "model.layers=2",
+            "model.heads=8",
+            "model.dim=64",
+            "model.ffn_width=64",
+            "model.rpe=log",
+            "model.attention=dp",
+        ],
         batch=16,
     ),
 }
@@ -97,8 +114,7 @@ def time_steps(cfg, variant: str, batch: int, seconds: float, device: str = "cpu
             sync()
     sync()
     dt = (time.perf_counter() - t0) / n
-    return {"seconds_per_step": round(dt, 5), "steps_timed": n, "batch": batch,
-            "samples_per_s": round(batch / dt, 1)}
+    return {"seconds_per_step": round(dt, 5), "steps_timed": n, "batch": batch, "samples_per_s": round(batch / dt, 1)}
 
 
 def main() -> None:
@@ -130,15 +146,20 @@ def main() -> None:
                     torch.cuda.empty_cache()
             r["steps_per_s"] = round(r["samples_per_s"] / full, 3)
             results.append({"setting": name, "variant": variant, **r})
-    print(json.dumps({
-        "benchmark": "train_speed",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
-        "note": "steps_per_s is at the setting's full batch (samples_per_s / full batch)",
-        "results": results,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_speed",
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+                "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+                "note": "steps_per_s is at the setting's full batch (samples_per_s / full batch)",
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,14 +21,36 @@ from .preflight import check_runs, check_writable_dir
 from .runfiles import DamagedFile, _restart, _trim_metrics, _try_resume, _write_text, save_checkpoint, write_final
 from .tasks import make_task
 from .trackers import Trackers
-from .train import (DATA_SEED_OFFSET, DTYPES, RunResult, _diverges, _json_number, _mean_loss, _new_result, _progress,
-                    blowup_limit, curve_point, evaluate_lengths, keep_freed_memory, lr_factor, resolve_device)
+from .train import (
+    DATA_SEED_OFFSET,
+    DTYPES,
+    RunResult,
+    _diverges,
+    _json_number,
+    _mean_loss,
+    _new_result,
+    _progress,
+    blowup_limit,
+    curve_point,
+    evaluate_lengths,
+    keep_freed_memory,
+    lr_factor,
+    resolve_device,
+)
 
 # -- fleets --------------------------------------------------------------------
 # Train-config fields every member of a fleet shares (they set the loop, the data and the validation);
 # the others (seed, lr, rpe_lr_scale, weight_decay, betas, warm-up, schedule, min_lr_ratio, grad_clip) are per member.
-FLEET_SHARED_TRAIN = ("steps", "batch_size", "val_samples", "eval_every", "checkpoint_every", "eval_lengths",
-                      "device", "dtype")
+FLEET_SHARED_TRAIN = (
+    "steps",
+    "batch_size",
+    "val_samples",
+    "eval_every",
+    "checkpoint_every",
+    "eval_lengths",
+    "device",
+    "dtype",
+)
 
 
 def fleet_key(cfg: RunConfig) -> str:
@@ -72,14 +94,18 @@ class FleetAdamW:
         self._frozen, self._alive_seen, self._any_frozen, self._rate = None, None, True, None
         # the usual grid: one schedule, one pair of betas, no decay, no clipping; then the per-entry step size
         # is a constant times one scalar a step, and an update takes 7 passes over the fleet instead of 11
-        self.plain = (self.same_betas and not self.decays and not self.clips
-                      and len({(c.train.warmup_steps, c.train.schedule, c.train.min_lr_ratio, c.train.steps)
-                               for c in cfgs}) == 1)
+        self.plain = (
+            self.same_betas
+            and not self.decays
+            and not self.clips
+            and len({(c.train.warmup_steps, c.train.schedule, c.train.min_lr_ratio, c.train.steps) for c in cfgs}) == 1
+        )
 
     def factors(self, step: int) -> torch.Tensor:
         """Per-member lr multipliers for the update of loop step `step` (LambdaLR: lr_factor(step - 1))."""
-        return torch.tensor([lr_factor(step - 1, c.train) for c in self.cfgs], device=self.lr.device,
-                            dtype=self.lr.dtype)
+        return torch.tensor(
+            [lr_factor(step - 1, c.train) for c in self.cfgs], device=self.lr.device, dtype=self.lr.dtype
+        )
 
     @torch.no_grad()
     def step(self, step: int, alive: torch.Tensor) -> None:
@@ -103,10 +129,10 @@ class FleetAdamW:
             b1, b2 = self.cfgs[0].train.betas
             self.exp_avg.lerp_(g, 1 - b1)
             self.exp_avg_sq.mul_(b2).addcmul_(g, g, value=1 - b2)
-            bc2 = math.sqrt(1 - b2 ** n)
+            bc2 = math.sqrt(1 - b2**n)
             torch.sqrt(self.exp_avg_sq, out=c).add_(self.eps * bc2)
             torch.mul(self.exp_avg, self._rate, out=a)
-            p.addcdiv_(a, c, value=-lr_factor(step - 1, self.cfgs[0].train) * bc2 / (1 - b1 ** n))
+            p.addcdiv_(a, c, value=-lr_factor(step - 1, self.cfgs[0].train) * bc2 / (1 - b1**n))
             return
         if self.clips:  # per-member gradient-norm clipping, as clip_grad_norm_
             torch.mul(g, g, out=a)
@@ -128,14 +154,14 @@ class FleetAdamW:
             torch.mul(g, self.one_minus_beta2, out=b)
             self.exp_avg_sq.mul_(self.beta2_at).addcmul_(g, b)
         torch.sqrt(self.exp_avg_sq, out=c)
-        bc2 = (1 - self.beta2 ** n).sqrt()
+        bc2 = (1 - self.beta2**n).sqrt()
         if self.same_betas:  # the usual case: one bias correction for all, no gather
             c.div_(bc2[0])
         else:
             torch.index_select(bc2, 0, at, out=b)
             c.div_(b)
         c.add_(self.eps)  # the denominator
-        torch.index_select(lr / (1 - self.beta1 ** n), 0, at, out=a)
+        torch.index_select(lr / (1 - self.beta1**n), 0, at, out=a)
         a.mul_(self.lr_scale).mul_(self.exp_avg)  # step size times the first moment
         p.addcdiv_(a, c, value=-1.0)
 
@@ -157,8 +183,13 @@ def evaluate_fleet(fleet, task, x: torch.Tensor, y: torch.Tensor, chunk: int = 5
     return _mean_loss(fleet, task.member_losses, x, y, chunk).tolist()
 
 
-def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_dir: Union[str, Path, None] = None,
-                progress: Optional[bool] = None, resume: bool = True) -> list[dict]:
+def train_fleet(
+    cfgs: list[RunConfig],
+    out_dirs: Optional[list] = None,
+    fleet_dir: Union[str, Path, None] = None,
+    progress: Optional[bool] = None,
+    resume: bool = True,
+) -> list[dict]:
     """Train K runs as one fleet; returns one result per run, as ``train`` would.
 
     The runs must share ``fleet_key`` (task and loop) and be supported by fleets
@@ -175,11 +206,14 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     key = fleet_key(cfgs[0])
     for c in cfgs:
         if not fleet_supports(c):
-            raise ConfigError(f"run {c.name or c.config_hash()[:12]}: fleets train the transformer on "
-                              "synthetic tasks only")
+            raise ConfigError(
+                f"run {c.name or c.config_hash()[:12]}: fleets train the transformer on synthetic tasks only"
+            )
         if fleet_key(c) != key:
-            raise ConfigError(f"run {c.name or c.config_hash()[:12]} differs from the fleet's first run in its task "
-                              f"or in one of train.{', train.'.join(FLEET_SHARED_TRAIN)}")
+            raise ConfigError(
+                f"run {c.name or c.config_hash()[:12]} differs from the fleet's first run in its task "
+                f"or in one of train.{', train.'.join(FLEET_SHARED_TRAIN)}"
+            )
     K = len(cfgs)
     tc = cfgs[0].train
     check_runs(cfgs)
@@ -206,14 +240,17 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     outs = [Path(d) if d is not None else None for d in (out_dirs or [None] * K)]
     fdir = Path(fleet_dir) if fleet_dir is not None else None
 
-    results = [{**_new_result(c, h, var_y, fleet.num_params(i), device), "fleet_size": K}
-               for i, (c, h) in enumerate(zip(cfgs, hashes))]
+    results = [
+        {**_new_result(c, h, var_y, fleet.num_params(i), device), "fleet_size": K}
+        for i, (c, h) in enumerate(zip(cfgs, hashes))
+    ]
     alive = torch.ones(K, dtype=torch.bool)  # on the CPU; ``alive_dev`` follows it on the device
     start, elapsed_before, healed = 0, 0.0, []
     if fdir is not None:
         fdir.mkdir(parents=True, exist_ok=True)
         ckpt = fdir / "checkpoint.pt"
         if resume and ckpt.exists():
+
             def restore(state: dict) -> tuple:
                 if state.get("members") != hashes:
                     raise ConfigError(f"fleet folder {str(fdir)!r} holds another fleet; pick another folder")
@@ -222,8 +259,11 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                 for s, g in state["gens"].items():
                     gens[s].set_state(g.cpu())
                 for i, out in enumerate(outs):  # a running member's metrics hold every evaluation up to the step
-                    if out is not None and state["results"][i]["status"] == "running" and _trim_metrics(
-                            out / "metrics.jsonl", state["step"], tc.eval_interval) is None:
+                    if (
+                        out is not None
+                        and state["results"][i]["status"] == "running"
+                        and _trim_metrics(out / "metrics.jsonl", state["step"], tc.eval_interval) is None
+                    ):
                         raise DamagedFile(f"{out.name}/metrics.jsonl lacks evaluations before the checkpoint")
                 return state["step"], state["seconds"], state["results"]
 
@@ -251,15 +291,20 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
     def save(step: int) -> None:
         if fdir is None:
             return
-        state = {"members": hashes, "step": step, "fleet": fleet.state_dict(), "opt": opt.state_dict(),
-                 "gens": {s: g.get_state() for s, g in gens.items()}, "results": results,
-                 "seconds": elapsed_before + time.perf_counter() - t0}
+        state = {
+            "members": hashes,
+            "step": step,
+            "fleet": fleet.state_dict(),
+            "opt": opt.state_dict(),
+            "gens": {s: g.get_state() for s, g in gens.items()},
+            "results": results,
+            "seconds": elapsed_before + time.perf_counter() - t0,
+        }
         save_checkpoint(state, fdir / "checkpoint.pt")
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, f"fleet of {K}")
-    trackers = [Trackers(c, out, start) if r["status"] == "running" else None
-                for c, out, r in zip(cfgs, outs, results)]
+    trackers = [Trackers(c, out, start) if r["status"] == "running" else None for c, out, r in zip(cfgs, outs, results)]
     loss_sum = torch.zeros(K, dtype=torch.float64)
     loss_n = 0
     alive_dev = alive.to(device)
@@ -275,8 +320,9 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
             bad = alive & ~(torch.isfinite(values) & (values <= limits))
             if bool(bad.any()):
                 for i in bad.nonzero().flatten().tolist():
-                    results[i].update(status="diverged", diverged_step=step, steps=step,
-                                      diverged_loss=_json_number(float(values[i])))
+                    results[i].update(
+                        status="diverged", diverged_step=step, steps=step, diverged_loss=_json_number(float(values[i]))
+                    )
                 alive = alive & ~bad
                 alive_dev = alive.to(device)
                 if not bool(alive.any()):
@@ -293,10 +339,17 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
                 lrs = opt.current_lr(step)
                 seconds = round(elapsed_before + time.perf_counter() - t0, 3)
                 for i in alive.nonzero().flatten().tolist():
-                    row = {"step": step, "train_loss": float(loss_sum[i]) / loss_n, "val_loss": vals[i],
-                           "val_rel": vals[i] / var_y if var_y else None, "lr": lrs[i], "seconds": seconds}
-                    results[i].update(steps=step, val_loss=vals[i], val_rel=row["val_rel"],
-                                      train_loss=row["train_loss"])
+                    row = {
+                        "step": step,
+                        "train_loss": float(loss_sum[i]) / loss_n,
+                        "val_loss": vals[i],
+                        "val_rel": vals[i] / var_y if var_y else None,
+                        "lr": lrs[i],
+                        "seconds": seconds,
+                    }
+                    results[i].update(
+                        steps=step, val_loss=vals[i], val_rel=row["val_rel"], train_loss=row["train_loss"]
+                    )
                     results[i].setdefault("curve", []).append(curve_point(row))  # fleet checkpoints before curves
                     if outs[i] is not None:
                         with open(outs[i] / "metrics.jsonl", "a") as fh:
@@ -318,8 +371,9 @@ def train_fleet(cfgs: list[RunConfig], out_dirs: Optional[list] = None, fleet_di
             bar.stop()
         for i, t in enumerate(trackers):
             if t is not None:
-                t.finish({**results[i], "status": "done" if results[i]["status"] == "running" else
-                          results[i]["status"]})
+                t.finish(
+                    {**results[i], "status": "done" if results[i]["status"] == "running" else results[i]["status"]}
+                )
     seconds = round(elapsed_before + time.perf_counter() - t0, 3)
     for i, (c, r) in enumerate(zip(cfgs, results)):
         if r["status"] == "running":

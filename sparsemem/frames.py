@@ -14,11 +14,37 @@ from typing import Iterable, Optional, Union
 
 from .config import ConfigError
 
-RUN_COLUMNS = ("hash", "name", "status", "sweep", "sweeps", "val_loss", "val_rel", "train_loss", "steps",
-               "params", "seconds", "attempts", "created", "updated", "error")
+RUN_COLUMNS = (
+    "hash",
+    "name",
+    "status",
+    "sweep",
+    "sweeps",
+    "val_loss",
+    "val_rel",
+    "train_loss",
+    "steps",
+    "params",
+    "seconds",
+    "attempts",
+    "created",
+    "updated",
+    "error",
+)
 # metrics kept as columns of their own (``metrics.<key>``): scalars a run's result holds besides the above
-_SKIP_METRICS = {"name", "config_hash", "status", "steps", "val_loss", "val_rel", "train_loss", "params",
-                 "seconds", "curve", "length_eval"}
+_SKIP_METRICS = {
+    "name",
+    "config_hash",
+    "status",
+    "steps",
+    "val_loss",
+    "val_rel",
+    "train_loss",
+    "params",
+    "seconds",
+    "curve",
+    "length_eval",
+}
 EXPORT_FORMATS = {".csv": "CSV", ".parquet": "Parquet"}
 
 
@@ -91,8 +117,13 @@ def load_results(store, sweep: Optional[str] = None, status: Optional[Iterable[s
         config.pop("name", None)
         rec.update(flatten(config))
         metrics = r["metrics"] or {}
-        rec.update({f"metrics.{k}": v for k, v in metrics.items()
-                    if k not in _SKIP_METRICS and not isinstance(v, (dict, list))})
+        rec.update(
+            {
+                f"metrics.{k}": v
+                for k, v in metrics.items()
+                if k not in _SKIP_METRICS and not isinstance(v, (dict, list))
+            }
+        )
         for length, scores in sorted((metrics.get("length_eval") or {}).items(), key=lambda kv: int(kv[0])):
             rec.update({f"length.{length}.{k}": v for k, v in scores.items()})
         records.append(rec)
@@ -107,8 +138,11 @@ def load_curves(store, sweep: Optional[str] = None, status: Optional[Iterable[st
     MSE at that step), in the order the runs were registered."""
     pd = _pandas()
     rows, _ = _rows(store, sweep, status)
-    records = [{"hash": r["hash"], "name": r["name"], "step": int(step), "val_loss": loss}
-               for r in rows for step, loss in (r["metrics"] or {}).get("curve", [])]
+    records = [
+        {"hash": r["hash"], "name": r["name"], "step": int(step), "val_loss": loss}
+        for r in rows
+        for step, loss in (r["metrics"] or {}).get("curve", [])
+    ]
     return pd.DataFrame.from_records(records, columns=["hash", "name", "step", "val_loss"])
 
 
@@ -116,8 +150,9 @@ def check_export_path(out: Union[str, Path]) -> Path:
     """The output's format from its extension; a ConfigError (one line) for any other."""
     out = Path(out)
     if out.suffix.lower() not in EXPORT_FORMATS:
-        raise ConfigError(f"--out {str(out)!r}: the format comes from the extension; allowed: "
-                          f"{', '.join(EXPORT_FORMATS)}")
+        raise ConfigError(
+            f"--out {str(out)!r}: the format comes from the extension; allowed: {', '.join(EXPORT_FORMATS)}"
+        )
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give a file name ending in .csv or .parquet")
     return out

@@ -32,8 +32,14 @@ def plot_known(ax, xs: Sequence, values: Sequence, style: str, label: str, floor
     (line,) = ax.plot([x for x, _ in pts], [max(mid(v), floor) for _, v in pts], style, label=label)
     band = [(x, v.lo, v.hi) for x, v in pts if hasattr(v, "lo") and v.lo != v.hi and math.isfinite(v.hi)]
     if band:
-        ax.fill_between([b[0] for b in band], [max(b[1], floor) for b in band], [max(b[2], floor) for b in band],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(
+            [b[0] for b in band],
+            [max(b[1], floor) for b in band],
+            [max(b[2], floor) for b in band],
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
 
 
 def log_axes(ax, xlabel: str, ylabel: str, title: str, ybase: Optional[int] = None, legend: Optional[int] = 8):

@@ -60,8 +60,10 @@ def check_device(name: str, field: str = "train.device") -> None:
             raise ConfigError(f"{field} = {name!r}: CUDA is not available here; use cpu or auto")
         index = int(name[5:]) if name.startswith("cuda:") else 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"{field} = {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise ConfigError(
+                f"{field} = {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
     elif name == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
@@ -102,8 +104,9 @@ def _parse_size(text: str) -> Optional[int]:
     try:
         value = float(text[: len(text) - len(unit)] if unit else text)
     except ValueError:
-        raise ConfigError(f"SPARSEMEM_MEMORY_LIMIT = {text!r}: give a size such as 64G, 512M, "
-                          "a number of bytes, or off") from None
+        raise ConfigError(
+            f"SPARSEMEM_MEMORY_LIMIT = {text!r}: give a size such as 64G, 512M, a number of bytes, or off"
+        ) from None
     if not value > 0:
         raise ConfigError(f"SPARSEMEM_MEMORY_LIMIT = {text!r}: must be positive, or off")
     return int(value * _UNITS[unit])
@@ -146,7 +149,9 @@ def check_runs(cfgs: Iterable[RunConfig]) -> None:
         need = estimate_bytes(cfg)
         if limit is not None and need > limit:
             who = f"run {cfg.name}: " if cfg.name else ""
-            raise ConfigError(f"{who}needs about {_gib(need)} of memory (task.seq_len = {cfg.task.seq_len}, "
-                              f"model.layers = {cfg.model.layers}, train.batch_size = {cfg.train.batch_size}, "
-                              f"train.val_samples = {cfg.train.val_samples}), more than the {_gib(limit)} "
-                              "limit; shrink it, or raise the limit with SPARSEMEM_MEMORY_LIMIT (e.g. 256G, or off)")
+            raise ConfigError(
+                f"{who}needs about {_gib(need)} of memory (task.seq_len = {cfg.task.seq_len}, "
+                f"model.layers = {cfg.model.layers}, train.batch_size = {cfg.train.batch_size}, "
+                f"train.val_samples = {cfg.train.val_samples}), more than the {_gib(limit)} "
+                "limit; shrink it, or raise the limit with SPARSEMEM_MEMORY_LIMIT (e.g. 256G, or off)"
+            )

@@ -20,8 +20,8 @@ from typing import Callable, Optional
 
 import torch
 
-
 # ---------------------------------------------------------------------------- phi, written once
+
 
 def _phi_lin(s: torch.Tensor, **_) -> torch.Tensor:
     return -s
@@ -90,6 +90,7 @@ def bias(p: torch.Tensor, f: torch.Tensor, guard: bool = True) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- entries
 
+
 @dataclass(frozen=True)
 class RPEType:
     """A relative positional encoding: bias p_h phi(s) at lag s."""
@@ -120,26 +121,61 @@ class RPEType:
 
 
 _ALL_THEORY = frozenset({"fit", "construct"})
-RPES: dict[str, RPEType] = {r.name: r for r in (
-    RPEType("lin", "lin", "-p_h s", ("p",), _phi_lin, _phi_lin, theory=_ALL_THEORY | {"scaling"}),
-    RPEType("log", "log", "-p_h log s (s >= 1), -inf at s = 0", ("p",), _phi_log, _real_log,
-            theory=_ALL_THEORY | {"scaling"}),
-    RPEType("t5", "log", "-p_h r(s), r the T5 bucket of s (B, D)", ("p",), _phi_t5, theory=_ALL_THEORY),
-    RPEType("kerple_log", "log", "-p_h log(1 + a_h s)", ("p", "a"), _phi_kerple_log, _real_kerple_log,
-            theory=_ALL_THEORY),
-    RPEType("alibi", "lin", "-p_h s, p_h = 2^(-8h/H) fixed", (), _phi_lin, _phi_lin, fixed_p=alibi_slopes,
-            theory=frozenset({"fit"})),
-    RPEType("none", None, "0", (), _phi_none, theory=frozenset({"fit"})),
-    RPEType("learned", None, "b_h(min(s, max_distance - 1)), one bias per distance", ("table",)),
-)}
+RPES: dict[str, RPEType] = {
+    r.name: r
+    for r in (
+        RPEType("lin", "lin", "-p_h s", ("p",), _phi_lin, _phi_lin, theory=_ALL_THEORY | {"scaling"}),
+        RPEType(
+            "log",
+            "log",
+            "-p_h log s (s >= 1), -inf at s = 0",
+            ("p",),
+            _phi_log,
+            _real_log,
+            theory=_ALL_THEORY | {"scaling"},
+        ),
+        RPEType("t5", "log", "-p_h r(s), r the T5 bucket of s (B, D)", ("p",), _phi_t5, theory=_ALL_THEORY),
+        RPEType(
+            "kerple_log",
+            "log",
+            "-p_h log(1 + a_h s)",
+            ("p", "a"),
+            _phi_kerple_log,
+            _real_kerple_log,
+            theory=_ALL_THEORY,
+        ),
+        RPEType(
+            "alibi",
+            "lin",
+            "-p_h s, p_h = 2^(-8h/H) fixed",
+            (),
+            _phi_lin,
+            _phi_lin,
+            fixed_p=alibi_slopes,
+            theory=frozenset({"fit"}),
+        ),
+        RPEType("none", None, "0", (), _phi_none, theory=frozenset({"fit"})),
+        RPEType("learned", None, "b_h(min(s, max_distance - 1)), one bias per distance", ("table",)),
+    )
+}
 
 
-def rpes(*, family: Optional[str] = None, theory: Optional[str] = None, tmx: Optional[bool] = None,
-         signed: Optional[bool] = None) -> tuple[str, ...]:
+def rpes(
+    *,
+    family: Optional[str] = None,
+    theory: Optional[str] = None,
+    tmx: Optional[bool] = None,
+    signed: Optional[bool] = None,
+) -> tuple[str, ...]:
     """Names of the RPE types with the given properties, in registry order."""
-    return tuple(r.name for r in RPES.values()
-                 if (family is None or r.family == family) and (theory is None or theory in r.theory)
-                 and (tmx is None or r.tmx == tmx) and (signed is None or r.signed == signed))
+    return tuple(
+        r.name
+        for r in RPES.values()
+        if (family is None or r.family == family)
+        and (theory is None or theory in r.theory)
+        and (tmx is None or r.tmx == tmx)
+        and (signed is None or r.signed == signed)
+    )
 
 
 def phi(kind: str, s: torch.Tensor, **shape) -> torch.Tensor:
@@ -158,22 +194,31 @@ class Entry:
     meaning: str
 
 
-ATTENTION = {e.name: e for e in (
-    Entry("dp", "dot product plus RPE: <W_Q x_t, W_K x_{t-s}> + p_h phi(s)"),
-    Entry("dp_free", "RPE only (W_Q = W_K = 0): a causal convolution with a fixed kernel"),
-    Entry("tmx", "p_h (phi(s) - phi(w_h . x_t)), O(D) attention parameters (Prop 4.3)"),
-)}
-ARCHS = {e.name: e for e in (
-    Entry("transformer", "the paper's Transformer (eq. 2-4)"),
-    Entry("linear_rnn", "a diagonal linear recurrence with N states (baseline)"),
-    Entry("lstm", "an LSTM with N states (baseline)"),
-)}
-TASKS = {e.name: e for e in (
-    Entry("fixed", "Task I: y_t = f(x_t-T_1, ..., x_t-T_M), fixed lags"),
-    Entry("adaptive", "Task II: nested lags t_i = g_i(x_t, x_t-t_1, ...)"),
-    Entry("kernel", "Task III: y_t = f((X * rho_1)(t), ...), memory kernels"),
-    Entry("text", "next-byte prediction on a text corpus"),
-)}
+ATTENTION = {
+    e.name: e
+    for e in (
+        Entry("dp", "dot product plus RPE: <W_Q x_t, W_K x_{t-s}> + p_h phi(s)"),
+        Entry("dp_free", "RPE only (W_Q = W_K = 0): a causal convolution with a fixed kernel"),
+        Entry("tmx", "p_h (phi(s) - phi(w_h . x_t)), O(D) attention parameters (Prop 4.3)"),
+    )
+}
+ARCHS = {
+    e.name: e
+    for e in (
+        Entry("transformer", "the paper's Transformer (eq. 2-4)"),
+        Entry("linear_rnn", "a diagonal linear recurrence with N states (baseline)"),
+        Entry("lstm", "an LSTM with N states (baseline)"),
+    )
+}
+TASKS = {
+    e.name: e
+    for e in (
+        Entry("fixed", "Task I: y_t = f(x_t-T_1, ..., x_t-T_M), fixed lags"),
+        Entry("adaptive", "Task II: nested lags t_i = g_i(x_t, x_t-t_1, ...)"),
+        Entry("kernel", "Task III: y_t = f((X * rho_1)(t), ...), memory kernels"),
+        Entry("text", "next-byte prediction on a text corpus"),
+    )
+}
 INPUTS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUTS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
@@ -185,6 +230,15 @@ def catalogue() -> dict[str, tuple[str, ...]]:
     from .config import ADAPTIVE_EXAMPLES
     from .config.loading import examples
 
-    return {"arch": tuple(ARCHS), "rpe": tuple(RPES), "attention": tuple(ATTENTION), "task": tuple(TASKS),
-            "adaptive example": ADAPTIVE_EXAMPLES, "input": INPUTS, "readout": READOUTS, "kernel": KERNEL_FORMS,
-            "tracker": tuple(TRACKERS), "example": tuple(examples())}
+    return {
+        "arch": tuple(ARCHS),
+        "rpe": tuple(RPES),
+        "attention": tuple(ATTENTION),
+        "task": tuple(TASKS),
+        "adaptive example": ADAPTIVE_EXAMPLES,
+        "input": INPUTS,
+        "readout": READOUTS,
+        "kernel": KERNEL_FORMS,
+        "tracker": tuple(TRACKERS),
+        "example": tuple(examples()),
+    }

@@ -38,8 +38,9 @@ def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
     return out
 
 
-def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
-                 names: Optional[list[str]] = None) -> dict[str, Verdict]:
+def build_report(
+    store_path: Union[str, Path], out_dir: Union[str, Path], names: Optional[list[str]] = None
+) -> dict[str, Verdict]:
     """Write tables/, figures/ and REPORT.md into out_dir; return the verdicts."""
     from .preflight import check_writable_dir
 
@@ -79,8 +80,11 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
             body.append(f"- Diagnostic: {verdict.diagnostic}.")
         if exp.notes:
             body.append(f"- Notes: {exp.notes}")
-        body += [f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
-                 f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`", ""]
+        body += [
+            f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
+            f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`",
+            "",
+        ]
         body += [t.markdown() + "\n" for t in tables]
         if fig.exists():
             body.append(f"![{name}](figures/{name}.png)\n")
@@ -89,7 +93,8 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
     header = [
         "# sparsemem: reproduction of Wang and E (NeurIPS 2024), App. H.2",
         "",
-        f"Profile **{profile}**" + (f" ({meta['profile_reason']})" if meta.get("profile_reason") else "")
+        f"Profile **{profile}**"
+        + (f" ({meta['profile_reason']})" if meta.get("profile_reason") else "")
         + f", built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{Path(store_path).name}` "
         f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}).",
         f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with "
@@ -101,13 +106,20 @@ def build_report(store_path: Union[str, Path], out_dir: Union[str, Path],
         "(MSE / Var(y)); tables show MSE (relative MSE).",
     ]
     if meta.get("overrides"):
-        header += ["", f"**Overrides on every run: `{' '.join(meta['overrides'])}`.** The runs differ from the "
-                   f"{profile} profile's, so the verdicts below do not judge the paper's claims."]
+        header += [
+            "",
+            f"**Overrides on every run: `{' '.join(meta['overrides'])}`.** The runs differ from the "
+            f"{profile} profile's, so the verdicts below do not judge the paper's claims.",
+        ]
     if profile in ("quick", "paper"):
         tr = train_settings(profile)
-        header += ["", "One AdamW setting for every toy cell (the paper does not give its own): "
-                   + ", ".join(f"{k} {v}" for k, v in tr.items()) + "; betas (0.9, 0.999), no weight decay, "
-                   "D = 64, T = 1000 for the toy experiments."]
+        header += [
+            "",
+            "One AdamW setting for every toy cell (the paper does not give its own): "
+            + ", ".join(f"{k} {v}" for k, v in tr.items())
+            + "; betas (0.9, 0.999), no weight decay, "
+            "D = 64, T = 1000 for the toy experiments.",
+        ]
     header += ["", "| experiment | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
     for name, (exp, _, _, verdict) in found.items():
         header.append(f"| {name} | {exp.insight} | {exp.paper} | {verdict.ours} | **{verdict.label}** |")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from .config import ConfigError, RunConfig
-from .plumbing import concrete_device
 from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all, floors
+from .plumbing import concrete_device
 from .report import build_report
 from .sweep.runner import check_runner_args, run_sweep
 from .sweep.store import Store
@@ -33,11 +33,22 @@ def resolve_profile(profile: str, device: str) -> tuple[str, str]:
     return "quick", f"auto: the runs go to {device}, where the paper profile takes hours"
 
 
-def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Union[str, Path] = "results",
-              workers: int = 1, backend: str = "local", address: Optional[str] = None,
-              progress: Optional[bool] = None, command: str = "sparsemem reproduce",
-              corpus: Optional[str] = None, device: str = "auto", fleet: str = "auto", fleet_size: int = 0,
-              compile: str = "off", overrides: Sequence[str] = ()) -> dict:
+def reproduce(
+    names: Optional[list[str]] = None,
+    profile: str = "auto",
+    out: Union[str, Path] = "results",
+    workers: int = 1,
+    backend: str = "local",
+    address: Optional[str] = None,
+    progress: Optional[bool] = None,
+    command: str = "sparsemem reproduce",
+    corpus: Optional[str] = None,
+    device: str = "auto",
+    fleet: str = "auto",
+    fleet_size: int = 0,
+    compile: str = "off",
+    overrides: Sequence[str] = (),
+) -> dict:
     """Run the named experiments and write the report into ``out``.
 
     By default every experiment that needs no corpus; with ``corpus`` the text
@@ -55,14 +66,14 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
         if name not in EXPERIMENTS:
-            raise ConfigError(f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)} "
-                              f"and the groups {', '.join(GROUPS)}")
+            raise ConfigError(
+                f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)} and the groups {', '.join(GROUPS)}"
+            )
     specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
     planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
     overrides = list(overrides)
     if overrides:
-        planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs]
-                   for name, runs in planned.items()}
+        planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs] for name, runs in planned.items()}
     import torch
 
     from .preflight import check_device, check_runs, check_writable_dir
@@ -77,8 +88,10 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
             msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
             raise ConfigError(f"--device = {device!r}: {msg.removeprefix('Value error, ')}") from None
         check_device(device, "--device")
-        planned = {name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})})
-                          for c in runs] for name, runs in planned.items()}
+        planned = {
+            name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})}) for c in runs]
+            for name, runs in planned.items()
+        }
     check_runs(c for runs in planned.values() for c in runs)
     out = Path(out)
     check_writable_dir(out, "--out")
@@ -91,15 +104,24 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
         if had and had != profile:
             raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
         if had and had_overrides != overrides:
-            raise ConfigError(f"--out {str(out)!r} holds a reproduction with overrides "
-                              f"{' '.join(had_overrides) or '(none)'}; pick another --out for "
-                              f"{' '.join(overrides) or 'none'}")
+            raise ConfigError(
+                f"--out {str(out)!r} holds a reproduction with overrides "
+                f"{' '.join(had_overrides) or '(none)'}; pick another --out for "
+                f"{' '.join(overrides) or 'none'}"
+            )
     runs_by_hash = {}
     with Store(store_path) as store:
         # CUDA's presence was checked above for a cuda device
         label = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else device
-        store.set_meta(profile=profile, profile_reason=why, out=str(out), command=command, torch=torch.__version__,
-                       device=label, overrides=overrides)
+        store.set_meta(
+            profile=profile,
+            profile_reason=why,
+            out=str(out),
+            command=command,
+            torch=torch.__version__,
+            device=label,
+            overrides=overrides,
+        )
         for name in names:
             runs = planned[name]
             store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
@@ -107,10 +129,20 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
                 runs_by_hash.setdefault(c.config_hash(), c)
         todo = sorted(runs_by_hash.values(), key=cost, reverse=True)
         t0 = time.perf_counter()
-        summary = run_sweep(todo, store, None, workers=workers, backend=backend, address=address,
-                            runs_dir=out / "runs", progress=progress,
-                            ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None,
-                            fleet=fleet, fleet_size=fleet_size, compile=compile)
+        summary = run_sweep(
+            todo,
+            store,
+            None,
+            workers=workers,
+            backend=backend,
+            address=address,
+            runs_dir=out / "runs",
+            progress=progress,
+            ray_temp_dir=str((out / "ray").resolve()) if backend == "ray" else None,
+            fleet=fleet,
+            fleet_size=fleet_size,
+            compile=compile,
+        )
         meta = store.meta()
         show = progress if progress is not None else sys.stderr.isatty()
         for name in names:  # what experiments compute besides training: computed once, kept in the store
@@ -120,8 +152,7 @@ def reproduce(names: Optional[list[str]] = None, profile: str = "auto", out: Uni
             wanted = exp.floors(profile) if exp.floors else []
             lengths = {c.task.seq_len for c in planned[name]}
             if overrides and len(lengths) == 1:  # floors at the length the (overridden) runs train at
-                wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f
-                          for f in wanted]
+                wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f for f in wanted]
             todo_floors = floors.missing(wanted, store.computed(name))
             if todo_floors:
                 store.add_computed(name, floors.compute_rows(todo_floors, show))

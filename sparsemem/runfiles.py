@@ -134,7 +134,9 @@ def _try_resume(path: Path, device, restore: Callable[[dict], tuple], what: str)
 
 def _restart(out: Path, keep_checkpoint: bool = False) -> None:
     """Clear a run folder's state files, so the run starts at step 0."""
-    for name in ("final.json", "metrics.jsonl") + (() if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")):
+    for name in ("final.json", "metrics.jsonl") + (
+        () if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")
+    ):
         (out / name).unlink(missing_ok=True)
 
 
@@ -152,11 +154,17 @@ def strict_json(obj):
 def summary_line(result: dict, out) -> str:
     """One line for a finished run; a run that diverged before its first evaluation has no val MSE."""
     val, rel = result.get("val_loss"), result.get("val_rel")
-    summary = (f"{result['status']}: {result['steps']} steps, "
-               + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
-               + (f" (relative {rel:.3g})" if rel is not None else "")
-               + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}")
+    summary = (
+        f"{result['status']}: {result['steps']} steps, "
+        + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
+        + (f" (relative {rel:.3g})" if rel is not None else "")
+        + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}"
+    )
     if result["status"] == "diverged":
         loss = result.get("diverged_loss")
-        summary += f" (diverged at step {result['diverged_step']}" + (f", loss {loss:.3g}" if isinstance(loss, float) else f", loss {loss}" if loss else "") + ")"
+        summary += (
+            f" (diverged at step {result['diverged_step']}"
+            + (f", loss {loss:.3g}" if isinstance(loss, float) else f", loss {loss}" if loss else "")
+            + ")"
+        )
     return summary

@@ -22,6 +22,7 @@ from typing import Iterable, Optional
 
 from .config import ConfigError, RunConfig
 from .registry import TRACKERS
+
 SCALARS = ("train_loss", "val_loss", "val_rel", "lr")
 
 
@@ -29,8 +30,10 @@ def check_trackers(cfgs: Iterable[RunConfig]) -> None:
     """Every tracker a config names is installed (ConfigError, one line, otherwise)."""
     for name in sorted({t for cfg in cfgs for t in cfg.train.log}):
         if importlib.util.find_spec(TRACKERS[name]) is None:
-            raise ConfigError(f"train.log = {name}: needs the {TRACKERS[name]} package; "
-                              f"pip install 'sparsemem[{name}]', or drop it from train.log")
+            raise ConfigError(
+                f"train.log = {name}: needs the {TRACKERS[name]} package; "
+                f"pip install 'sparsemem[{name}]', or drop it from train.log"
+            )
 
 
 class Trackers:
@@ -41,7 +44,9 @@ class Trackers:
         if not cfg.train.log:
             return
         chash = cfg.config_hash()
-        folder = Path(out) if out is not None else Path("runs") / "trackers" / f"{cfg.name or cfg.task.kind}-{chash[:10]}"
+        folder = (
+            Path(out) if out is not None else Path("runs") / "trackers" / f"{cfg.name or cfg.task.kind}-{chash[:10]}"
+        )
         name = (cfg.name or cfg.task.kind).replace("/", ":")
         for kind in cfg.train.log:
             if kind == "tensorboard":
@@ -75,8 +80,9 @@ class _TensorBoard:
         self.writer.flush()
 
     def finish(self, result: dict) -> None:
-        self.writer.add_text("status", f"{result.get('status')} after {result.get('steps')} steps",
-                             result.get("steps") or 0)
+        self.writer.add_text(
+            "status", f"{result.get('status')} after {result.get('steps')} steps", result.get("steps") or 0
+        )
         self.writer.close()
 
 
@@ -85,8 +91,15 @@ class _WandB:
         import wandb
 
         folder.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "sparsemem"), name=name, id=run_id,
-                              config=cfg.to_dict(), dir=str(folder), resume="allow", reinit="create_new")
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "sparsemem"),
+            name=name,
+            id=run_id,
+            config=cfg.to_dict(),
+            dir=str(folder),
+            resume="allow",
+            reinit="create_new",
+        )
 
     def log(self, row: dict) -> None:
         self.run.log({k: row[k] for k in SCALARS if row.get(k) is not None}, step=row["step"])

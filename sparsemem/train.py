@@ -21,8 +21,17 @@ from .config import ConfigError, RunConfig
 from .models import is_memory_parameter, make_model
 from .plumbing import concrete_device
 from .preflight import check_device, check_runs, check_writable_dir
-from .runfiles import (DamagedFile, _read_json, _restart, _trim_metrics, _try_resume, _write_text,  # noqa: F401
-                       load_checkpoint, save_checkpoint, write_final)
+from .runfiles import (
+    DamagedFile,
+    _read_json,
+    _restart,
+    _trim_metrics,
+    _try_resume,
+    _write_text,  # noqa: F401
+    load_checkpoint,
+    save_checkpoint,
+    write_final,
+)
 from .tasks import make_task
 from .trackers import Trackers
 
@@ -67,7 +76,11 @@ def keep_freed_memory() -> bool:
     whether the settings took (glibc only).
     """
     global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED or os.environ.get("SPARSEMEM_MALLOC", "keep") == "system" or not sys.platform.startswith("linux"):
+    if (
+        _ALLOCATOR_TUNED
+        or os.environ.get("SPARSEMEM_MALLOC", "keep") == "system"
+        or not sys.platform.startswith("linux")
+    ):
         return _ALLOCATOR_TUNED
     import ctypes
 
@@ -103,8 +116,11 @@ def param_groups(model: torch.nn.Module, tc) -> list:
             decay.append(p)
         else:
             rest.append(p)
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": rest, "weight_decay": 0.0},
-              {"params": rpe, "weight_decay": 0.0, "lr": tc.lr * tc.rpe_lr_scale}]
+    groups = [
+        {"params": decay, "weight_decay": tc.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+        {"params": rpe, "weight_decay": 0.0, "lr": tc.lr * tc.rpe_lr_scale},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -113,8 +129,8 @@ def _mean_loss(predict, loss, x: torch.Tensor, y: torch.Tensor, chunk: int) -> t
     """loss(predict(x), y) averaged over a fixed set, evaluated in chunks, in float64."""
     total, n = 0.0, 0
     for i in range(0, x.shape[0], chunk):
-        part = y[i:i + chunk]
-        total = total + loss(predict(x[i:i + chunk]), part).double() * part.shape[0]
+        part = y[i : i + chunk]
+        total = total + loss(predict(x[i : i + chunk]), part).double() * part.shape[0]
         n += part.shape[0]
     return total / n
 
@@ -151,8 +167,9 @@ def _json_number(v: float):
     return v if math.isfinite(v) else str(v)
 
 
-def _new_result(cfg: RunConfig, chash: str, var_y, params: int, device, steps: int = 0,
-                history: Optional[list] = None) -> dict:
+def _new_result(
+    cfg: RunConfig, chash: str, var_y, params: int, device, steps: int = 0, history: Optional[list] = None
+) -> dict:
     """A run's result before it finishes; ``history`` holds its metrics rows so far, if any.
 
     ``curve`` is the validation curve, one [step, val_rel] a evaluation (val_loss where val_rel is None),
@@ -160,10 +177,21 @@ def _new_result(cfg: RunConfig, chash: str, var_y, params: int, device, steps: i
     """
     history = history or []
     last = history[-1] if history else {}
-    return {"name": cfg.name, "config_hash": chash, "status": "running", "steps": steps,
-            "val_loss": last.get("val_loss"), "val_rel": last.get("val_rel"), "train_loss": last.get("train_loss"),
-            "var_y": var_y, "params": params, "seconds": 0.0, "diverged_step": None, "device": str(device),
-            "curve": [curve_point(r) for r in history]}
+    return {
+        "name": cfg.name,
+        "config_hash": chash,
+        "status": "running",
+        "steps": steps,
+        "val_loss": last.get("val_loss"),
+        "val_rel": last.get("val_rel"),
+        "train_loss": last.get("train_loss"),
+        "var_y": var_y,
+        "params": params,
+        "seconds": 0.0,
+        "diverged_step": None,
+        "device": str(device),
+        "curve": [curve_point(r) for r in history],
+    }
 
 
 def curve_point(row: dict) -> list:
@@ -177,21 +205,33 @@ def _progress(enabled: bool, total: int, start: int, label: str):
         return None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True, console=None)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        transient=True,
+        console=None,
+    )
     bar.start()
     bar.add_task(label, total=total, completed=start, info="")
     return bar
 
 
-def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Optional[bool] = None,
-          resume: bool = True, compile: bool = False) -> dict:
+def train(
+    cfg: RunConfig,
+    out_dir: Union[str, Path, None] = None,
+    progress: Optional[bool] = None,
+    resume: bool = True,
+    compile: bool = False,
+) -> dict:
     """Train one run and return its result.
 
     The result holds status (done or diverged), steps, val_loss (MSE on the
     fixed validation set), val_rel (val_loss / Var(y)), train_loss (mean over
     the last evaluation interval), params, seconds and diverged_step.
-    
+
     ``compile`` trains through ``torch.compile`` (an execution choice, not part of
     the config: same numbers to round-off); should compiling fail, the run goes
     on eagerly. The result's ``compiled`` says which it used.
@@ -237,6 +277,7 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                 model, opt, sched, gen = build()
                 _restart(out)
         if resume and ckpt_path.exists():
+
             def restore(state: dict) -> tuple:
                 if state.get("config_hash") != chash:
                     raise ConfigError(f"run folder {str(out)!r} holds a run of another config; pick another --out")
@@ -271,9 +312,15 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
     def checkpoint(step: int) -> None:
         if out is None:
             return
-        state = {"step": step, "config_hash": chash, "model": model.state_dict(), "opt": opt.state_dict(),
-                 "sched": sched.state_dict(), "gen": gen.get_state(),
-                 "seconds": elapsed_before + time.perf_counter() - t0}
+        state = {
+            "step": step,
+            "config_hash": chash,
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "gen": gen.get_state(),
+            "seconds": elapsed_before + time.perf_counter() - t0,
+        }
         save_checkpoint(state, out / "checkpoint.pt")
 
     show = progress if progress is not None else sys.stderr.isatty()
@@ -313,9 +360,14 @@ def train(cfg: RunConfig, out_dir: Union[str, Path, None] = None, progress: Opti
                 model.eval()
                 val = evaluate(model, task, x_val, y_val)
                 model.train()
-                row = {"step": step, "train_loss": loss_sum / loss_n, "val_loss": val,
-                       "val_rel": val / var_y if var_y else None, "lr": sched.get_last_lr()[0],
-                       "seconds": round(elapsed_before + time.perf_counter() - t0, 3)}
+                row = {
+                    "step": step,
+                    "train_loss": loss_sum / loss_n,
+                    "val_loss": val,
+                    "val_rel": val / var_y if var_y else None,
+                    "lr": sched.get_last_lr()[0],
+                    "seconds": round(elapsed_before + time.perf_counter() - t0, 3),
+                }
                 loss_sum, loss_n = 0.0, 0
                 result.update(steps=step, val_loss=val, val_rel=row["val_rel"], train_loss=row["train_loss"])
                 result["curve"].append(curve_point(row))

@@ -43,8 +43,10 @@ def _make(path: Path, kind: str) -> None:
 
 
 def _snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.is_dir(), p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def _case_id(case: dict) -> str:
@@ -97,22 +99,51 @@ def test_repeated_keys_name_the_key_and_lines(tmp_path):
         load_yaml(path)
 
 
-FIELDS = ["task.seq_len", "task.dim", "task.lags", "task.kind", "task.kernels", "task.input", "task.readout",
-          "task.seed", "model.heads", "model.dim", "model.layers", "model.rpe", "model.rpe_init",
-          "model.attention", "model.normalize", "model.ffn_width", "train.lr", "train.betas", "train.seed",
-          "train.steps", "train.device", "train.dtype", "train.blowup", "nonsense", "model.x.y"]
+FIELDS = [
+    "task.seq_len",
+    "task.dim",
+    "task.lags",
+    "task.kind",
+    "task.kernels",
+    "task.input",
+    "task.readout",
+    "task.seed",
+    "model.heads",
+    "model.dim",
+    "model.layers",
+    "model.rpe",
+    "model.rpe_init",
+    "model.attention",
+    "model.normalize",
+    "model.ffn_width",
+    "train.lr",
+    "train.betas",
+    "train.seed",
+    "train.steps",
+    "train.device",
+    "train.dtype",
+    "train.blowup",
+    "nonsense",
+    "model.x.y",
+]
 VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(FIELDS), VALUES), max_size=4))
 def test_random_values_load_or_fail_with_one_line(items):
-    overrides = [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
-                 for key, value in items]
+    overrides = [
+        f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+        for key, value in items
+    ]
     try:
         cfg = RunConfig.from_dict({}, overrides)
     except ConfigError as err:

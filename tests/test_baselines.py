@@ -33,7 +33,7 @@ def test_linear_rnn_kernel_is_a_sum_of_exponentials():
     for s in (0, 1, 7, 29):
         xi = x.clone()
         xi[0, T - 1 - s, 0] = 1.0
-        want = (C * B * lam ** s).sum() + (D if s == 0 else 0.0)
+        want = (C * B * lam**s).sum() + (D if s == 0 else 0.0)
         assert (model(xi) - base).item() == pytest.approx(want.item(), abs=1e-12)
 
 
@@ -49,18 +49,42 @@ def test_recurrent_baselines_are_causal(arch, gen):
 
 
 def test_one_state_linear_rnn_learns_an_exponential_kernel():
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", "task.kernels=[exp:0.5]", "task.seq_len=64",
-                                      "model.arch=linear_rnn", "model.hidden=1", "model.ffn_width=0",
-                                      "train.steps=500", "train.lr=0.02", "train.rpe_lr_scale=1",
-                                      "train.schedule=constant", "train.batch_size=64", "train.val_samples=500"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=kernel",
+            "task.kernels=[exp:0.5]",
+            "task.seq_len=64",
+            "model.arch=linear_rnn",
+            "model.hidden=1",
+            "model.ffn_width=0",
+            "train.steps=500",
+            "train.lr=0.02",
+            "train.rpe_lr_scale=1",
+            "train.schedule=constant",
+            "train.batch_size=64",
+            "train.val_samples=500",
+        ],
+    )
     result = sm.train(cfg, progress=False)
     assert result["val_rel"] < 1e-4
     assert result["model"].lam.item() == pytest.approx(torch.exp(torch.tensor(-0.5)).item(), rel=0.02)
 
 
 def test_lstm_trains(tmp_path):
-    cfg = sm.RunConfig.from_dict({}, ["task.lags=[1,2]", "task.seq_len=12", "model.arch=lstm", "model.hidden=16",
-                                      "model.ffn_width=16", "train.steps=200", "train.lr=0.01",
-                                      "train.batch_size=32", "train.val_samples=200"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.lags=[1,2]",
+            "task.seq_len=12",
+            "model.arch=lstm",
+            "model.hidden=16",
+            "model.ffn_width=16",
+            "train.steps=200",
+            "train.lr=0.01",
+            "train.batch_size=32",
+            "train.val_samples=200",
+        ],
+    )
     result = sm.train(cfg, out_dir=tmp_path, progress=False)
     assert result["status"] == "done" and result["val_rel"] < 0.2

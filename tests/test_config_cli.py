@@ -15,17 +15,25 @@ def run_cli(*args, cwd=None):
 
 
 def test_overrides_parse_yaml_values():
-    cfg = sm.RunConfig.from_dict({"task": {"kind": "kernel"}}, [
-        "task.kernels=[power:1.5, exp:2]", "model.heads=4", "model.normalize=false",
-        "task.readout.width=7", "task.readout.kind=relu_net", "train.betas=[0.8, 0.9]",
-    ])
+    cfg = sm.RunConfig.from_dict(
+        {"task": {"kind": "kernel"}},
+        [
+            "task.kernels=[power:1.5, exp:2]",
+            "model.heads=4",
+            "model.normalize=false",
+            "task.readout.width=7",
+            "task.readout.kind=relu_net",
+            "train.betas=[0.8, 0.9]",
+        ],
+    )
     assert cfg.task.kernels == ["power:1.5", "exp:2"]
     assert cfg.model.heads == 4 and cfg.model.normalize is False
     assert cfg.task.readout.kind == "relu_net" and cfg.task.readout.width == 7
     assert cfg.train.betas == (0.8, 0.9)
     # a bare name stands for {kind: name}, so a parameter can be set beside it
-    assert apply_overrides({"task": {"input": "discrete"}}, ["task.input.values=[0, 1]"]) == \
-        {"task": {"input": {"kind": "discrete", "values": [0, 1]}}}
+    assert apply_overrides({"task": {"input": "discrete"}}, ["task.input.values=[0, 1]"]) == {
+        "task": {"input": {"kind": "discrete", "values": [0, 1]}}
+    }
 
 
 def test_yaml_round_trip_and_hash(tmp_path):
@@ -37,8 +45,15 @@ def test_yaml_round_trip_and_hash(tmp_path):
     assert sm.RunConfig.from_yaml(path, ["model.heads=2"]).config_hash() != cfg.config_hash()
 
 
-@pytest.mark.parametrize("path", ["sparsemem/examples/fixed_sparse_relu.yaml", "sparsemem/examples/adaptive_nested.yaml",
-                                  "sparsemem/examples/kernel_power.yaml", "sparsemem/examples/kernel_exp.yaml"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sparsemem/examples/fixed_sparse_relu.yaml",
+        "sparsemem/examples/adaptive_nested.yaml",
+        "sparsemem/examples/kernel_power.yaml",
+        "sparsemem/examples/kernel_exp.yaml",
+    ],
+)
 def test_examples_load(path):
     cfg = sm.RunConfig.from_yaml(path)
     task = sm.make_task(cfg.task)
@@ -81,10 +96,15 @@ def test_bad_values_raise_one_line(overrides, needle):
     assert needle in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("kind,stray,allowed", [
-    ("kernel", "task.lags=[2]", "kernels"), ("fixed", "task.kernels=[exp:1]", "lags"),
-    ("text", "task.readout=sum", "corpus"), ("fixed", "task.depth=1", "lags"),
-])
+@pytest.mark.parametrize(
+    "kind,stray,allowed",
+    [
+        ("kernel", "task.lags=[2]", "kernels"),
+        ("fixed", "task.kernels=[exp:1]", "lags"),
+        ("text", "task.readout=sum", "corpus"),
+        ("fixed", "task.depth=1", "lags"),
+    ],
+)
 def test_a_key_of_another_task_family_is_refused_with_this_familys_keys(kind, stray, allowed, tmp_path):
     """Each family has its own schema: a field of another family is an unknown key, not silently kept."""
     corpus = [f"task.corpus={tmp_path}", "task.output=all"] if kind == "text" else []
@@ -135,14 +155,29 @@ def test_cli_unreadable_config(tmp_path):
 
 
 def test_cli_train_json(tmp_path):
-    proc = run_cli("train", "task.lags=[1,3]", "task.seq_len=8", "model.dim=4", "train.steps=5",
-                   "train.batch_size=4", "train.val_samples=16", "--json", "--out", str(tmp_path / "r"))
+    proc = run_cli(
+        "train",
+        "task.lags=[1,3]",
+        "task.seq_len=8",
+        "model.dim=4",
+        "train.steps=5",
+        "train.batch_size=4",
+        "train.val_samples=16",
+        "--json",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("val_loss", "train_loss", "steps", "params", "seconds", "status"):
         assert key in result
     assert result["status"] == "done" and result["steps"] == 5
-    assert {p.name for p in (tmp_path / "r").iterdir()} >= {"config.yaml", "metrics.jsonl", "final.json", "checkpoint.pt"}
+    assert {p.name for p in (tmp_path / "r").iterdir()} >= {
+        "config.yaml",
+        "metrics.jsonl",
+        "final.json",
+        "checkpoint.pt",
+    }
 
 
 def test_cli_list():

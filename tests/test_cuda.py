@@ -5,18 +5,27 @@ import json
 
 import pytest
 import torch
+from conftest import MODEL_COMBOS
 
 import sparsemem as sm
 from sparsemem import ModelConfig, make_model
-
-from conftest import MODEL_COMBOS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
 def build(rpe, att, norm, output, impl, dtype, **kw):
-    opts = dict(layers=2, heads=2, dim=8, ffn_width=6, rpe=rpe, attention=att, normalize=norm,
-                rpe_buckets=3, rpe_max_distance=7, impl=impl)
+    opts = dict(
+        layers=2,
+        heads=2,
+        dim=8,
+        ffn_width=6,
+        rpe=rpe,
+        attention=att,
+        normalize=norm,
+        rpe_buckets=3,
+        rpe_max_distance=7,
+        impl=impl,
+    )
     opts.update(kw)
     torch.manual_seed(0)
     return make_model(ModelConfig(**opts), input_dim=2, output=output).to(dtype)
@@ -58,9 +67,21 @@ def test_gpu_gradients_match_cpu(rpe, att, norm):
 
 
 def test_training_on_cuda_learns_and_is_reproducible(tmp_path):
-    overrides = ["task.kind=kernel", "task.kernels=[exp:0.5]", "task.seq_len=128", "task.output=last",
-                 "model.heads=1", "model.dim=4", "model.ffn_width=0", "model.attention=dp_free", "model.rpe=lin",
-                 "train.steps=300", "train.lr=1e-2", "train.device=cuda", "train.eval_every=100"]
+    overrides = [
+        "task.kind=kernel",
+        "task.kernels=[exp:0.5]",
+        "task.seq_len=128",
+        "task.output=last",
+        "model.heads=1",
+        "model.dim=4",
+        "model.ffn_width=0",
+        "model.attention=dp_free",
+        "model.rpe=lin",
+        "train.steps=300",
+        "train.lr=1e-2",
+        "train.device=cuda",
+        "train.eval_every=100",
+    ]
     cfg = sm.RunConfig.from_dict({}, overrides)
     a = sm.train(cfg, out_dir=tmp_path / "a", progress=False)
     b = sm.train(cfg, out_dir=tmp_path / "b", progress=False)
@@ -74,11 +95,17 @@ def test_sweep_on_cuda(tmp_path):
     from sparsemem.sweep.spec import SweepSpec
     from sparsemem.sweep.store import Store
 
-    spec = SweepSpec(name="gpu", base={"task": {"kind": "kernel", "kernels": ["power:1.5"], "seq_len": 64,
-                                                "output": "last"},
-                                       "model": {"heads": 1, "dim": 4, "ffn_width": 0, "attention": "dp_free"},
-                                       "train": {"steps": 50, "device": "cuda"}},
-                     grid={"model.rpe": ["lin", "log"]}, seeds=[0], cases=[{}])
+    spec = SweepSpec(
+        name="gpu",
+        base={
+            "task": {"kind": "kernel", "kernels": ["power:1.5"], "seq_len": 64, "output": "last"},
+            "model": {"heads": 1, "dim": 4, "ffn_width": 0, "attention": "dp_free"},
+            "train": {"steps": 50, "device": "cuda"},
+        },
+        grid={"model.rpe": ["lin", "log"]},
+        seeds=[0],
+        cases=[{}],
+    )
     runs = spec.expand()
     with Store(tmp_path / "r.db") as store:
         store.add("gpu", [(c.config_hash(), c.name, c.to_dict()) for c in runs])
@@ -92,12 +119,28 @@ def test_fleet_on_cuda_matches_its_single_runs(rpe, att, norm, tmp_path):
     """A fleet on the GPU (data sampled there) against the same runs trained alone on the GPU."""
     from sparsemem.train import train_fleet
 
-    base = ["task.kind=fixed", "task.lags=[2,5]", "task.seq_len=16", "model.dim=8", "model.ffn_width=8",
-            f"model.rpe={rpe}", f"model.attention={att}", f"model.normalize={str(norm).lower()}",
-            "model.rpe_buckets=3", "model.rpe_max_distance=9", "model.head_dim=2", "train.device=cuda",
-            "train.steps=100", "train.batch_size=8", "train.val_samples=64", "train.eval_every=50"]
-    cfgs = [sm.RunConfig.from_dict({}, base + ["model.heads=2", "train.seed=0"]),
-            sm.RunConfig.from_dict({}, base + ["model.heads=4", "model.ffn_width=16", "train.seed=1"])]
+    base = [
+        "task.kind=fixed",
+        "task.lags=[2,5]",
+        "task.seq_len=16",
+        "model.dim=8",
+        "model.ffn_width=8",
+        f"model.rpe={rpe}",
+        f"model.attention={att}",
+        f"model.normalize={str(norm).lower()}",
+        "model.rpe_buckets=3",
+        "model.rpe_max_distance=9",
+        "model.head_dim=2",
+        "train.device=cuda",
+        "train.steps=100",
+        "train.batch_size=8",
+        "train.val_samples=64",
+        "train.eval_every=50",
+    ]
+    cfgs = [
+        sm.RunConfig.from_dict({}, base + ["model.heads=2", "train.seed=0"]),
+        sm.RunConfig.from_dict({}, base + ["model.heads=4", "model.ffn_width=16", "train.seed=1"]),
+    ]
     fleet = train_fleet(cfgs, progress=False)
     for cfg, got in zip(cfgs, fleet):
         ref = sm.train(cfg, progress=False)

@@ -4,16 +4,24 @@ import json
 
 import pytest
 import torch
+from conftest import MODEL_COMBOS, RPE_TYPES
 
 import sparsemem as sm
 from sparsemem.models.fleet import FleetModel, squad_key
 from sparsemem.sweep.runner import plan_jobs, step_elements
 from sparsemem.train import DATA_SEED_OFFSET, FleetAdamW, lr_factor, train_fleet
 
-from conftest import MODEL_COMBOS, RPE_TYPES
-
-SMALL = ["task.kind=fixed", "task.lags=[2,5]", "task.seq_len=16", "task.readout=relu_net", "model.dim=8",
-         "model.ffn_width=8", "model.heads=2", "train.batch_size=8", "train.val_samples=64"]
+SMALL = [
+    "task.kind=fixed",
+    "task.lags=[2,5]",
+    "task.seq_len=16",
+    "task.readout=relu_net",
+    "model.dim=8",
+    "model.ffn_width=8",
+    "model.heads=2",
+    "train.batch_size=8",
+    "train.val_samples=64",
+]
 
 
 def cfg_of(*overrides):
@@ -43,8 +51,10 @@ def fleet_step0(cfgs):
     task = sm.make_task(cfgs[0].task)
     fleet = FleetModel(cfgs, task, torch.device("cpu"), dtype_of(cfgs[0]))
     seeds = sorted({c.train.seed for c in cfgs})
-    samples = [task.sample(cfgs[0].train.batch_size, torch.Generator().manual_seed(s + DATA_SEED_OFFSET),
-                           dtype_of(cfgs[0])) for s in seeds]
+    samples = [
+        task.sample(cfgs[0].train.batch_size, torch.Generator().manual_seed(s + DATA_SEED_OFFSET), dtype_of(cfgs[0]))
+        for s in seeds
+    ]
     stream = torch.tensor([seeds.index(c.train.seed) for c in cfgs])
     x, y = torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])[stream]
     losses = torch.func.vmap(task.loss)(fleet(x, stream), y)
@@ -69,9 +79,16 @@ def test_step0_loss_and_gradients_match_single_runs(rpe, att, norm, layers, outp
     normalization-free model amplifies float32 round-off past 1e-6; so padded fleets are checked in
     float64, within 1e-10.
     """
-    extra = [f"model.rpe={rpe}", f"model.attention={att}", f"model.normalize={str(norm).lower()}",
-             f"model.layers={layers}", f"task.output={output}", "model.rpe_buckets=3", "model.rpe_max_distance=9",
-             "model.head_dim=2"]
+    extra = [
+        f"model.rpe={rpe}",
+        f"model.attention={att}",
+        f"model.normalize={str(norm).lower()}",
+        f"model.layers={layers}",
+        f"task.output={output}",
+        "model.rpe_buckets=3",
+        "model.rpe_max_distance=9",
+        "model.head_dim=2",
+    ]
     if padded:
         extra.append("train.dtype=float64")
         sizes = [[], ["model.heads=4", "model.ffn_width=12"], ["model.heads=1", "model.ffn_width=4"]]
@@ -96,9 +113,17 @@ def test_hand_batched_dp_free_path_matches_vmap(rpe, norm, ffn, dim, streams):
     """One DP-free layer read at the last position runs as hand-batched products; its reference is the same
     squad under vmap: outputs and every gradient agree in float64 (members padded, one data stream or
     one per member)."""
-    extra = [f"model.rpe={rpe}", "model.attention=dp_free", f"model.normalize={str(norm).lower()}",
-             f"model.ffn_width={ffn}", f"task.dim={dim}", "model.rpe_buckets=3", "model.rpe_max_distance=9",
-             "model.head_dim=2", "train.dtype=float64"]
+    extra = [
+        f"model.rpe={rpe}",
+        "model.attention=dp_free",
+        f"model.normalize={str(norm).lower()}",
+        f"model.ffn_width={ffn}",
+        f"task.dim={dim}",
+        "model.rpe_buckets=3",
+        "model.rpe_max_distance=9",
+        "model.head_dim=2",
+        "train.dtype=float64",
+    ]
     sizes = [[], ["model.heads=4"] + (["model.ffn_width=12"] if ffn else []), ["model.heads=1"]]
     cfgs = [cfg_of(*extra, *size, f"train.seed={seed}") for size, seed in zip(sizes, (0, 1, 0))]
     task = sm.make_task(cfgs[0].task)
@@ -136,15 +161,35 @@ def test_member_losses_equal_the_loss_member_by_member():
 FAMILIES_300 = {
     "dp_free lin, last": ["model.attention=dp_free", "model.rpe=lin"],
     "dp log, last": ["model.attention=dp", "model.rpe=log"],
-    "tmx kerple_log, normalization-free": ["model.attention=tmx", "model.rpe=kerple_log", "model.normalize=false",
-                                           "train.lr=3e-4"],
-    "dp t5, 2 layers, all positions": ["model.attention=dp", "model.rpe=t5", "model.layers=2", "task.output=all",
-                                       "model.rpe_buckets=3", "model.rpe_max_distance=9"],
-    "dp learned, layer norm, scaled": ["model.attention=dp", "model.rpe=learned", "model.layer_norm=true",
-                                       "model.scale=true", "model.rpe_max_distance=16"],
+    "tmx kerple_log, normalization-free": [
+        "model.attention=tmx",
+        "model.rpe=kerple_log",
+        "model.normalize=false",
+        "train.lr=3e-4",
+    ],
+    "dp t5, 2 layers, all positions": [
+        "model.attention=dp",
+        "model.rpe=t5",
+        "model.layers=2",
+        "task.output=all",
+        "model.rpe_buckets=3",
+        "model.rpe_max_distance=9",
+    ],
+    "dp learned, layer norm, scaled": [
+        "model.attention=dp",
+        "model.rpe=learned",
+        "model.layer_norm=true",
+        "model.scale=true",
+        "model.rpe_max_distance=16",
+    ],
     "dp_free log, p free in sign": ["model.attention=dp_free", "model.rpe=log", "model.rpe_sign=free"],
-    "dp_free alibi, FFN-free, kernel task": ["model.attention=dp_free", "model.rpe=alibi", "model.ffn_width=0",
-                                              "task.kind=kernel", "task.kernels=[exp:0.5]"],
+    "dp_free alibi, FFN-free, kernel task": [
+        "model.attention=dp_free",
+        "model.rpe=alibi",
+        "model.ffn_width=0",
+        "task.kind=kernel",
+        "task.kernels=[exp:0.5]",
+    ],
 }
 
 
@@ -154,9 +199,11 @@ def test_300_steps_match_single_runs(family, tmp_path):
     members differ in seed, lr, rpe_lr_scale, schedule, grad clipping and size."""
     extra = FAMILIES_300[family] + ["train.steps=300", "train.eval_every=100"]
     ffn = [] if "model.ffn_width=0" in extra else ["model.ffn_width=4"]
-    cfgs = [cfg_of(*extra, "train.seed=0", "train.rpe_lr_scale=10"),
-            cfg_of(*extra, "train.seed=1", "train.schedule=cosine", "train.warmup_steps=30", "train.grad_clip=0.5"),
-            cfg_of(*extra, "train.seed=0", "model.heads=1", *ffn, "train.weight_decay=0.1", "train.betas=[0.8,0.99]")]
+    cfgs = [
+        cfg_of(*extra, "train.seed=0", "train.rpe_lr_scale=10"),
+        cfg_of(*extra, "train.seed=1", "train.schedule=cosine", "train.warmup_steps=30", "train.grad_clip=0.5"),
+        cfg_of(*extra, "train.seed=0", "model.heads=1", *ffn, "train.weight_decay=0.1", "train.betas=[0.8,0.99]"),
+    ]
     fleet = train_fleet(cfgs, [tmp_path / f"m{i}" for i in range(3)], tmp_path / "fleet", progress=False)
     for i, (cfg, got) in enumerate(zip(cfgs, fleet)):
         ref = sm.train(cfg, progress=False)
@@ -176,10 +223,25 @@ def test_300_steps_match_single_runs(family, tmp_path):
 def test_padding_changes_no_output_and_padded_entries_never_move(attention):
     """A member padded from H = 2 to 8 and m = 16 to 64 computes its own model's outputs; after training
     its padded entries are still exactly zero, and its unpadded model still matches the fleet."""
-    small = cfg_of("model.heads=2", "model.ffn_width=16", "model.dim=16", "model.head_dim=4",
-                   f"model.attention={attention}", "train.steps=20", "train.eval_every=10")
-    big = cfg_of("model.heads=8", "model.ffn_width=64", "model.dim=16", "model.head_dim=4", f"model.attention={attention}",
-                 "train.steps=20", "train.eval_every=10", "train.seed=3")
+    small = cfg_of(
+        "model.heads=2",
+        "model.ffn_width=16",
+        "model.dim=16",
+        "model.head_dim=4",
+        f"model.attention={attention}",
+        "train.steps=20",
+        "train.eval_every=10",
+    )
+    big = cfg_of(
+        "model.heads=8",
+        "model.ffn_width=64",
+        "model.dim=16",
+        "model.head_dim=4",
+        f"model.attention={attention}",
+        "train.steps=20",
+        "train.eval_every=10",
+        "train.seed=3",
+    )
     task = sm.make_task(small.task)
     fleet = FleetModel([small, big], task, torch.device("cpu"), torch.float32)
     squad = fleet.squads[0]
@@ -214,8 +276,9 @@ def test_diverged_member_is_frozen_and_others_unchanged(tmp_path):
     bad = cfg_of(*base, "train.seed=0", "train.lr=1000")
     alone = sm.train(bad, progress=False)
     assert alone["status"] == "diverged"
-    with_bad = train_fleet([good[0], bad, good[1]], [tmp_path / "a", tmp_path / "b", tmp_path / "c"],
-                           tmp_path / "f", progress=False)
+    with_bad = train_fleet(
+        [good[0], bad, good[1]], [tmp_path / "a", tmp_path / "b", tmp_path / "c"], tmp_path / "f", progress=False
+    )
     without = train_fleet(good, progress=False)
     assert with_bad[1]["status"] == "diverged"
     assert with_bad[1]["diverged_step"] == alone["diverged_step"] and with_bad[1]["steps"] == alone["steps"]
@@ -226,8 +289,7 @@ def test_diverged_member_is_frozen_and_others_unchanged(tmp_path):
 
 
 def test_killed_fleet_resumes_from_its_checkpoint_with_the_same_numbers(tmp_path, monkeypatch):
-    cfgs = [cfg_of("train.steps=40", "train.eval_every=10", f"train.seed={s}", "train.schedule=cosine")
-            for s in (0, 1)]
+    cfgs = [cfg_of("train.steps=40", "train.eval_every=10", f"train.seed={s}", "train.schedule=cosine") for s in (0, 1)]
     whole = train_fleet(cfgs, progress=False)
     outs = [tmp_path / "a", tmp_path / "b"]
     calls = {"n": 0}
@@ -263,16 +325,25 @@ def test_squads_split_by_structure_not_by_size():
     a = cfg_of("model.heads=1", "model.head_dim=2")
     b = cfg_of("model.heads=4", "model.head_dim=2", "model.ffn_width=32", "model.rpe_init=0.5")
     assert squad_key(a.model) == squad_key(b.model)
-    for other in ("model.rpe=log", "model.attention=dp_free", "model.layers=2", "model.ffn_width=0",
-                  "model.head_dim=4"):
+    for other in (
+        "model.rpe=log",
+        "model.attention=dp_free",
+        "model.layers=2",
+        "model.ffn_width=0",
+        "model.head_dim=4",
+    ):
         assert squad_key(cfg_of("model.heads=1", "model.head_dim=2", other).model) != squad_key(a.model), other
     # the default head size D / H differs with H: no padding of heads of another size
     assert squad_key(cfg_of("model.heads=1").model) != squad_key(cfg_of("model.heads=2").model)
 
 
 def test_plan_jobs_forms_the_same_fleets_in_any_order(tmp_path):
-    runs = [cfg_of(f"model.heads={h}", f"train.seed={s}", f"model.rpe={r}")
-            for h in (1, 2) for s in (0, 1) for r in ("lin", "log")]
+    runs = [
+        cfg_of(f"model.heads={h}", f"train.seed={s}", f"model.rpe={r}")
+        for h in (1, 2)
+        for s in (0, 1)
+        for r in ("lin", "log")
+    ]
     runs.append(cfg_of("model.arch=lstm"))  # not fleet material: alone
     runs.append(cfg_of("task.seq_len=32"))  # another task: alone
     a = plan_jobs(runs, tmp_path, fleet_size=3)
@@ -294,8 +365,10 @@ def test_cpu_fleets_leave_big_members_alone(tmp_path):
     dp = ["task.seq_len=1000", "task.lags=[900]", "train.batch_size=100", "model.attention=dp", "model.heads=8"]
     free = [x.replace("attention=dp", "attention=dp_free") for x in dp]
     assert step_elements(cfg_of(*dp)) == 100 * 8 * 1000
-    jobs = plan_jobs([cfg_of(*dp, f"train.seed={s}") for s in range(3)] +
-                     [cfg_of(*free, f"train.seed={s}") for s in range(3)], tmp_path)
+    jobs = plan_jobs(
+        [cfg_of(*dp, f"train.seed={s}") for s in range(3)] + [cfg_of(*free, f"train.seed={s}") for s in range(3)],
+        tmp_path,
+    )
     assert sorted(len(j.hashes) for j in jobs) == [1, 1, 1, 3]
 
 
@@ -307,8 +380,20 @@ def test_cli_rejects_bad_fleet_options(tmp_path):
 
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "c", "base": {"task": {"lags": [1]}}}))
     for args in (["--fleet-size", "-1"], ["--fleet", "sometimes"], ["--compile", "always"]):
-        out = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store",
-                              str(tmp_path / "c.db"), *args], capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sparsemem",
+                "sweep",
+                str(tmp_path / "s.yaml"),
+                "--store",
+                str(tmp_path / "c.db"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 2 and ("--fleet" in out.stderr or "--compile" in out.stderr), out.stderr
         assert not (tmp_path / "c.db").exists()
 

@@ -13,14 +13,17 @@ from sparsemem.sweep import Store, SweepSpec, run_sweep
 
 pd = pytest.importorskip("pandas")
 
-TINY = {"task": {"kind": "fixed", "lags": [1, 3], "seq_len": 8},
-        "model": {"dim": 4, "ffn_width": 4, "heads": 2},
-        "train": {"steps": 4, "batch_size": 4, "val_samples": 8, "eval_every": 2}}
+TINY = {
+    "task": {"kind": "fixed", "lags": [1, 3], "seq_len": 8},
+    "model": {"dim": 4, "ffn_width": 4, "heads": 2},
+    "train": {"steps": 4, "batch_size": 4, "val_samples": 8, "eval_every": 2},
+}
 
 
 def _sweep(store_path, name="tiny", grid=None, seeds=(0,)):
-    spec = SweepSpec(name=name, base=TINY, grid=grid or {"model.heads": [1, 2], "model.rpe": ["lin", "log"]},
-                     seeds=list(seeds))
+    spec = SweepSpec(
+        name=name, base=TINY, grid=grid or {"model.heads": [1, 2], "model.rpe": ["lin", "log"]}, seeds=list(seeds)
+    )
     runs = spec.expand()
     with Store(store_path) as store:
         run_sweep(runs, store, name, runs_dir=store_path.parent / "runs", progress=False, fleet="off")
@@ -75,12 +78,15 @@ def test_export_writes_what_load_results_gives(tmp_path, ext, capsys):
     assert not list(out.parent.glob(".*partial"))
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--out", "{tmp}/x.xlsx"], "allowed: .csv, .parquet"),
-    (["--out", "{tmp}"], "the format comes from the extension"),
-    (["--out", "{tmp}/d.csv", "--store", "{tmp}/none.db"], "does not exist"),
-    (["--out", "{tmp}/d.csv", "--store", "{tmp}/junk.db"], "is not a SQLite database"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--out", "{tmp}/x.xlsx"], "allowed: .csv, .parquet"),
+        (["--out", "{tmp}"], "the format comes from the extension"),
+        (["--out", "{tmp}/d.csv", "--store", "{tmp}/none.db"], "does not exist"),
+        (["--out", "{tmp}/d.csv", "--store", "{tmp}/junk.db"], "is not a SQLite database"),
+    ],
+)
 def test_export_bad_input_one_line_exit_2(tmp_path, args, says):
     (tmp_path / "junk.db").write_text("not a store")
     db = tmp_path / "r.db"
@@ -116,10 +122,22 @@ def _cfg(heads):
 
 def test_merge_keeps_every_run_once_finished_over_unfinished(tmp_path):
     a, b, c, d, e = (sm.RunConfig.from_dict(TINY, [f"train.seed={s}"]) for s in range(5))
-    _fake(tmp_path / "A.db", "s", [(a, "done", 0.1, 10.0), (b, "pending", None, 11.0), (c, "failed", None, 12.0),
-                                   (d, "done", 0.4, 20.0), (e, "running", None, 13.0)])
-    _fake(tmp_path / "B.db", "s", [(a, "pending", None, 30.0), (b, "done", 0.2, 31.0), (c, "pending", None, 32.0),
-                                   (d, "done", 0.5, 15.0)])
+    _fake(
+        tmp_path / "A.db",
+        "s",
+        [
+            (a, "done", 0.1, 10.0),
+            (b, "pending", None, 11.0),
+            (c, "failed", None, 12.0),
+            (d, "done", 0.4, 20.0),
+            (e, "running", None, 13.0),
+        ],
+    )
+    _fake(
+        tmp_path / "B.db",
+        "s",
+        [(a, "pending", None, 30.0), (b, "done", 0.2, 31.0), (c, "pending", None, 32.0), (d, "done", 0.5, 15.0)],
+    )
     _fake(tmp_path / "C.db", "t", [(e, "diverged", None, 40.0)])
     with Store(tmp_path / "B.db") as st:
         st.add_computed("4a", [("floor", "power:0.5", "log", 1, 1e-3)])
@@ -160,13 +178,16 @@ def test_a_merged_store_resumes_only_what_no_machine_finished(tmp_path):
         assert st.counts()["done"] == 3
 
 
-@pytest.mark.parametrize("case, says", [
-    ("newer", "written by a newer sparsemem (schema 99"),
-    ("foreign", "not a sparsemem store"),
-    ("junk", "is not a SQLite database"),
-    ("exists", "exists; merge writes a new store"),
-    ("missing", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("newer", "written by a newer sparsemem (schema 99"),
+        ("foreign", "not a sparsemem store"),
+        ("junk", "is not a SQLite database"),
+        ("exists", "exists; merge writes a new store"),
+        ("missing", "does not exist"),
+    ],
+)
 def test_merge_refuses_bad_stores_one_line_exit_2_nothing_written(tmp_path, case, says):
     good = tmp_path / "good.db"
     _fake(good, "s", [(_cfg(1), "done", 0.1, 1.0)])
@@ -186,8 +207,11 @@ def test_merge_refuses_bad_stores_one_line_exit_2_nothing_written(tmp_path, case
     elif case == "exists":
         _fake(bad, "s", [(_cfg(2), "done", 0.1, 1.0)])
         out.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "store", "merge", str(good), str(bad), "--out",
-                           str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "store", "merge", str(good), str(bad), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert (out.exists() and out.read_text() == "") if case == "exists" else not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".all.db")]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-
+from conftest import MODEL_COMBOS, close
 from pydantic import ValidationError
 
 from sparsemem import ModelConfig, RunConfig, make_model
@@ -13,12 +13,20 @@ from sparsemem.models.attention import Attention
 from sparsemem.models.rpe import RPE, t5_bucket
 from sparsemem.models.transformer import round_with_precision
 
-from conftest import MODEL_COMBOS, close
-
 
 def build(rpe, att, norm, output, impl="fast", dtype=torch.float64, seed=0, **kw):
-    opts = dict(layers=2, heads=2, dim=8, ffn_width=6, rpe=rpe, attention=att, normalize=norm,
-                rpe_buckets=3, rpe_max_distance=7, impl=impl)
+    opts = dict(
+        layers=2,
+        heads=2,
+        dim=8,
+        ffn_width=6,
+        rpe=rpe,
+        attention=att,
+        normalize=norm,
+        rpe_buckets=3,
+        rpe_max_distance=7,
+        impl=impl,
+    )
     opts.update(kw)
     torch.manual_seed(seed)
     return make_model(ModelConfig(**opts), input_dim=2, output=output).to(dtype)
@@ -130,7 +138,9 @@ def test_rpe_shapes_and_values():
     log = RPE("log", 1, init=2.0)(6, None, torch.float64)[0]
     assert log[0] == -math.inf and torch.allclose(log[1:], -2.0 * torch.log(s[1:]))
     alibi = RPE("alibi", 4)
-    assert torch.allclose(alibi.p.double(), torch.tensor([2.0 ** (-2 * h) for h in range(1, 5)], dtype=torch.float64), rtol=1e-6)
+    assert torch.allclose(
+        alibi.p.double(), torch.tensor([2.0 ** (-2 * h) for h in range(1, 5)], dtype=torch.float64), rtol=1e-6
+    )
     assert not any(p.requires_grad for p in alibi.parameters())
     assert torch.equal(RPE("none", 3)(5, None), torch.zeros(3, 5))
     learned = RPE("learned", 2, max_distance=4)
@@ -189,8 +199,17 @@ def test_normalization_free_float32_long_sequences_stay_finite(rpe, att, p, outp
     past float32 (and its squared loss) once p |w . x_t| nears 44: tested at p <= 1 (see rpe.py)."""
     if att == "tmx" and (rpe not in ("lin", "log", "alibi", "kerple_log") or p > 1):
         pytest.skip("tmx needs a real-argument phi; with large p its exact weights exceed float32")
-    cfg = ModelConfig(layers=1, heads=4, dim=16, ffn_width=8, rpe=rpe, attention=att, normalize=False,
-                      rpe_init=p, rpe_max_distance=1000)
+    cfg = ModelConfig(
+        layers=1,
+        heads=4,
+        dim=16,
+        ffn_width=8,
+        rpe=rpe,
+        attention=att,
+        normalize=False,
+        rpe_init=p,
+        rpe_max_distance=1000,
+    )
     torch.manual_seed(0)
     model = make_model(cfg, input_dim=1, output=output)
     x = torch.randint(0, 2, (4, 1000, 1), generator=torch.Generator().manual_seed(0)).float() * 2 - 1

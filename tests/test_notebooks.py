@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "examples" / "notebooks"
 SMALL = {
     "quickstart.ipynb": "STEPS = 150\nHEADS = 1\nRPE = 'log'",
-    "reproduce_4a.ipynb": ("EXPERIMENT = '4a'\nOUT = 'results-4a'\nWORKERS = 1\nOVERRIDES = ['train.steps=20', "
-                           "'train.val_samples=100', 'train.batch_size=20', 'task.seq_len=24']"),
+    "reproduce_4a.ipynb": (
+        "EXPERIMENT = '4a'\nOUT = 'results-4a'\nWORKERS = 1\nOVERRIDES = ['train.steps=20', "
+        "'train.val_samples=100', 'train.batch_size=20', 'task.seq_len=24']"
+    ),
 }
 
 
@@ -22,8 +24,9 @@ def run_notebook(name: str, folder: Path):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     cell.source = SMALL[name]
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(folder)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
     return nb
 
 

@@ -4,10 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import close
 
 from sparsemem.models.ops import causal_conv, num_params
-
-from conftest import close
 
 
 @pytest.mark.parametrize("K,shared", [(3, False), (3, True), (1, False)])
@@ -100,7 +99,7 @@ def test_token_softmax_against_autograd(d, shared, gen):
     # a leading member axis, as a fleet's vmap over stacked parameters
     a2 = torch.stack([a.detach(), 2 * a.detach()]).requires_grad_()
     fleet = vmap(lambda a_: _TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
-    g_fleet, = torch.autograd.grad((fleet * w_out).sum(), a2)
+    (g_fleet,) = torch.autograd.grad((fleet * w_out).sum(), a2)
     for i in range(2):
         ai = a2[i].detach().requires_grad_()
         single = plain(bias.detach(), ai, x.detach())

@@ -26,3 +26,13 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     assert len(kernels) == cfg.model.layers and kernels[0].shape == (cfg.model.heads, 16)
     assert np.allclose(kernels[0].sum(-1), 1.0)  # DP-free softmax heads: weights over lags sum to one
     assert (tmp_path / "runs" / "demo" / "final.json").exists()
+
+
+def test_the_docs_home_page_is_the_readme():
+    """docs/index.md is the README with its docs/ links made relative to the site (make docs builds it)."""
+    readme = (ROOT / "README.md").read_text().replace("](docs/", "](")
+    readme = readme.replace(
+        "The pages under `docs/` (`make docs` builds them into `site/`):",
+        "The pages of this site (`make docs` builds them into `site/`):",
+    )
+    assert (ROOT / "docs" / "index.md").read_text() == readme

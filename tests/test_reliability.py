@@ -19,8 +19,16 @@ from sparsemem.reproduce import reproduce
 from sparsemem.sweep import SweepSpec, run_sweep
 from sparsemem.sweep.store import Store
 
-SMALL = ["task.lags=[2,5]", "task.seq_len=16", "model.dim=8", "model.ffn_width=8",
-         "train.batch_size=8", "train.val_samples=64", "train.steps=20", "train.eval_every=5"]
+SMALL = [
+    "task.lags=[2,5]",
+    "task.seq_len=16",
+    "model.dim=8",
+    "model.ffn_width=8",
+    "train.batch_size=8",
+    "train.val_samples=64",
+    "train.steps=20",
+    "train.eval_every=5",
+]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -118,10 +126,15 @@ def test_damaged_fleet_checkpoint_heals(damage, tmp_path, monkeypatch):
 
 
 def test_healing_is_logged_in_the_store(tmp_path):
-    spec = {"name": "h", "base": {"task": {"lags": [2, 5], "seq_len": 16},
-                                  "model": {"dim": 8, "ffn_width": 8},
-                                  "train": {"batch_size": 8, "val_samples": 64, "steps": 20, "eval_every": 5}},
-            "grid": {"model.heads": [1, 2]}}
+    spec = {
+        "name": "h",
+        "base": {
+            "task": {"lags": [2, 5], "seq_len": 16},
+            "model": {"dim": 8, "ffn_width": 8},
+            "train": {"batch_size": 8, "val_samples": 64, "steps": 20, "eval_every": 5},
+        },
+        "grid": {"model.heads": [1, 2]},
+    }
     runs = SweepSpec.model_validate(spec).expand()
     with Store(tmp_path / "r.db") as store:
         run_sweep(runs, store, "h", runs_dir=tmp_path / "runs", progress=False, fleet="off")
@@ -142,8 +155,23 @@ NAN_AT_ONCE = ["train.lr=1e30"]  # NaN at step 2, before the first evaluation
 
 
 def test_divergence_before_the_first_evaluation_through_train(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "train", *SMALL, *NAN_AT_ONCE, "--out",
-                           str(tmp_path / "r"), "--json", "--no-progress"], capture_output=True, text=True, env=ENV)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "train",
+            *SMALL,
+            *NAN_AT_ONCE,
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout.splitlines()[-1])  # standard JSON: no NaN
     assert result["status"] == "diverged" and result["diverged_step"] == 2 and result["val_loss"] is None
@@ -163,14 +191,38 @@ def test_a_loss_that_explodes_but_stays_finite_diverges():
 
 def test_divergence_through_sweep_and_fleets(tmp_path):
     spec = tmp_path / "s.yaml"
-    spec.write_text(yaml.safe_dump({
-        "name": "d", "base": {"task": {"lags": [2, 5], "seq_len": 16}, "model": {"dim": 8, "ffn_width": 8},
-                              "train": {"batch_size": 8, "val_samples": 64, "steps": 20, "eval_every": 5}},
-        "grid": {"train.lr": [1e-3, 1e30]}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "d",
+                "base": {
+                    "task": {"lags": [2, 5], "seq_len": 16},
+                    "model": {"dim": 8, "ffn_width": 8},
+                    "train": {"batch_size": 8, "val_samples": 64, "steps": 20, "eval_every": 5},
+                },
+                "grid": {"train.lr": [1e-3, 1e30]},
+            }
+        )
+    )
     for fleet in ("auto", "off"):
         store = tmp_path / f"{fleet}.db"
-        proc = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(spec), "--store", str(store),
-                               "--fleet", fleet, "--no-progress"], capture_output=True, text=True, env=ENV)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sparsemem",
+                "sweep",
+                str(spec),
+                "--store",
+                str(store),
+                "--fleet",
+                fleet,
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
         assert proc.returncode == 0, proc.stderr
         with Store(store, readonly=True) as st:
             rows = {r["config"]["train"]["lr"]: r for r in st.rows()}
@@ -183,11 +235,19 @@ def test_divergence_through_reproduce(tmp_path, monkeypatch):
     from sparsemem import experiments
 
     exp = experiments.EXPERIMENTS["4b"]
-    small = lambda profile, corpus=None: [SweepSpec.model_validate({  # noqa: E731
-        "name": "4b", "base": {"task": {"kind": "kernel", "kernels": ["exp:5"], "seq_len": 16},
-                               "model": {"dim": 8, "ffn_width": 0, "attention": "dp_free", "rpe": "lin"},
-                               "train": {"batch_size": 8, "val_samples": 64, "steps": 10}},
-        "grid": {"train.lr": [1e-2, 1e30]}})]
+    small = lambda profile, corpus=None: [
+        SweepSpec.model_validate(
+            {  # noqa: E731
+                "name": "4b",
+                "base": {
+                    "task": {"kind": "kernel", "kernels": ["exp:5"], "seq_len": 16},
+                    "model": {"dim": 8, "ffn_width": 0, "attention": "dp_free", "rpe": "lin"},
+                    "train": {"batch_size": 8, "val_samples": 64, "steps": 10},
+                },
+                "grid": {"train.lr": [1e-2, 1e30]},
+            }
+        )
+    ]
     monkeypatch.setattr(exp, "make_specs", small)
     result = reproduce(["4b"], out=tmp_path / "o", progress=False)
     assert result["summary"]["diverged"] == 1 and result["summary"]["failed"] == 0
@@ -198,10 +258,19 @@ def test_divergence_through_reproduce(tmp_path, monkeypatch):
 
 # -- two sweeps on one store ---------------------------------------------------------------------
 def _spec(path: Path, name: str, heads: list, steps: int = 60, every: int = 10) -> Path:
-    path.write_text(yaml.safe_dump({
-        "name": name, "base": {"task": {"lags": [2, 5], "seq_len": 16}, "model": {"dim": 8, "ffn_width": 8},
-                               "train": {"batch_size": 8, "val_samples": 64, "steps": steps, "eval_every": every}},
-        "grid": {"model.heads": heads}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "base": {
+                    "task": {"lags": [2, 5], "seq_len": 16},
+                    "model": {"dim": 8, "ffn_width": 8},
+                    "train": {"batch_size": 8, "val_samples": 64, "steps": steps, "eval_every": every},
+                },
+                "grid": {"model.heads": heads},
+            }
+        )
+    )
     return path
 
 
@@ -210,10 +279,21 @@ def test_two_sweeps_on_one_store_train_each_shared_run_once(fleet, tmp_path):
     a = _spec(tmp_path / "a.yaml", "a", [1, 2, 4, 8])
     b = _spec(tmp_path / "b.yaml", "b", [2, 4, 8])  # shares three runs with a
     store = tmp_path / "r.db"
-    cmd = lambda spec: [sys.executable, "-m", "sparsemem", "sweep", str(spec), "--store", str(store),  # noqa: E731
-                        "--fleet", fleet, "--no-progress"]
-    procs = [subprocess.Popen(cmd(s), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for s in (a, b)]
+    cmd = lambda spec: [
+        sys.executable,
+        "-m",
+        "sparsemem",
+        "sweep",
+        str(spec),
+        "--store",
+        str(store),  # noqa: E731
+        "--fleet",
+        fleet,
+        "--no-progress",
+    ]
+    procs = [
+        subprocess.Popen(cmd(s), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for s in (a, b)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     with Store(store, readonly=True) as st:
@@ -221,8 +301,10 @@ def test_two_sweeps_on_one_store_train_each_shared_run_once(fleet, tmp_path):
         assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
         assert all(r["attempts"] == 1 for r in rows), [(r["name"], r["attempts"]) for r in rows]
     for r in rows:  # every evaluation written once: one training pass per run
-        steps = [json.loads(x)["step"] for x in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl")
-                 .read_text().splitlines()]
+        steps = [
+            json.loads(x)["step"]
+            for x in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == [10, 20, 30, 40, 50, 60], r["name"]
 
 
@@ -277,8 +359,20 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     spec_data = yaml.safe_load(spec.read_text())
     spec_data["grid"]["model.rpe"] = ["lin", "log", "learned"]
     spec.write_text(yaml.safe_dump(spec_data))
-    cmd = lambda store: [sys.executable, "-m", "sparsemem", "sweep", str(spec), "--store", str(store),  # noqa: E731
-                         "--workers", "2", "--fleet", "off", "--no-progress"]
+    cmd = lambda store: [
+        sys.executable,
+        "-m",
+        "sparsemem",
+        "sweep",
+        str(spec),
+        "--store",
+        str(store),  # noqa: E731
+        "--workers",
+        "2",
+        "--fleet",
+        "off",
+        "--no-progress",
+    ]
     reference = tmp_path / "ref" / "r.db"
     t0 = time.monotonic()
     assert subprocess.run(cmd(reference), capture_output=True, env=ENV).returncode == 0
@@ -292,8 +386,9 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     store = tmp_path / "kill" / "r.db"
     kills = 0
     for trial in range(KILL_TRIALS):
-        proc = subprocess.Popen(cmd(store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd(store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True
+        )
         time.sleep(rng.uniform(0.08, 0.3) * whole)
         if proc.poll() is not None:  # it finished: nothing left to kill
             break
@@ -311,8 +406,10 @@ def test_sweeps_killed_at_random_moments_resume_exactly(tmp_path):
     assert {r["hash"]: (r["val_loss"], r["train_loss"]) for r in rows} == want
     assert {r["hash"]: r["metrics"]["curve"] for r in rows} == curves  # every evaluation once, in the store
     for r in rows:
-        steps = [json.loads(x)["step"] for x in (store.parent / "runs" / r["hash"][:16] / "metrics.jsonl")
-                 .read_text().splitlines()]
+        steps = [
+            json.loads(x)["step"]
+            for x in (store.parent / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == list(range(100, 1501, 100)), r["name"]
 
 
@@ -335,8 +432,20 @@ def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
     hold every evaluation once."""
     spec = _spec(tmp_path / "s.yaml", "k", [1, 2, 4, 8], steps=3000, every=100)
     store = tmp_path / "r.db"
-    cmd = [sys.executable, "-m", "sparsemem", "sweep", str(spec), "--store", str(store), "--workers", "2",
-           "--fleet", "off", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparsemem",
+        "sweep",
+        str(spec),
+        "--store",
+        str(store),
+        "--workers",
+        "2",
+        "--fleet",
+        "off",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     deadline = time.time() + 60
     while time.time() < deadline and not list((tmp_path / "runs").glob("*/metrics.jsonl")):
@@ -348,14 +457,19 @@ def test_pool_workers_end_when_their_driver_is_killed_alone(tmp_path):
     deadline = time.time() + 10
     while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
         time.sleep(0.1)
-    alive = [p for p in workers if Path(f"/proc/{p}").exists()
-             and (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
+    alive = [
+        p
+        for p in workers
+        if Path(f"/proc/{p}").exists() and (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")
+    ]
     assert not alive, f"workers {alive} outlived their driver"
     assert subprocess.run(cmd, capture_output=True, env=ENV).returncode == 0
     with Store(store, readonly=True) as st:
         rows = st.rows()
     assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
     for r in rows:
-        steps = [json.loads(x)["step"] for x in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl")
-                 .read_text().splitlines()]
+        steps = [
+            json.loads(x)["step"]
+            for x in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == list(range(100, 3001, 100)), r["name"]

@@ -18,8 +18,9 @@ def fill(store, name, value_of, corpus=None):
     for c in runs:
         v = value_of(c)
         lengths = {str(n): {"val_rel": 2 * v, "val_loss": 4 * v} for n in c.train.eval_lengths}
-        store.finish(c.config_hash(), {"status": "done", "val_rel": v, "val_loss": 2 * v, "steps": 1,
-                                       "length_eval": lengths})
+        store.finish(
+            c.config_hash(), {"status": "done", "val_rel": v, "val_loss": 2 * v, "steps": 1, "length_eval": lengths}
+        )
     return runs
 
 
@@ -28,6 +29,7 @@ def fake_4a(log1, lin_best):
         if c.model.rpe == "log":
             return log1 if c.model.heads == 1 else 1e-3
         return lin_best * (64 / c.model.heads)
+
     return value_of
 
 
@@ -45,8 +47,11 @@ def test_report_rebuilds_from_store_alone(tmp_path):
         fill(store, "4a", fake_4a(1e-7, 1e-2))
         fill(store, "2b", lambda c: 1e-1 / c.model.heads if c.model.rpe == "learned" else 1.0)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "report", "--store", str(tmp_path / "r.db"),
-                           "--out", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "report", "--store", str(tmp_path / "r.db"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     report = (out / "REPORT.md").read_text()
     assert "| 4a |" in report and "| 2b |" in report and "**holds**" in report
@@ -85,19 +90,37 @@ def test_length_generalization_reads_the_longer_evaluations(tmp_path):
 
 
 def test_report_cli_bad_store(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "report", "--store", str(tmp_path / "nope.db"),
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "report",
+            "--store",
+            str(tmp_path / "nope.db"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--store" in proc.stderr and not (tmp_path / "o").exists()
 
 
 def test_reproduce_cli_bad_input(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "9z", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "reproduce", "9z", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "9z" in proc.stderr and not (tmp_path / "o").exists()
     bad_device = ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
     for device in bad_device:
-        proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "4a", "--device", device,
-                               "--out", str(tmp_path / "o")], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sparsemem", "reproduce", "4a", "--device", device, "--out", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--device" in proc.stderr
         assert not (tmp_path / "o").exists()
 
@@ -137,8 +160,13 @@ def test_reproduce_groups_expand(tmp_path, monkeypatch):
         # head_scaling trains nothing: it is kept as computed data, not as runs
         assert store.sweeps() == ["2b", "4a", "4b", "curse_of_memory", "length_gen"]
         assert store.meta()["computed:head_scaling"] == {"profile": "quick"}
-    assert seen["n"] == len({c.config_hash() for n in ("2b", "4a", "4b", "curse_of_memory", "length_gen")
-                             for c in expand_all(EXPERIMENTS[n].make_specs("quick"))})
+    assert seen["n"] == len(
+        {
+            c.config_hash()
+            for n in ("2b", "4a", "4b", "curse_of_memory", "length_gen")
+            for c in expand_all(EXPERIMENTS[n].make_specs("quick"))
+        }
+    )
 
 
 def test_2b_shows_the_linear_readout_optimum_and_flags_an_ffn_that_beats_it(tmp_path):
@@ -159,9 +187,16 @@ def test_2b_shows_the_linear_readout_optimum_and_flags_an_ffn_that_beats_it(tmp_
     assert "log H=1" not in verdicts["2b"].detail  # log trained to 3.0: above its optimum
 
 
-@pytest.mark.parametrize("profile,device,want", [
-    ("auto", "cpu", "quick"), ("auto", "cuda", "paper"), ("auto", "cuda:1", "paper"),
-    ("quick", "cuda", "quick"), ("paper", "cpu", "paper")])
+@pytest.mark.parametrize(
+    "profile,device,want",
+    [
+        ("auto", "cpu", "quick"),
+        ("auto", "cuda", "paper"),
+        ("auto", "cuda:1", "paper"),
+        ("quick", "cuda", "quick"),
+        ("paper", "cpu", "paper"),
+    ],
+)
 def test_profile_auto_is_the_paper_on_cuda_and_quick_elsewhere(profile, device, want):
     from sparsemem.reproduce import resolve_profile
 
@@ -218,11 +253,14 @@ def test_reproduce_stores_the_floors_and_report_only_reads_them(tmp_path, monkey
     assert f"{rows[1]['value']:.2e}"[:4] in row2 or f"{rows[1]['value']:.3g}" in row2
 
 
-@pytest.mark.parametrize("dp_at,free_at,want", [
-    ((500, 500), (1500, 2000), "confirmed"),  # DP faster at every pairing, DP-free gets there
-    ((500, 500), (None, None), "refuted"),  # DP-free never reaches the bar
-    ((500, 1500), (1000, 2000), "inconclusive"),  # the seeds disagree
-])
+@pytest.mark.parametrize(
+    "dp_at,free_at,want",
+    [
+        ((500, 500), (1500, 2000), "confirmed"),  # DP faster at every pairing, DP-free gets there
+        ((500, 500), (None, None), "refuted"),  # DP-free never reaches the bar
+        ((500, 1500), (1000, 2000), "inconclusive"),  # the seeds disagree
+    ],
+)
 def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, dp_at, free_at, want):
     """Each run's validation curve (kept in the store) gives the steps it needs to reach relative MSE 1e-2."""
     runs = expand_all(EXPERIMENTS["3a"].make_specs("quick"))
@@ -233,8 +271,10 @@ def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, d
             if c.model.rpe != "learned":
                 reach = None
             curve = [[s, 1e-3 if reach is not None and s >= reach else 0.5] for s in range(500, 2001, 500)]
-            store.finish(c.config_hash(), {"status": "done", "val_rel": curve[-1][1], "val_loss": curve[-1][1],
-                                           "steps": 2000, "curve": curve})
+            store.finish(
+                c.config_hash(),
+                {"status": "done", "val_rel": curve[-1][1], "val_loss": curve[-1][1], "steps": 2000, "curve": curve},
+            )
     verdicts = build_report(tmp_path / "r.db", tmp_path / "out")
     diag = verdicts["3a"].diagnostic
     assert diag.endswith(want), diag
@@ -245,7 +285,7 @@ def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, d
 
 
 def test_1a_diagnostic_depth_against_heads_where_candidate_lags_outnumber_heads(tmp_path):
-    from sparsemem.experiments.synthetic import WIDE_TASK, candidate_lags, variants, MODEL_TMX
+    from sparsemem.experiments.synthetic import MODEL_TMX, WIDE_TASK, candidate_lags, variants
 
     assert candidate_lags(WIDE_TASK) > variants(MODEL_TMX)["+heads"][1] > variants()["+heads"][1]
 

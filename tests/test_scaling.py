@@ -9,14 +9,23 @@ import sys
 import mpmath
 import pytest
 
-from sparsemem.theory.scaling import (THM51_KERNELS, exact_fewer, exact_l2, growth, interpolation,
-                                      interpolation_l1, rates, scaling_table)
+from sparsemem.theory.scaling import (
+    THM51_KERNELS,
+    exact_fewer,
+    exact_l2,
+    growth,
+    interpolation,
+    interpolation_l1,
+    rates,
+    scaling_table,
+)
 
 
 def heads_by_hand(T, rpe, a, S, dps=400):
     """The construction as T normalized heads w_h(s) = z_s^h / N_h plus a residual, expanded and evaluated in
     mpmath: returns (l1 error against delta_T, log10 sum_h |c_h|)."""
     with mpmath.workdps(dps):
+
         def z(s):
             if rpe == "lin":
                 return mpmath.exp(-a * s)
@@ -75,7 +84,7 @@ def test_one_head_fewer_cannot_isolate_the_lag(rpe):
 
 def test_growth_tells_power_from_exponential():
     xs = [8, 16, 32, 64, 128]
-    power = growth(xs, [3 * x ** 2 for x in xs])
+    power = growth(xs, [3 * x**2 for x in xs])
     assert power["better"] == "power" and power["power"]["slope"] == pytest.approx(2)
     expo = growth(xs, [math.exp(0.05 * x) for x in xs])
     assert expo["better"] == "exponential" and expo["exponential"]["slope"] == pytest.approx(0.05)
@@ -104,17 +113,42 @@ def test_rates_fall_for_kernels_a_head_type_cannot_represent():
 
 
 def test_cli_scaling_json_and_bad_input(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "scaling", "--lags", "4,8,16",
-                           "--eps", "0.1", "--check", "4", "--rate-heads", "2", "--json",
-                           "--plot", str(tmp_path / "s.png")], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "scaling",
+            "--lags",
+            "4,8,16",
+            "--eps",
+            "0.1",
+            "--check",
+            "4",
+            "--rate-heads",
+            "2",
+            "--json",
+            "--plot",
+            str(tmp_path / "s.png"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [r["heads"] for r in data["rows"]["lin"]["0.1"]] == [4, 8, 16]
     assert data["checks"][0]["T"] == 4 and not data["checks"][0]["reaches"]
     assert (tmp_path / "s.png").stat().st_size > 1000
-    for args, word in ((["--eps", "1.5"], "--eps"), (["--rpe", "t5"], "--rpe"), (["--lags", "1,4"], "--lags"),
-                       (["--check", "30"], "--check")):
-        bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "scaling", *args],
-                             capture_output=True, text=True)
+    for args, word in (
+        (["--eps", "1.5"], "--eps"),
+        (["--rpe", "t5"], "--rpe"),
+        (["--lags", "1,4"], "--lags"),
+        (["--check", "30"], "--check"),
+    ):
+        bad = subprocess.run(
+            [sys.executable, "-m", "sparsemem", "theory", "scaling", *args], capture_output=True, text=True
+        )
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and word in bad.stderr
 
 

@@ -14,9 +14,11 @@ import yaml
 import sparsemem as sm
 from sparsemem.sweep import Store, SweepSpec, load_spec, run_sweep
 
-TINY = {"task": {"kind": "fixed", "lags": [1, 3], "seq_len": 8},
-        "model": {"dim": 4, "ffn_width": 4, "heads": 2},
-        "train": {"steps": 3, "batch_size": 4, "val_samples": 8}}
+TINY = {
+    "task": {"kind": "fixed", "lags": [1, 3], "seq_len": 8},
+    "model": {"dim": 4, "ffn_width": 4, "heads": 2},
+    "train": {"steps": 3, "batch_size": 4, "val_samples": 8},
+}
 
 
 def tiny_spec(name="tiny", base=None, **kw):
@@ -24,14 +26,18 @@ def tiny_spec(name="tiny", base=None, **kw):
 
 
 def test_expansion_and_hashing():
-    s = tiny_spec(grid={"model.heads": [1, 2], "model.rpe": ["lin", "log"]}, seeds=[0, 1],
-                  cases=[{"model.layers": 1}, {"model.layers": 2, "model.attention": "dp_free"}])
+    s = tiny_spec(
+        grid={"model.heads": [1, 2], "model.rpe": ["lin", "log"]},
+        seeds=[0, 1],
+        cases=[{"model.layers": 1}, {"model.layers": 2, "model.attention": "dp_free"}],
+    )
     runs = s.expand()
     assert len(runs) == 2 * 2 * 2 * 2
     hashes = [c.config_hash() for c in runs]
     assert len(set(hashes)) == len(hashes)
-    direct = sm.RunConfig.from_dict(TINY, ["model.layers=2", "model.attention=dp_free", "model.heads=2",
-                                           "model.rpe=log", "train.seed=1"])
+    direct = sm.RunConfig.from_dict(
+        TINY, ["model.layers=2", "model.attention=dp_free", "model.heads=2", "model.rpe=log", "train.seed=1"]
+    )
     assert direct.config_hash() in hashes
     # names do not enter the hash; any other change does
     assert direct.model_copy(update={"name": "x"}).config_hash() == direct.config_hash()
@@ -42,7 +48,9 @@ def test_expansion_and_hashing():
 
 def test_spec_file_with_base_path_and_errors(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY))
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "f", "base": "base.yaml", "grid": {"model.heads": [1, 2]}}))
+    (tmp_path / "s.yaml").write_text(
+        yaml.safe_dump({"name": "f", "base": "base.yaml", "grid": {"model.heads": [1, 2]}})
+    )
     spec = load_spec(tmp_path / "s.yaml", ["train.steps=2"])
     assert [c.train.steps for c in spec.expand()] == [2, 2]
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"name": "b", "base": TINY, "grid": {"model.heads": [0]}}))
@@ -84,8 +92,16 @@ def test_local_sweep_runs_and_skips_finished(tmp_path, workers, fleet):
         first = run_sweep(runs, store, "t", workers=workers, progress=False, fleet=fleet)
         # one fleet of two squads (halved for two workers), or four single runs
         jobs, fleets = (workers, workers) if fleet == "auto" else (4, 0)
-        assert first == {"total": 4, "skipped": 0, "done": 4, "diverged": 0, "failed": 0, "jobs": jobs,
-                         "fleets": fleets, "elsewhere": 0}
+        assert first == {
+            "total": 4,
+            "skipped": 0,
+            "done": 4,
+            "diverged": 0,
+            "failed": 0,
+            "jobs": jobs,
+            "fleets": fleets,
+            "elsewhere": 0,
+        }
         again = run_sweep(runs, store, "t", workers=workers, progress=False, fleet=fleet)
         assert again["skipped"] == 4 and again["done"] == 0
         rows = store.rows(sweep="t")
@@ -94,8 +110,9 @@ def test_local_sweep_runs_and_skips_finished(tmp_path, workers, fleet):
 
 
 def test_failed_and_diverged_runs_are_recorded(tmp_path, monkeypatch):
-    runs = tiny_spec(grid={"train.lr": [1e-3, 1e3]}, base={**TINY, "model": {**TINY["model"], "attention": "dp",
-                                                                              "normalize": False}}).expand()
+    runs = tiny_spec(
+        grid={"train.lr": [1e-3, 1e3]}, base={**TINY, "model": {**TINY["model"], "attention": "dp", "normalize": False}}
+    ).expand()
     runs[0] = runs[0].model_copy(update={"train": runs[0].train.model_copy(update={"device": "cuda:7"})})
     with Store(tmp_path / "r.db") as store:
         summary = run_sweep(runs, store, "t", progress=False)
@@ -110,15 +127,35 @@ def test_failed_and_diverged_runs_are_recorded(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fleet", ["off", "auto"])
 def test_resume_after_killed_sweep(tmp_path, fleet):
     """SIGKILL mid-sweep, rerun: every run finishes once, killed ones from their (fleet's) last checkpoint."""
-    spec = {"name": "k", "base": {**TINY, "task": {**TINY["task"], "seq_len": 64},
-                                  "model": {"dim": 32, "ffn_width": 64, "heads": 4, "layers": 2},
-                                  "train": {"steps": 600, "batch_size": 32, "val_samples": 16, "eval_every": 50}},
-            "grid": {"train.seed": [0, 1, 2, 3, 4, 5]}}
+    spec = {
+        "name": "k",
+        "base": {
+            **TINY,
+            "task": {**TINY["task"], "seq_len": 64},
+            "model": {"dim": 32, "ffn_width": 64, "heads": 4, "layers": 2},
+            "train": {"steps": 600, "batch_size": 32, "val_samples": 16, "eval_every": 50},
+        },
+        "grid": {"train.seed": [0, 1, 2, 3, 4, 5]},
+    }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     store_path = tmp_path / "r.db"
     # with fleets: two fleets of three members, one per worker
-    cmd = [sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store", str(store_path),
-           "--workers", "2", "--no-progress", "--fleet", fleet, "--fleet-size", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparsemem",
+        "sweep",
+        str(tmp_path / "s.yaml"),
+        "--store",
+        str(store_path),
+        "--workers",
+        "2",
+        "--no-progress",
+        "--fleet",
+        fleet,
+        "--fleet-size",
+        "3",
+    ]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     interrupted = False
@@ -130,8 +167,9 @@ def test_resume_after_killed_sweep(tmp_path, fleet):
             counts = store.counts()
             running = store.rows(status=["running"])
         if fleet == "off":
-            ready = counts["done"] >= 1 and any((tmp_path / "runs" / r["hash"][:16] / "checkpoint.pt").exists()
-                                                for r in running)
+            ready = counts["done"] >= 1 and any(
+                (tmp_path / "runs" / r["hash"][:16] / "checkpoint.pt").exists() for r in running
+            )
         else:
             ready = len(running) == 6 and len(list((tmp_path / "runs").glob("fleet-*/checkpoint.pt"))) == 2
         if ready:
@@ -150,8 +188,10 @@ def test_resume_after_killed_sweep(tmp_path, fleet):
     assert all(r["status"] == "done" and r["steps"] == 600 for r in rows)
     for r in rows:  # killed runs ran again, from their checkpoints; finished ones did not
         assert r["attempts"] == (2 if r["hash"] in killed else 1)
-        metrics = [json.loads(line)["step"] for line in
-                   (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()]
+        metrics = [
+            json.loads(line)["step"]
+            for line in (tmp_path / "runs" / r["hash"][:16] / "metrics.jsonl").read_text().splitlines()
+        ]
         assert metrics == list(range(50, 601, 50))
         if fleet == "auto":
             assert r["metrics"]["fleet_size"] == 3 and r["metrics"]["resumed_from"] >= 50
@@ -162,8 +202,9 @@ def test_ray_backend(tmp_path):
     os.environ["RAY_AUTH_MODE"] = "disabled"
     runs = tiny_spec(grid={"model.heads": [1, 2], "model.rpe": ["lin", "log"]}).expand()
     with Store(tmp_path / "r.db") as store:
-        summary = run_sweep(runs, store, "ray", workers=2, backend="ray", progress=False,
-                            ray_temp_dir=str(tmp_path / "ray"))
+        summary = run_sweep(
+            runs, store, "ray", workers=2, backend="ray", progress=False, ray_temp_dir=str(tmp_path / "ray")
+        )
         rows = store.rows(sweep="ray")
     assert not ray.is_initialized()
     assert summary["done"] == 4 and all(r["status"] == "done" for r in rows)
@@ -176,14 +217,42 @@ def test_ray_backend(tmp_path):
 
 def test_cli_sweep_and_bad_input(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "c", "base": TINY, "grid": {"model.heads": [1, 2]}}))
-    ok = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store",
-                         str(tmp_path / "c.db"), "--no-progress"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "sweep",
+            str(tmp_path / "s.yaml"),
+            "--store",
+            str(tmp_path / "c.db"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "2 done" in ok.stdout
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"name": "c", "base": TINY, "grid": {"model.rpe": ["rope"]}}))
-    bad = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "b.yaml"), "--store",
-                          str(tmp_path / "b.db")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "b.yaml"), "--store", str(tmp_path / "b.db")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "model.rpe" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    workers = subprocess.run([sys.executable, "-m", "sparsemem", "sweep", str(tmp_path / "s.yaml"), "--store",
-                              str(tmp_path / "w.db"), "--workers", "0"], capture_output=True, text=True)
+    workers = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "sweep",
+            str(tmp_path / "s.yaml"),
+            "--store",
+            str(tmp_path / "w.db"),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert workers.returncode == 2 and "--workers" in workers.stderr
     assert not (tmp_path / "w.db").exists() and not (tmp_path / "b.db").exists()

@@ -35,8 +35,16 @@ def relu_net(weights, z):
 def test_fixed_brute_force(output, readout, inp, gen):
     lags = [0, 3, 7]
     extra = ["task.readout.weights=[0.5,-1,2,0.25,3,-0.5]"] if readout == "linear" else []
-    task = task_of("task.kind=fixed", "task.seq_len=10", "task.dim=2", f"task.lags={lags}",
-                   f"task.output={output}", f"task.readout={readout}", f"task.input={inp}", *extra)
+    task = task_of(
+        "task.kind=fixed",
+        "task.seq_len=10",
+        "task.dim=2",
+        f"task.lags={lags}",
+        f"task.output={output}",
+        f"task.readout={readout}",
+        f"task.input={inp}",
+        *extra,
+    )
     x, y = task.sample(3, gen, torch.float64)
     y = as_rows(y, task)
     for b in range(3):
@@ -66,8 +74,14 @@ def rho_formula(spec, s):
 @pytest.mark.parametrize("output", ["last", "all"])
 def test_kernel_brute_force(output, gen):
     kernels = ["exp:0.5", "power:1.5", "delta:4"]
-    task = task_of("task.kind=kernel", "task.seq_len=12", f"task.kernels=[{','.join(kernels)}]",
-                   f"task.output={output}", "task.input=uniform", "task.readout=product")
+    task = task_of(
+        "task.kind=kernel",
+        "task.seq_len=12",
+        f"task.kernels=[{','.join(kernels)}]",
+        f"task.output={output}",
+        "task.input=uniform",
+        "task.readout=product",
+    )
     x, y = task.sample(2, gen, torch.float64)
     y = as_rows(y, task)
     for b in range(2):
@@ -77,8 +91,9 @@ def test_kernel_brute_force(output, gen):
 
 
 def test_kernel_explicit_list_and_truncation(gen):
-    task = task_of("task.kind=kernel", "task.seq_len=5", "task.kernels=[[1.0, -2.0, 0.5, 9, 9, 9, 9]]",
-                   "task.output=all")
+    task = task_of(
+        "task.kind=kernel", "task.seq_len=5", "task.kernels=[[1.0, -2.0, 0.5, 9, 9, 9, 9]]", "task.output=all"
+    )
     assert task.rho.tolist() == [[1.0, -2.0, 0.5, 9.0, 9.0]]
     x, y = task.sample(2, gen, torch.float64)
     assert y[0, 2].item() == pytest.approx(x[0, 2, 0] - 2 * x[0, 1, 0] + 0.5 * x[0, 0, 0])
@@ -121,8 +136,16 @@ def test_prop42_is_the_papers_formula(output, gen):
 def test_random_adaptive_tables_walk(gen):
     """K = 1, M = 3 with random g: lags in [1, T_i], and the walk of the definition."""
     lags = [3, 5, 4]
-    task = task_of("task.kind=adaptive", "task.input={kind: discrete, values: [-1, 0.5, 2]}", "task.seq_len=12",
-                   f"task.lags={lags}", "task.depth=1", "task.output=all", "task.readout=sum", "task.seed=3")
+    task = task_of(
+        "task.kind=adaptive",
+        "task.input={kind: discrete, values: [-1, 0.5, 2]}",
+        "task.seq_len=12",
+        f"task.lags={lags}",
+        "task.depth=1",
+        "task.output=all",
+        "task.readout=sum",
+        "task.seed=3",
+    )
     x, y = task.sample(8, gen, torch.float64)
     S = len(task.symbols)
     sym = {v: i for i, v in enumerate(task.symbols)}
@@ -131,8 +154,10 @@ def test_random_adaptive_tables_walk(gen):
     got_lags = task.lags(x)
     for b in range(8):
         for t in range(12):
+
             def s_at(p):
                 return sym[x[b, p, 0].item()] if p >= 0 else task.pad
+
             arg0 = s_at(t)
             t1 = task.tables[0][arg0].item()
             m1 = s_at(t - t1)
@@ -142,8 +167,14 @@ def test_random_adaptive_tables_walk(gen):
             assert got_lags[b, t].tolist() == [t1, t2, t3]
             want = sum(x[b, t - lag, 0].item() if t - lag >= 0 else 0.0 for lag in (0, t1, t2, t3))
             assert y[b, t].item() == pytest.approx(want)
-    again = task_of("task.kind=adaptive", "task.input={kind: discrete, values: [-1, 0.5, 2]}", "task.seq_len=12",
-                    f"task.lags={lags}", "task.depth=1", "task.seed=3")
+    again = task_of(
+        "task.kind=adaptive",
+        "task.input={kind: discrete, values: [-1, 0.5, 2]}",
+        "task.seq_len=12",
+        f"task.lags={lags}",
+        "task.depth=1",
+        "task.seed=3",
+    )
     assert all(torch.equal(a, b) for a, b in zip(task.tables, again.tables))
 
 

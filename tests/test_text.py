@@ -46,18 +46,33 @@ def test_text_task_windows_and_split(corpus):
 
 
 def test_byte_lm_trains_below_uniform(corpus, tmp_path):
-    cfg = sm.RunConfig.from_dict({}, [
-        f"task.corpus={corpus}", "task.kind=text", "task.seq_len=32", "task.output=all",
-        "model.layers=2", "model.dim=32", "model.heads=2", "model.ffn_width=64", "model.layer_norm=true",
-        "train.steps=60", "train.batch_size=8", "train.lr=0.01", "train.val_samples=16",
-    ])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            f"task.corpus={corpus}",
+            "task.kind=text",
+            "task.seq_len=32",
+            "task.output=all",
+            "model.layers=2",
+            "model.dim=32",
+            "model.heads=2",
+            "model.ffn_width=64",
+            "model.layer_norm=true",
+            "train.steps=60",
+            "train.batch_size=8",
+            "train.lr=0.01",
+            "train.val_samples=16",
+        ],
+    )
     result = sm.train(cfg, out_dir=tmp_path / "run", progress=False)
     assert result["status"] == "done" and result["val_rel"] is None
     assert result["val_loss"] < 0.6 * torch.log(torch.tensor(256.0)).item()  # well below a uniform guess
 
 
-@pytest.mark.parametrize("bad,needle", [(["task.corpus=/no/such/dir"], "task.corpus"),
-                                        (["task.output=last"], "task.output"), ([], "task.corpus")])
+@pytest.mark.parametrize(
+    "bad,needle",
+    [(["task.corpus=/no/such/dir"], "task.corpus"), (["task.output=last"], "task.output"), ([], "task.corpus")],
+)
 def test_text_bad_config(corpus, bad, needle):
     base = ["task.kind=text", "task.output=all"] + ([f"task.corpus={corpus}"] if bad else [])
     with pytest.raises(sm.ConfigError, match=needle):
@@ -78,6 +93,9 @@ def test_text_experiments_need_a_corpus(corpus, tmp_path):
             EXPERIMENTS[name].make_specs("quick")
         runs = expand_all(EXPERIMENTS[name].make_specs("quick", str(corpus)))
         assert runs and all(r.task.kind == "text" for r in runs)
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "reproduce", "3b_text", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "reproduce", "3b_text", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--corpus" in proc.stderr and not (tmp_path / "o").exists()

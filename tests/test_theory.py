@@ -14,17 +14,28 @@ from sparsemem.theory import fit_heads, target_kernel
 S = 120
 
 
-@pytest.mark.parametrize("spec,rpe,p", [("exp:0.7", "lin", 0.7), ("exp:0.05", "lin", 0.05),
-                                        ("power:0.5", "log", 0.5), ("power:1.5", "log", 1.5)])
+@pytest.mark.parametrize(
+    "spec,rpe,p",
+    [("exp:0.7", "lin", 0.7), ("exp:0.05", "lin", 0.05), ("power:0.5", "log", 0.5), ("power:1.5", "log", 1.5)],
+)
 def test_one_head_represents_its_own_kernel_exactly(spec, rpe, p):
     fits = fit_heads(target_kernel(spec, S), rpe, 2)
     assert fits[0].l2 < 1e-10 and fits[0].l1 < 1e-5
     assert fits[0].p[0] == pytest.approx(p, rel=1e-4)
 
 
-@pytest.mark.parametrize("spec,rpe", [("power:0.5", "lin"), ("exp:0.7", "log"), ("deltas:5+17", "lin"),
-                                      ("delta:30", "log"), ("power:1.2", "t5"), ("exp:0.3", "kerple_log"),
-                                      ("power:0.8", "alibi")])
+@pytest.mark.parametrize(
+    "spec,rpe",
+    [
+        ("power:0.5", "lin"),
+        ("exp:0.7", "log"),
+        ("deltas:5+17", "lin"),
+        ("delta:30", "log"),
+        ("power:1.2", "t5"),
+        ("exp:0.3", "kerple_log"),
+        ("power:0.8", "alibi"),
+    ],
+)
 def test_error_never_rises_with_heads(spec, rpe):
     fits = fit_heads(target_kernel(spec, S), rpe, 6, refine_iters=20)
     errs = [f.l2 for f in fits]
@@ -43,9 +54,20 @@ def test_heavy_tail_wants_log_heads():
 def test_fit_floor_is_the_mse_of_a_model_with_those_heads():
     spec, H = "power:0.8", 3
     fit = fit_heads(target_kernel(spec, S), "lin", H)[-1]
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", f"task.kernels=[{spec}]", f"task.seq_len={S}",
-                                      "model.attention=dp_free", "model.rpe=lin", f"model.heads={H}",
-                                      "model.head_dim=1", f"model.dim={H + 1}", "model.ffn_width=0"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=kernel",
+            f"task.kernels=[{spec}]",
+            f"task.seq_len={S}",
+            "model.attention=dp_free",
+            "model.rpe=lin",
+            f"model.heads={H}",
+            "model.head_dim=1",
+            f"model.dim={H + 1}",
+            "model.ffn_width=0",
+        ],
+    )
     task = sm.make_task(cfg.task)
     model = sm.make_model(cfg.model, task).double()
     with torch.no_grad():
@@ -59,7 +81,8 @@ def test_fit_floor_is_the_mse_of_a_model_with_those_heads():
             attn.o.weight[1 + h, h] = 1.0  # head h writes coordinate 1 + h
         model.readout.weight[0] = torch.tensor([fit.c0] + fit.c, dtype=torch.float64)
     kernel = fit.c0 * torch.eye(S, dtype=torch.float64)[0] + torch.tensor(fit.c, dtype=torch.float64) @ torch.tensor(
-        model.attention_kernels(S)[0])
+        model.attention_kernels(S)[0]
+    )
     assert torch.allclose(kernel, fit.kernel, atol=1e-10)
     x, y = task.validation_set(4000, dtype=torch.float64)
     with torch.no_grad():
@@ -68,18 +91,41 @@ def test_fit_floor_is_the_mse_of_a_model_with_those_heads():
 
 
 def test_cli_theory_fit(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "fit", "--kernel", "exp:0.5", "--rpe",
-                           "lin,log", "--heads", "1,2", "--seq-len", "60", "--json", "--plot",
-                           str(tmp_path / "f.png")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "fit",
+            "--kernel",
+            "exp:0.5",
+            "--rpe",
+            "lin,log",
+            "--heads",
+            "1,2",
+            "--seq-len",
+            "60",
+            "--json",
+            "--plot",
+            str(tmp_path / "f.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["lin"]["1"]["l2"] < 1e-10 and out["log"]["2"]["l2"] <= out["log"]["1"]["l2"]
     assert (tmp_path / "f.png").stat().st_size > 1000
-    for args, needle in [(["--kernel", "cauchy:1"], "--kernel"), (["--kernel", "exp:1", "--rpe", "rope"], "--rpe"),
-                         (["--kernel", "exp:1", "--heads", "0"], "--heads"),
-                         (["--kernel", "delta:80", "--seq-len", "60"], "--seq-len")]:
-        bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "fit", *args], capture_output=True,
-                             text=True)
+    for args, needle in [
+        (["--kernel", "cauchy:1"], "--kernel"),
+        (["--kernel", "exp:1", "--rpe", "rope"], "--rpe"),
+        (["--kernel", "exp:1", "--heads", "0"], "--heads"),
+        (["--kernel", "delta:80", "--seq-len", "60"], "--seq-len"),
+    ]:
+        bad = subprocess.run(
+            [sys.executable, "-m", "sparsemem", "theory", "fit", *args], capture_output=True, text=True
+        )
         assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -95,15 +141,33 @@ def test_memory_smallest_states_and_heads():
 
 
 def test_cli_theory_memory(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "memory", "--kernels", "exp:0.5",
-                           "--lengths", "32,64", "--max-heads", "4", "--json", "--plot", str(tmp_path / "m.png")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "memory",
+            "--kernels",
+            "exp:0.5",
+            "--lengths",
+            "32,64",
+            "--max-heads",
+            "4",
+            "--json",
+            "--plot",
+            str(tmp_path / "m.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["exp:0.5"]["linear_rnn N = lin H"] == {"32": 1, "64": 1}
     assert (tmp_path / "m.png").exists()
-    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "memory", "--target", "2"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sparsemem", "theory", "memory", "--target", "2"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "--target" in bad.stderr
 
 
@@ -120,16 +184,21 @@ def test_linear_floor_of_prop42_matches_the_exact_value():
 def test_construction_exact_where_one_head_suffices():
     from sparsemem.theory.construct import construct
 
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=kernel", "task.kernels=[power:1.5]", "task.seq_len=100",
-                                      "model.rpe=log", "train.val_samples=500"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        ["task.kind=kernel", "task.kernels=[power:1.5]", "task.seq_len=100", "model.rpe=log", "train.val_samples=500"],
+    )
     _, info = construct(cfg, 1)
     assert info["val_rel"] < 1e-12
 
 
-@pytest.mark.parametrize("overrides,width", [
-    (["task.kind=kernel", "task.kernels=[power:1.5, exp:0.5]", "task.readout=sum", "task.seq_len=100"], 0),
-    (["task.kind=fixed", "task.lags=[3, 7]", "task.readout=relu_net", "task.seq_len=32"], 128),
-])
+@pytest.mark.parametrize(
+    "overrides,width",
+    [
+        (["task.kind=kernel", "task.kernels=[power:1.5, exp:0.5]", "task.readout=sum", "task.seq_len=100"], 0),
+        (["task.kind=fixed", "task.lags=[3, 7]", "task.readout=relu_net", "task.seq_len=32"], 128),
+    ],
+)
 def test_construction_error_falls_with_heads(overrides, width):
     from sparsemem.theory.construct import construct
 
@@ -152,14 +221,44 @@ def assert_reloads(out, info):
 
 def test_cli_construct_saves_a_loadable_model(tmp_path):
     out = tmp_path / "c"
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=kernel",
-                           "task.kernels=[exp:0.3]", "task.seq_len=64", "model.rpe=lin", "--heads", "1",
-                           "--out", str(out), "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "construct",
+            "task.kind=kernel",
+            "task.kernels=[exp:0.3]",
+            "task.seq_len=64",
+            "model.rpe=lin",
+            "--heads",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert_reloads(out, json.loads(proc.stdout.strip().splitlines()[-1]))
-    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
-                          "task.example=nested_product", "task.output=all", "--heads", "2"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "construct",
+            "task.kind=adaptive",
+            "task.example=nested_product",
+            "task.output=all",
+            "--heads",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "last position" in bad.stderr and bad.stderr.count("\n") == 1
 
 
@@ -168,8 +267,9 @@ def test_prop42_dp_construction_beats_the_dp_free_floor():
     from sparsemem.theory.construct import construct_adaptive
     from sparsemem.theory.linear import linear_floor
 
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.example=prop42", "task.seq_len=32",
-                                      "train.val_samples=1000"])
+    cfg = sm.RunConfig.from_dict(
+        {}, ["task.kind=adaptive", "task.example=prop42", "task.seq_len=32", "train.val_samples=1000"]
+    )
     infos = [construct_adaptive(cfg, n)[1] for n in (1, 3, 4)]
     rels = [i["val_rel"] for i in infos]
     assert rels[0] > rels[1] > rels[2] and rels[2] < 1e-8
@@ -181,9 +281,19 @@ def test_warm_up_adaptive_construction_with_two_memories_and_a_relu_readout():
     """Thm 4.1's K = 0 case: t_i = g_i(x_t), two memories, random tables, f a ReLU net."""
     from sparsemem.theory.construct import construct_adaptive
 
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.input=rademacher", "task.lags=[3, 5]",
-                                      "task.depth=0", "task.readout=relu_net", "task.seq_len=24", "task.seed=2",
-                                      "train.val_samples=1000"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=adaptive",
+            "task.input=rademacher",
+            "task.lags=[3, 5]",
+            "task.depth=0",
+            "task.readout=relu_net",
+            "task.seq_len=24",
+            "task.seed=2",
+            "train.val_samples=1000",
+        ],
+    )
     rels = [construct_adaptive(cfg, n, width=256)[1]["val_rel"] for n in (1, 6)]
     assert rels[1] < rels[0] and rels[1] < 1e-2
 
@@ -193,16 +303,35 @@ def test_nested_construction_one_layer_per_nested_memory(tmp_path):
     the first's memory; exact up to the lag fits, and a saved model reloads to the same error."""
     from sparsemem.theory.construct import construct_adaptive
 
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.example=nested_product", "task.seq_len=16",
-                                      "train.val_samples=1000"])
+    cfg = sm.RunConfig.from_dict(
+        {}, ["task.kind=adaptive", "task.example=nested_product", "task.seq_len=16", "train.val_samples=1000"]
+    )
     infos = [construct_adaptive(cfg, n, width=64, samples=4000)[1] for n in (1, 3)]
     assert [i["layers"] for i in infos] == [2, 2]
     assert infos[0]["heads_per_layer"] == [4, 18]  # 2 lags x 2 gates; 3 lags x (2 x 3) gates
     assert infos[0]["val_rel"] > 0.1 and infos[1]["val_rel"] < 1e-8 and infos[1]["sup_error"] < 1e-3
     out = tmp_path / "n"
-    proc = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=adaptive",
-                           "task.example=nested_product", "task.seq_len=16", "--heads", "3", "--width", "64",
-                           "--out", str(out), "--json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "construct",
+            "task.kind=adaptive",
+            "task.example=nested_product",
+            "task.seq_len=16",
+            "--heads",
+            "3",
+            "--width",
+            "64",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["layers"] == 2 and info["val_rel"] < 1e-8
@@ -214,9 +343,19 @@ def test_depth_one_construction_needs_its_second_layer():
     second layer's gates blind to memory 1 (its query weight on that coordinate zeroed) the error jumps."""
     from sparsemem.theory.construct import construct_adaptive, score
 
-    cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", "task.input=rademacher", "task.lags=[2, 3]",
-                                      "task.depth=1", "task.readout=sum", "task.seq_len=12", "task.seed=3",
-                                      "train.val_samples=1000"])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=adaptive",
+            "task.input=rademacher",
+            "task.lags=[2, 3]",
+            "task.depth=1",
+            "task.readout=sum",
+            "task.seq_len=12",
+            "task.seed=3",
+            "train.val_samples=1000",
+        ],
+    )
     model, info = construct_adaptive(cfg, 4, samples=4000)
     assert info["layers"] == 2 and info["val_rel"] < 1e-4
     with torch.no_grad():
@@ -231,8 +370,9 @@ def test_tmx_construction_matches_the_dp_one_with_fewer_attention_parameters():
     from sparsemem.theory.construct import construct_adaptive
 
     for example, seq_len, width in (("prop42", 32, 0), ("nested_product", 16, 64)):
-        cfg = sm.RunConfig.from_dict({}, ["task.kind=adaptive", f"task.example={example}",
-                                          f"task.seq_len={seq_len}", "train.val_samples=1000"])
+        cfg = sm.RunConfig.from_dict(
+            {}, ["task.kind=adaptive", f"task.example={example}", f"task.seq_len={seq_len}", "train.val_samples=1000"]
+        )
         dp = construct_adaptive(cfg, 3, width, samples=4000)[1]
         tmx = construct_adaptive(cfg, 3, width, samples=4000, attention="tmx")[1]
         assert tmx["model_config"]["attention"] == "tmx" and tmx["heads_per_layer"] == dp["heads_per_layer"]
@@ -240,9 +380,23 @@ def test_tmx_construction_matches_the_dp_one_with_fewer_attention_parameters():
         dim, layers = dp["model_config"]["dim"], dp["layers"]
         # per layer and head: W_Q and W_K rows (2 D) against one w (D)
         assert dp["attention_params"] - tmx["attention_params"] == dim * dp["model_config"]["heads"] * layers
-    bad = subprocess.run([sys.executable, "-m", "sparsemem", "theory", "construct", "task.kind=kernel",
-                          "task.kernels=[exp:0.3]", "--heads", "1", "--attention", "tmx"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparsemem",
+            "theory",
+            "construct",
+            "task.kind=kernel",
+            "task.kernels=[exp:0.3]",
+            "--heads",
+            "1",
+            "--attention",
+            "tmx",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--attention" in bad.stderr and bad.stderr.count("\n") == 1
 
 

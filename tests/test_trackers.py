@@ -9,8 +9,16 @@ import pytest
 import sparsemem as sm
 from sparsemem.cli import main
 
-SMALL = ["task.lags=[2,5]", "task.seq_len=16", "model.dim=8", "model.ffn_width=8", "train.batch_size=8",
-         "train.val_samples=32", "train.steps=12", "train.eval_every=4"]
+SMALL = [
+    "task.lags=[2,5]",
+    "task.seq_len=16",
+    "model.dim=8",
+    "model.ffn_width=8",
+    "train.batch_size=8",
+    "train.val_samples=32",
+    "train.steps=12",
+    "train.eval_every=4",
+]
 
 
 @pytest.fixture
@@ -49,8 +57,8 @@ def wandb_records(folder: Path) -> list:
         if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
             pos += block - pos % block
             continue
-        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
-        chunk = data[pos + 7:pos + 7 + length]
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk
         if kind in (1, 4):
@@ -76,8 +84,14 @@ def wandb_run(folder: Path) -> dict:
         elif kind == "run":
             run = r.run
     config = {_key(i): json.loads(i.value_json) for i in run.config.update}
-    return {"id": run.run_id, "name": run.display_name, "project": run.project, "config": config,
-            "history": history, "summary": summary}
+    return {
+        "id": run.run_id,
+        "name": run.display_name,
+        "project": run.project,
+        "config": config,
+        "history": history,
+        "summary": summary,
+    }
 
 
 def test_a_run_streams_every_evaluation_to_tensorboard_and_offline_wandb(tmp_path, offline_wandb):
@@ -105,8 +119,7 @@ def test_a_run_streams_every_evaluation_to_tensorboard_and_offline_wandb(tmp_pat
 def test_every_fleet_member_streams_its_own_numbers(tmp_path):
     pytest.importorskip("tensorboard")
     cfgs = [sm.RunConfig.from_dict({}, [*SMALL, f"train.seed={s}", "train.log=[tensorboard]"]) for s in (0, 1)]
-    results = sm.train_fleet(cfgs, out_dirs=[tmp_path / "a", tmp_path / "b"], fleet_dir=tmp_path / "f",
-                             progress=False)
+    results = sm.train_fleet(cfgs, out_dirs=[tmp_path / "a", tmp_path / "b"], fleet_dir=tmp_path / "f", progress=False)
     vals = []
     for folder, result in zip((tmp_path / "a", tmp_path / "b"), results):
         tb = tensorboard_scalars(folder)
@@ -120,8 +133,7 @@ def test_a_resumed_run_keeps_one_event_per_step(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
     from sparsemem.tasks.base import Task
 
-    cfg = sm.RunConfig.from_dict({}, [*SMALL, "train.log=[tensorboard]", "train.steps=16",
-                                      "train.checkpoint_every=8"])
+    cfg = sm.RunConfig.from_dict({}, [*SMALL, "train.log=[tensorboard]", "train.steps=16", "train.checkpoint_every=8"])
     original, calls = Task.sample, {"n": 0}
 
     def interrupted(self, *a, **k):
@@ -137,7 +149,8 @@ def test_a_resumed_run_keeps_one_event_per_step(tmp_path, monkeypatch):
     sm.train(cfg, out_dir=tmp_path / "run", progress=False)
     assert [s for s, _ in tensorboard_scalars(tmp_path / "run")["val_loss"]] == [4, 8, 12, 16]
     assert tensorboard_scalars(tmp_path / "run")["val_loss"][2][1] == pytest.approx(
-        metrics_of(tmp_path / "run")[2]["val_loss"], rel=1e-6)
+        metrics_of(tmp_path / "run")[2]["val_loss"], rel=1e-6
+    )
 
 
 def test_log_is_not_part_of_the_config_hash():

@@ -8,8 +8,14 @@ import torch
 import sparsemem as sm
 from sparsemem.train import lr_factor
 
-SMALL = ["task.lags=[2,5]", "task.seq_len=16", "model.dim=8", "model.ffn_width=8",
-         "train.batch_size=8", "train.val_samples=64"]
+SMALL = [
+    "task.lags=[2,5]",
+    "task.seq_len=16",
+    "model.dim=8",
+    "model.ffn_width=8",
+    "train.batch_size=8",
+    "train.val_samples=64",
+]
 
 
 def cfg_of(*overrides):
@@ -17,11 +23,23 @@ def cfg_of(*overrides):
 
 
 def test_one_head_dp_free_lin_learns_exp_kernel():
-    cfg = sm.RunConfig.from_dict({}, [
-        "task.kind=kernel", "task.kernels=[exp:0.5]", "task.seq_len=128",
-        "model.attention=dp_free", "model.rpe=lin", "model.heads=1", "model.dim=8", "model.ffn_width=0",
-        "train.steps=500", "train.lr=0.01", "train.batch_size=64", "train.val_samples=500",
-    ])
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=kernel",
+            "task.kernels=[exp:0.5]",
+            "task.seq_len=128",
+            "model.attention=dp_free",
+            "model.rpe=lin",
+            "model.heads=1",
+            "model.dim=8",
+            "model.ffn_width=0",
+            "train.steps=500",
+            "train.lr=0.01",
+            "train.batch_size=64",
+            "train.val_samples=500",
+        ],
+    )
     result = sm.train(cfg, progress=False)
     assert result["status"] == "done" and result["steps"] == 500
     assert result["val_loss"] < 1e-3
@@ -35,12 +53,24 @@ def test_defaults_learn_an_exp_kernel_with_one_lin_head(tmp_path, seed):
     """`sparsemem train` with only a task, an architecture and a step count: the default optimizer (memory
     parameters at 30x the lr, cosine) takes one DP-free lin head to an exp:0.3 kernel at T = 256 within
     1,500 steps; with the memory parameters at the common lr it stalls near 1e-2 relative MSE."""
-    base = ["task.kind=kernel", "task.kernels=[exp:0.3]", "task.seq_len=256", "model.heads=1", "model.rpe=lin",
-            "model.attention=dp_free", "model.ffn_width=0", "train.steps=1500", f"train.seed={seed}"]
+    base = [
+        "task.kind=kernel",
+        "task.kernels=[exp:0.3]",
+        "task.seq_len=256",
+        "model.heads=1",
+        "model.rpe=lin",
+        "model.attention=dp_free",
+        "model.ffn_width=0",
+        "train.steps=1500",
+        f"train.seed={seed}",
+    ]
     result = sm.train(sm.RunConfig.from_dict({}, base), out_dir=tmp_path / "d", progress=False)
     assert result["status"] == "done" and result["val_rel"] < 1e-6
-    slow = sm.train(sm.RunConfig.from_dict({}, [*base, "train.rpe_lr_scale=1", "train.schedule=constant"]),
-                    out_dir=tmp_path / "s", progress=False)
+    slow = sm.train(
+        sm.RunConfig.from_dict({}, [*base, "train.rpe_lr_scale=1", "train.schedule=constant"]),
+        out_dir=tmp_path / "s",
+        progress=False,
+    )
     assert slow["val_rel"] > 1e-4
 
 
@@ -129,8 +159,9 @@ def test_eval_lengths_score_the_trained_model_at_other_lengths():
     result = sm.train(cfg, progress=False)
     assert set(result["length_eval"]) == {"32", "64"}
     # the same model at its own length gives the recorded validation loss
-    again = sm.train(cfg.model_copy(update={"train": cfg.train.model_copy(update={"eval_lengths": [16]})}),
-                     progress=False)
+    again = sm.train(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"eval_lengths": [16]})}), progress=False
+    )
     assert again["length_eval"]["16"]["val_loss"] == pytest.approx(again["val_loss"])
     with pytest.raises(sm.ConfigError, match="train.eval_lengths"):
         cfg_of("train.eval_lengths=[4]")  # lag 5 does not fit in 4 positions
@@ -149,6 +180,7 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
     def broken(model):
         def call(x):
             raise RuntimeError("no compiler here")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)

@@ -22,8 +22,12 @@ def test_kleene_logic():
 @pytest.mark.parametrize("a,b", [([1, 2], [3, 4]), ([1, 3], [2, 4]), ([3, 4], [1, 2]), ([2, 2], [2, 5])])
 def test_comparisons_answer_over_every_pairing(a, b):
     sa, sb = Spread(a), Spread(b)
-    for op, cmp in ((lambda x, y: x <= y, "le"), (lambda x, y: x < y, "lt"),
-                    (lambda x, y: x >= y, "ge"), (lambda x, y: x > y, "gt")):
+    for op, cmp in (
+        (lambda x, y: x <= y, "le"),
+        (lambda x, y: x < y, "lt"),
+        (lambda x, y: x >= y, "ge"),
+        (lambda x, y: x > y, "gt"),
+    ):
         each = {op(x, y) for x, y in itertools.product(a, b)}
         want = True if each == {True} else False if each == {False} else INCONCLUSIVE
         assert op(sa, sb) is want, (cmp, a, b)
@@ -42,8 +46,11 @@ def test_ratio_min_and_scaling_cover_every_pairing():
 
 def fill(store, name, value_of, seeds=(0, 1, 2)):
     """An experiment's quick runs for several seeds, each finished with val_rel = value_of(config)."""
-    runs = [c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
-            for c in expand_all(EXPERIMENTS[name].make_specs("quick")) for s in seeds]
+    runs = [
+        c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
+        for c in expand_all(EXPERIMENTS[name].make_specs("quick"))
+        for s in seeds
+    ]
     store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
     for c in runs:
         v = value_of(c)
@@ -52,21 +59,26 @@ def fill(store, name, value_of, seeds=(0, 1, 2)):
 
 def fake_4a(log1_by_seed, lin_by_seed):
     """log with 1 head at log1_by_seed[seed]; lin's best cell (H = 64) at lin_by_seed[seed]."""
+
     def value_of(c):
         s = c.train.seed
         if c.model.rpe == "log":
             return log1_by_seed[s] if c.model.heads == 1 else 1e-3
         return lin_by_seed[s] * (64 / c.model.heads)
+
     return value_of
 
 
-@pytest.mark.parametrize("log1,lin,label", [
-    ([1e-7, 2e-7, 5e-7], [1e-3, 2e-3, 5e-3], "holds"),             # every pairing: log <= 1e-4, lin >= 100x
-    ([1e-7, 2e-7, 5e-7], [1e-6, 2e-6, 9e-6], "does not hold"),     # lin never 100x worse
-    ([1e-7, 2e-7, 5e-7], [1e-5, 3e-5, 1e-3], "inconclusive"),      # 100x for some pairings only
-    ([1e-7, 5e-5, 5e-4], [1.0, 1.0, 1.0], "inconclusive"),         # log reaches 1e-4 with two seeds of three
-    ([1e-3, 2e-3, 5e-3], [1.0, 1.0, 1.0], "does not hold"),        # log never reaches 1e-4
-])
+@pytest.mark.parametrize(
+    "log1,lin,label",
+    [
+        ([1e-7, 2e-7, 5e-7], [1e-3, 2e-3, 5e-3], "holds"),  # every pairing: log <= 1e-4, lin >= 100x
+        ([1e-7, 2e-7, 5e-7], [1e-6, 2e-6, 9e-6], "does not hold"),  # lin never 100x worse
+        ([1e-7, 2e-7, 5e-7], [1e-5, 3e-5, 1e-3], "inconclusive"),  # 100x for some pairings only
+        ([1e-7, 5e-5, 5e-4], [1.0, 1.0, 1.0], "inconclusive"),  # log reaches 1e-4 with two seeds of three
+        ([1e-3, 2e-3, 5e-3], [1.0, 1.0, 1.0], "does not hold"),  # log never reaches 1e-4
+    ],
+)
 def test_4a_three_way_verdict_over_seeds(tmp_path, log1, lin, label):
     with Store(tmp_path / "r.db") as store:
         fill(store, "4a", fake_4a(log1, lin))
@@ -81,11 +93,13 @@ def test_4a_three_way_verdict_over_seeds(tmp_path, log1, lin, label):
 def test_2b_gain_judged_over_seeds(tmp_path, spread, label):
     """learned RPE: H 1 -> 32 at m = 16 cuts MSE 1000x for the middle seed; with a wide spread across seeds,
     some pairings fall below the rule's 100x."""
+
     def value_of(c):
         if c.model.rpe != "learned":
             return 1.0
-        noise = {0: 1.0, 1: spread ** 0.5, 2: 1.0 / spread ** 0.5}[c.train.seed]
+        noise = {0: 1.0, 1: spread**0.5, 2: 1.0 / spread**0.5}[c.train.seed]
         return (1e-1 if c.model.heads == 1 else 1e-4) * noise
+
     with Store(tmp_path / "r.db") as store:
         fill(store, "2b", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
@@ -124,10 +138,12 @@ def test_figures_draw_the_spread_across_seeds():
 def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, wide_helps, outcome):
     """2a's explanation (a Boolean token's readout is affine) is tested by the same target on uniform tokens;
     the diagnostic's runs stay out of the paper setting's cells and verdict."""
+
     def value_of(c):
         if c.task.input.kind == "uniform":
             return 1e-1 if c.model.ffn_width == 16 or not wide_helps else 1e-3
         return 0.5
+
     with Store(tmp_path / "r.db") as store:
         fill(store, "2a", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
@@ -148,8 +164,11 @@ def test_pivot_over_two_config_keys():
     """Results.grid pivots a metric over two dotted config keys, a Spread over seeds per cell; dotted filters
     and keyword ones select alike; a row stored before model.rpe_sign existed reads as its default."""
     rows = [_row(H, m, "lin", s, H * 100 + m + s) for H in (1, 4) for m in (16, 64) for s in (0, 1)]
-    rows += [_row(4, 16, "lin", 0, 7.0, sign="free"), _row(4, 16, "log", 0, 9.0, sign="positive"),
-             _row(1, 16, "lin", 2, 0.0, status="diverged")]
+    rows += [
+        _row(4, 16, "lin", 0, 7.0, sign="free"),
+        _row(4, 16, "log", 0, 9.0, sign="positive"),
+        _row(1, 16, "lin", 2, 0.0, status="diverged"),
+    ]
     res = Results(rows)
     pivot = res.grid("model.heads", "model.ffn_width", where={"model.rpe": "lin", "model.rpe_sign": "positive"})
     assert pivot.row_levels == [1, 4] and pivot.col_levels == [16, 64]

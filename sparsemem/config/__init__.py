@@ -16,6 +16,16 @@ mapping ``{kind: NAME, ...}`` or the bare string ``NAME``.
 
 from __future__ import annotations
 
+from ..registry import INPUTS as INPUT_KINDS
+from ..registry import KERNEL_FORMS
+from ..registry import READOUTS as READOUT_KINDS
+from ..tasks.adaptive import ADAPTIVE_EXAMPLES, ADAPTIVE_PRESETS, AdaptiveTaskConfig, table_key
+from ..tasks.fixed import DEFAULT_LAGS as DEFAULT_FIXED_LAGS
+from ..tasks.fixed import FixedTaskConfig
+from ..tasks.inputs import InputConfig
+from ..tasks.kernel import KernelTaskConfig, parse_kernel
+from ..tasks.readouts import ReadoutConfig
+from ..tasks.text import TextTaskConfig
 from .fields import SEED_MAX, Bool, Float, Int, Strict, kind_shorthand, listify
 from .loading import ConfigError, FieldError, apply_overrides, load_yaml, parse_yaml, validate_config
 from .schemas import (
@@ -35,21 +45,50 @@ from .schemas import (
     TrainConfig,
     task_config,
 )
-from ..registry import INPUTS as INPUT_KINDS, KERNEL_FORMS, READOUTS as READOUT_KINDS
-from ..tasks.adaptive import ADAPTIVE_EXAMPLES, ADAPTIVE_PRESETS, AdaptiveTaskConfig, table_key
-from ..tasks.fixed import DEFAULT_LAGS as DEFAULT_FIXED_LAGS, FixedTaskConfig
-from ..tasks.inputs import InputConfig
-from ..tasks.kernel import KernelTaskConfig, parse_kernel
-from ..tasks.readouts import ReadoutConfig
-from ..tasks.text import TextTaskConfig
 
 _Strict = Strict  # the name older code imports
 
 __all__ = [
-    "ADAPTIVE_EXAMPLES", "ADAPTIVE_PRESETS", "ARCHS", "ATTENTION_KINDS", "DEFAULT_FIXED_LAGS", "HASH_NEUTRAL",
-    "INPUT_KINDS", "KERNEL_FORMS", "LEGACY_TASK", "READOUT_KINDS", "RPE_TYPES", "SEED_MAX", "SIGNED_RPE_TYPES",
-    "TASK_ADAPTER", "TASK_CONFIGS", "TASK_KINDS", "TMX_RPE_TYPES", "AdaptiveTaskConfig", "Bool", "ConfigError",
-    "FieldError", "FixedTaskConfig", "Float", "InputConfig", "Int", "KernelTaskConfig", "ModelConfig",
-    "ReadoutConfig", "RunConfig", "Strict", "TaskConfig", "TextTaskConfig", "TrainConfig", "apply_overrides",
-    "kind_shorthand", "listify", "load_yaml", "parse_kernel", "parse_yaml", "table_key", "task_config", "validate_config",
+    "ADAPTIVE_EXAMPLES",
+    "ADAPTIVE_PRESETS",
+    "ARCHS",
+    "ATTENTION_KINDS",
+    "DEFAULT_FIXED_LAGS",
+    "HASH_NEUTRAL",
+    "INPUT_KINDS",
+    "KERNEL_FORMS",
+    "LEGACY_TASK",
+    "READOUT_KINDS",
+    "RPE_TYPES",
+    "SEED_MAX",
+    "SIGNED_RPE_TYPES",
+    "TASK_ADAPTER",
+    "TASK_CONFIGS",
+    "TASK_KINDS",
+    "TMX_RPE_TYPES",
+    "AdaptiveTaskConfig",
+    "Bool",
+    "ConfigError",
+    "FieldError",
+    "FixedTaskConfig",
+    "Float",
+    "InputConfig",
+    "Int",
+    "KernelTaskConfig",
+    "ModelConfig",
+    "ReadoutConfig",
+    "RunConfig",
+    "Strict",
+    "TaskConfig",
+    "TextTaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "kind_shorthand",
+    "listify",
+    "load_yaml",
+    "parse_kernel",
+    "parse_yaml",
+    "table_key",
+    "task_config",
+    "validate_config",
 ]

@@ -39,5 +39,4 @@ def listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-
 Strict = _Strict

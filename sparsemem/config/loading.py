@@ -43,8 +43,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             else:
                 first = seen[key]
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (lines {first} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key {key!r} appears twice (lines {first} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -65,7 +68,12 @@ def resolve_config_path(path: Union[str, Path]) -> Path:
     """``path`` itself if it exists; else a packaged example of that name (``kernel_exp`` or
     ``kernel_exp.yaml``); else ``path`` (reading it then says what is wrong)."""
     p = Path(path)
-    if not p.exists() and p.parent == Path(".") and (EXAMPLES / f"{p.stem}.yaml").is_file() and p.suffix in ("", ".yaml"):
+    if (
+        not p.exists()
+        and p.parent == Path(".")
+        and (EXAMPLES / f"{p.stem}.yaml").is_file()
+        and p.suffix in ("", ".yaml")
+    ):
         return EXAMPLES / f"{p.stem}.yaml"
     return p
 
@@ -81,8 +89,9 @@ def load_yaml(path: Union[str, Path]) -> dict:
     except OSError as err:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} "
-                          f"at offset {err.start})") from None
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})"
+        ) from None
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as err:
@@ -96,7 +105,9 @@ def load_yaml(path: Union[str, Path]) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping with task, model, train; got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {str(p)!r} must hold a mapping with task, model, train; got {type(data).__name__}"
+        )
     return data
 
 
@@ -172,7 +183,7 @@ def validate_config(model: type[BaseModel], data: dict):
             loc = loc + tuple(cause.field.split("."))
             value, msg = cause.value, cause.message
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         field = ".".join(str(p) for p in loc) or "config"
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(_field_names(model, allowed_loc[:-1]))

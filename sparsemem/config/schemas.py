@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
-from ..registry import ARCHS as _ARCHS, ATTENTION, RPES, TASKS, TRACKERS, rpes
+from ..registry import ARCHS as _ARCHS
+from ..registry import ATTENTION, RPES, TASKS, TRACKERS, rpes
 from ..tasks.adaptive import AdaptiveTaskConfig
 from ..tasks.fixed import FixedTaskConfig
 from ..tasks.kernel import KernelTaskConfig
@@ -28,12 +29,18 @@ TASK_KINDS = tuple(TASKS)
 TMX_RPE_TYPES = rpes(tmx=True)  # phi extends to real arguments, as TMX attention needs
 SIGNED_RPE_TYPES = rpes(signed=True)  # a trainable p, which `model.rpe_sign = free` may let turn negative
 
-TASK_CONFIGS = {"fixed": FixedTaskConfig, "adaptive": AdaptiveTaskConfig, "kernel": KernelTaskConfig,
-                "text": TextTaskConfig}
+TASK_CONFIGS = {
+    "fixed": FixedTaskConfig,
+    "adaptive": AdaptiveTaskConfig,
+    "kernel": KernelTaskConfig,
+    "text": TextTaskConfig,
+}
 TAGGED.update(TASK_CONFIGS)
 # A target family's schema, chosen by its `kind`.
-TaskConfig = Annotated[Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TASK_CONFIGS.items())],
-                       Discriminator(lambda v: v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None))]
+TaskConfig = Annotated[
+    Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TASK_CONFIGS.items())],
+    Discriminator(lambda v: v.get("kind") if isinstance(v, dict) else getattr(v, "kind", None)),
+]
 TASK_ADAPTER = TypeAdapter(TaskConfig)
 
 
@@ -54,13 +61,26 @@ def task_config(data: dict):
     """The task schema for a mapping (its kind picks the family); pydantic's ValidationError if bad."""
     return TASK_ADAPTER.validate_python(with_kind(data))
 
+
 # The task section as one flat schema had it before the families split, every field at its default: a
 # record of the past, not derived from today's schemas, so that a field a family gains later changes no
 # other family's hashes (a new field joins HASH_NEUTRAL, as train.blowup and model.rpe_sign did).
-LEGACY_TASK = {"kind": "fixed", "seq_len": 64, "dim": 1, "input": {"kind": "rademacher", "values": None},
-               "output": "last", "lags": [], "readout": {"kind": "sum", "width": 64, "weights": None},
-               "kernels": [], "depth": 0, "g": None, "example": None, "seed": 0, "corpus": None,
-               "max_bytes": 50_000_000}
+LEGACY_TASK = {
+    "kind": "fixed",
+    "seq_len": 64,
+    "dim": 1,
+    "input": {"kind": "rademacher", "values": None},
+    "output": "last",
+    "lags": [],
+    "readout": {"kind": "sum", "width": 64, "weights": None},
+    "kernels": [],
+    "depth": 0,
+    "g": None,
+    "example": None,
+    "seed": 0,
+    "corpus": None,
+    "max_bytes": 50_000_000,
+}
 
 
 class ModelConfig(Strict):
@@ -94,11 +114,15 @@ class ModelConfig(Strict):
         if self.attention == "tmx" and self.rpe not in TMX_RPE_TYPES:
             raise FieldError("rpe", self.rpe, f"tmx attention needs rpe in {', '.join(TMX_RPE_TYPES)}")
         if self.rpe_sign == "free" and self.rpe not in SIGNED_RPE_TYPES:
-            raise FieldError("rpe_sign", self.rpe_sign,
-                             f"a sign-free p needs a trainable p: rpe in {', '.join(SIGNED_RPE_TYPES)}")
+            raise FieldError(
+                "rpe_sign", self.rpe_sign, f"a sign-free p needs a trainable p: rpe in {', '.join(SIGNED_RPE_TYPES)}"
+            )
         if self.rpe == "t5" and self.rpe_max_distance <= self.rpe_buckets:
-            raise FieldError("rpe_max_distance", self.rpe_max_distance,
-                             f"t5 needs rpe_max_distance > rpe_buckets = {self.rpe_buckets}")
+            raise FieldError(
+                "rpe_max_distance",
+                self.rpe_max_distance,
+                f"t5 needs rpe_max_distance > rpe_buckets = {self.rpe_buckets}",
+            )
         return self
 
     @property
@@ -200,8 +224,11 @@ class RunConfig(Strict):
             try:
                 task_config({**self.task.model_dump(), "seq_len": n})
             except ValidationError as exc:
-                raise FieldError("train.eval_lengths", n, f"the task is not valid at this length: "
-                                 f"{exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+                raise FieldError(
+                    "train.eval_lengths",
+                    n,
+                    f"the task is not valid at this length: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                ) from None
         return self
 
     @classmethod
@@ -237,5 +264,3 @@ class RunConfig(Strict):
                 del payload[section][key]
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
-
-

@@ -16,9 +16,21 @@ from typing import Callable, Optional
 
 from ..config import HASH_NEUTRAL, RunConfig, TrainConfig
 from ..plumbing import unique_by_hash
-from .verdicts import (INCONCLUSIVE, Spread, Table, Verdict, _Inconclusive, all_of, any_of, fmt,  # noqa: F401
-                       fmt_spread, min_of, ratio, truth_label)
 from ..sweep.spec import SweepSpec
+from .verdicts import (
+    INCONCLUSIVE,
+    Spread,
+    Table,
+    Verdict,
+    _Inconclusive,
+    all_of,
+    any_of,
+    fmt,
+    fmt_spread,
+    min_of,
+    ratio,
+    truth_label,
+)
 
 PROFILES = ("quick", "paper")
 
@@ -26,8 +38,14 @@ PROFILES = ("quick", "paper")
 # give its own), recorded in the report: the optimizer is TrainConfig's defaults, written out so a store's
 # configs say it; the warm-up is 5% of the steps.
 _OPTIMIZER = {k: TrainConfig.model_fields[k].default for k in ("lr", "rpe_lr_scale", "schedule")}
-TRAIN_QUICK = {"steps": 2000, "batch_size": 100, **_OPTIMIZER, "warmup_steps": 100, "val_samples": 2000,
-               "eval_every": 500}
+TRAIN_QUICK = {
+    "steps": 2000,
+    "batch_size": 100,
+    **_OPTIMIZER,
+    "warmup_steps": 100,
+    "val_samples": 2000,
+    "eval_every": 500,
+}
 TRAIN_PAPER = {**TRAIN_QUICK, "steps": 10_000, "warmup_steps": 500, "val_samples": 10_000, "eval_every": 1000}
 
 
@@ -89,8 +107,10 @@ class Experiment:
             if not corpus:
                 from ..config import ConfigError
 
-                raise ConfigError(f"experiment {self.name} trains language models: give --corpus DIR "
-                                  "(a folder of text files) or --corpus openwebtext")
+                raise ConfigError(
+                    f"experiment {self.name} trains language models: give --corpus DIR "
+                    "(a folder of text files) or --corpus openwebtext"
+                )
             return self.specs(profile, corpus)
         return self.specs(profile)
 

@@ -10,11 +10,23 @@ import math
 from typing import Optional
 
 from ..plotting import pyplot, save_figure
-from .base import (Experiment, Results, Spread, Table, Verdict, all_of, any_of, fmt, fmt_spread, min_of, ratio,
-                   seeds_of, spec)
+from .base import (
+    Experiment,
+    Results,
+    Spread,
+    Table,
+    Verdict,
+    all_of,
+    any_of,
+    fmt,
+    fmt_spread,
+    min_of,
+    ratio,
+    seeds_of,
+    spec,
+)
 from .grid import PAPER_RPES, TASK_1B, grid_hm, hm_spec, rpe_where, value
 from .toy import base, cell, gain_text
-
 
 # -- 3a ------------------------------------------------------------------------
 STEPS_TO = 1e-2  # 3a's diagnostic: steps to this relative MSE (the rule's "DP-free reaches" bar)
@@ -24,9 +36,15 @@ def specs_3a(profile: str):
     Hs, ms = grid_hm(profile)
     dp_H = Hs if profile == "paper" else [8, 32]
     dp_m = ms if profile == "paper" else [256]
-    return [hm_spec("3a", profile, TASK_1B, rpes=PAPER_RPES),
-            spec("3a", base(profile, TASK_1B, {"attention": "dp"}),
-                 {"model.rpe": PAPER_RPES, "model.heads": dp_H, "model.ffn_width": dp_m}, seeds=seeds_of(profile))]
+    return [
+        hm_spec("3a", profile, TASK_1B, rpes=PAPER_RPES),
+        spec(
+            "3a",
+            base(profile, TASK_1B, {"attention": "dp"}),
+            {"model.rpe": PAPER_RPES, "model.heads": dp_H, "model.ffn_width": dp_m},
+            seeds=seeds_of(profile),
+        ),
+    ]
 
 
 def steps_to(res: Results, where: dict, threshold: float = STEPS_TO) -> Optional[Spread]:
@@ -50,8 +68,12 @@ def fmt_steps(s: Optional[Spread]) -> str:
 
 
 def grid_pairs(res: Results, attention: str):
-    return sorted({(r["config"]["model"]["heads"], r["config"]["model"]["ffn_width"])
-                   for r in res.select(model__attention=attention)})
+    return sorted(
+        {
+            (r["config"]["model"]["heads"], r["config"]["model"]["ffn_width"])
+            for r in res.select(model__attention=attention)
+        }
+    )
 
 
 def diagnostic_3a(res: Results, H: int, m: int) -> str:
@@ -64,11 +86,13 @@ def diagnostic_3a(res: Results, H: int, m: int) -> str:
     reaches = free <= res.rows[0]["config"]["train"]["steps"]
     faster = dp < free
     outcome = all_of(reaches, faster)
-    return (f"the explanation (DP-free can express the target; DP only trains faster) predicts that under learned "
-            f"RPE at H={H}, m={m} DP-free reaches relative MSE {fmt(STEPS_TO)} within the run and DP reaches it in "
-            f"fewer steps; measured steps to {fmt(STEPS_TO)} (first evaluation at or below): DP-free "
-            f"{fmt_steps(free)}, DP {fmt_steps(dp)} -> "
-            + {True: "confirmed", False: "refuted"}.get(outcome, "inconclusive"))
+    return (
+        f"the explanation (DP-free can express the target; DP only trains faster) predicts that under learned "
+        f"RPE at H={H}, m={m} DP-free reaches relative MSE {fmt(STEPS_TO)} within the run and DP reaches it in "
+        f"fewer steps; measured steps to {fmt(STEPS_TO)} (first evaluation at or below): DP-free "
+        f"{fmt_steps(free)}, DP {fmt_steps(dp)} -> "
+        + {True: "confirmed", False: "refuted"}.get(outcome, "inconclusive")
+    )
 
 
 def analyse_3a(res: Results):
@@ -77,11 +101,22 @@ def analyse_3a(res: Results):
     for rpe in PAPER_RPES:
         frees = [v for v in (value(res, rpe, H, m) for H, m in grid_pairs(res, "dp_free")) if v is not None]
         for H, m in dp_cells:
-            free, dp = (rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=att)
-                        for att in ("dp_free", "dp"))
+            free, dp = (
+                rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=att) for att in ("dp_free", "dp")
+            )
             a, b = value(res, rpe, H, m), value(res, rpe, H, m, attention="dp")
-            rows.append([rpe, H, m, cell(res, free), cell(res, dp), gain_text(ratio(a and a.median, b and b.median)),
-                         fmt_steps(steps_to(res, free)), fmt_steps(steps_to(res, dp))])
+            rows.append(
+                [
+                    rpe,
+                    H,
+                    m,
+                    cell(res, free),
+                    cell(res, dp),
+                    gain_text(ratio(a and a.median, b and b.median)),
+                    fmt_steps(steps_to(res, free)),
+                    fmt_steps(steps_to(res, dp)),
+                ]
+            )
         if not frees or not dp_cells:
             continue
         H, m = dp_cells[-1]
@@ -90,23 +125,35 @@ def analyse_3a(res: Results):
             continue
         change = a / b
         truths.append(all_of(min_of(frees) <= 1e-2, change > 0.1, change < 10))
-        per.append(f"{rpe}: DP-free best {fmt_spread(min_of(frees))}, at H={H}, m={m} DP-free {fmt_spread(a)} "
-                   f"vs DP {fmt_spread(b)} (gain {gain_text(change)})")
-    table = Table(f"1-layer, target of 1b: DP-free against DP, MSE (relative MSE); gain = DP-free / DP; steps to "
-                  f"relative MSE {fmt(STEPS_TO)} (first evaluation at or below; median [range] over seeds)",
-                  ["RPE", "H", "m", "DP-free", "DP", "gain from DP", "DP-free: steps", "DP: steps"], rows)
+        per.append(
+            f"{rpe}: DP-free best {fmt_spread(min_of(frees))}, at H={H}, m={m} DP-free {fmt_spread(a)} "
+            f"vs DP {fmt_spread(b)} (gain {gain_text(change)})"
+        )
+    table = Table(
+        f"1-layer, target of 1b: DP-free against DP, MSE (relative MSE); gain = DP-free / DP; steps to "
+        f"relative MSE {fmt(STEPS_TO)} (first evaluation at or below; median [range] over seeds)",
+        ["RPE", "H", "m", "DP-free", "DP", "gain from DP", "DP-free: steps", "DP: steps"],
+        rows,
+    )
     detail = "DP-free cells are shared with experiment 1b (same configs, one run each)."
     diagnostic = ""
     if dp_cells:
         H, m = dp_cells[-1]
-        a, b = (res.value("val_rel", rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m))
-                for att in ("dp_free", "dp"))
+        a, b = (
+            res.value("val_rel", rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m))
+            for att in ("dp_free", "dp")
+        )
         if a is not None and b is not None and a <= 1e-2 and a >= 10 * b:
-            detail += (f" DP-free reaches the target ({fmt(a)}), so DP is not needed to express it (the claim); "
-                       f"but with the same steps DP gets further ({fmt(b)}): its query-dependent logits speed "
-                       "up training here, which the rule's second half measures.")
-        flat = [res.value("val_rel", rpe_where(r, model__attention=att, model__heads=H, model__ffn_width=m))
-                for r in ("lin", "log") for att in ("dp_free", "dp")]
+            detail += (
+                f" DP-free reaches the target ({fmt(a)}), so DP is not needed to express it (the claim); "
+                f"but with the same steps DP gets further ({fmt(b)}): its query-dependent logits speed "
+                "up training here, which the rule's second half measures."
+            )
+        flat = [
+            res.value("val_rel", rpe_where(r, model__attention=att, model__heads=H, model__ffn_width=m))
+            for r in ("lin", "log")
+            for att in ("dp_free", "dp")
+        ]
         if flat and all(v is not None and v >= 0.5 for v in flat):
             detail += " Under lin and log RPE neither model learns anything (relative MSE about 1), as in 1b."
         diagnostic = diagnostic_3a(res, H, m)
@@ -126,10 +173,18 @@ def figure_3a(res: Results, path: str) -> None:
             vals = [value(res, rpe, H, m, attention=att) for H, m in cells]
             xs = [i + (2 * k + j) * width for i in range(len(cells))]
             med = [v.median if v is not None and math.isfinite(v.median) else 0 for v in vals]
-            err = [[max(0.0, v.median - v.lo) if v is not None and math.isfinite(v.hi) else 0 for v in vals],
-                   [max(0.0, v.hi - v.median) if v is not None and math.isfinite(v.hi) else 0 for v in vals]]
-            ax.bar(xs, med, width, yerr=err, label=f"{rpe} {'DP' if att == 'dp' else 'DP-free'}",
-                   hatch="//" if att == "dp" else None)
+            err = [
+                [max(0.0, v.median - v.lo) if v is not None and math.isfinite(v.hi) else 0 for v in vals],
+                [max(0.0, v.hi - v.median) if v is not None and math.isfinite(v.hi) else 0 for v in vals],
+            ]
+            ax.bar(
+                xs,
+                med,
+                width,
+                yerr=err,
+                label=f"{rpe} {'DP' if att == 'dp' else 'DP-free'}",
+                hatch="//" if att == "dp" else None,
+            )
     ax.set_yscale("log")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cells))], labels)
     ax.set_ylabel("relative MSE (median, seed range)")
@@ -142,8 +197,13 @@ def figure_3a(res: Results, path: str) -> None:
                 curve = row.get("metrics", {}).get("curve") or []
                 pts = [(s, v) for s, v in curve if isinstance(v, (int, float)) and v > 0]
                 if pts:
-                    ax2.plot(*zip(*pts), style, color="C0" if att == "dp_free" else "C3", alpha=0.8,
-                             label=f"{'DP' if att == 'dp' else 'DP-free'}, seed {row['config']['train']['seed']}")
+                    ax2.plot(
+                        *zip(*pts),
+                        style,
+                        color="C0" if att == "dp_free" else "C3",
+                        alpha=0.8,
+                        label=f"{'DP' if att == 'dp' else 'DP-free'}, seed {row['config']['train']['seed']}",
+                    )
         ax2.axhline(STEPS_TO, color="gray", lw=0.8, ls=":")
         ax2.set_yscale("log")
         ax2.set_xlabel("step")
@@ -156,5 +216,7 @@ def figure_3a(res: Results, path: str) -> None:
 
 EXP_3A = Experiment(
     name="3a",
-    specs=specs_3a, analyse=analyse_3a, figure=figure_3a,
+    specs=specs_3a,
+    analyse=analyse_3a,
+    figure=figure_3a,
 )

@@ -19,8 +19,8 @@ optimum):
 from __future__ import annotations
 
 import functools
-import sys
 import json
+import sys
 from dataclasses import dataclass
 
 # RPE labels with a fixed kernel shape: (RPE type, p free in sign). "±" marks model.rpe_sign = free.
@@ -76,8 +76,7 @@ def floor_values(spec: FloorSpec) -> tuple[float, ...]:
 def missing(specs: list[FloorSpec], have: list[dict]) -> list[FloorSpec]:
     """The specs whose floors the stored computed rows ``have`` do not hold yet."""
     keys = {(r["quantity"], r["target"], r["rpe"], r["heads"]) for r in have}
-    return [s for s in specs
-            if any((s.quantity, s.target, s.rpe, H) not in keys for H in range(1, s.max_heads + 1))]
+    return [s for s in specs if any((s.quantity, s.target, s.rpe, H) not in keys for H in range(1, s.max_heads + 1))]
 
 
 def compute_rows(specs: list[FloorSpec], progress: bool = False) -> list[tuple]:
@@ -85,7 +84,6 @@ def compute_rows(specs: list[FloorSpec], progress: bool = False) -> list[tuple]:
     rows = []
     for s in specs:
         if progress:
-            print(f"sparsemem: fitting {s.rpe} heads to {s.target} ({s.quantity}, H <= {s.max_heads})",
-                  file=sys.stderr)
+            print(f"sparsemem: fitting {s.rpe} heads to {s.target} ({s.quantity}, H <= {s.max_heads})", file=sys.stderr)
         rows += [(s.quantity, s.target, s.rpe, H, v) for H, v in enumerate(floor_values(s), 1)]
     return rows

@@ -20,9 +20,13 @@ from .floors import FIT_LABELS, FloorSpec
 from .toy import LAG_1, LAGS_3, T, base, cell_text, fixed_task
 
 PAPER_RPES = ["lin", "log", "learned"]  # the verdicts are judged over these
-VARIANTS = {"lin": {"model.rpe": "lin"}, "log": {"model.rpe": "log"}, "learned": {"model.rpe": "learned"},
-            "lin±": {"model.rpe": "lin", "model.rpe_sign": "free"},
-            "log±": {"model.rpe": "log", "model.rpe_sign": "free"}}
+VARIANTS = {
+    "lin": {"model.rpe": "lin"},
+    "log": {"model.rpe": "log"},
+    "learned": {"model.rpe": "learned"},
+    "lin±": {"model.rpe": "lin", "model.rpe_sign": "free"},
+    "log±": {"model.rpe": "log", "model.rpe_sign": "free"},
+}
 RPES = list(VARIANTS)
 
 
@@ -30,8 +34,11 @@ def rpe_where(label: str, **more) -> dict:
     """The row filter (dotted keys) of an RPE label (``lin``: p positive, as the paper's family; ``lin±``: sign
     free), with ``more`` config keys given as ``model__heads=4``."""
     case = VARIANTS[label]
-    return {"model.rpe": case["model.rpe"], "model.rpe_sign": case.get("model.rpe_sign", "positive"),
-            **{k.replace("__", "."): v for k, v in more.items()}}
+    return {
+        "model.rpe": case["model.rpe"],
+        "model.rpe_sign": case.get("model.rpe_sign", "positive"),
+        **{k.replace("__", "."): v for k, v in more.items()},
+    }
 
 
 def grid_hm(profile: str) -> tuple[list[int], list[int]]:
@@ -47,14 +54,21 @@ TASK_2B = fixed_task(LAGS_3, "sum")
 
 def hm_spec(name: str, profile: str, task: dict, model: Optional[dict] = None, rpes=RPES):
     Hs, ms = grid_hm(profile)
-    return spec(name, base(profile, task, model or {}), {"model.heads": Hs, "model.ffn_width": ms},
-                seeds=seeds_of(profile), cases=[VARIANTS[r] for r in rpes])
+    return spec(
+        name,
+        base(profile, task, model or {}),
+        {"model.heads": Hs, "model.ffn_width": ms},
+        seeds=seeds_of(profile),
+        cases=[VARIANTS[r] for r in rpes],
+    )
 
 
 def floor_specs(quantity: str, target: str):
     """The floors of every fixed-shape RPE label for H up to the profile's largest."""
+
     def specs(profile: str) -> list[FloorSpec]:
         return [FloorSpec(quantity, target, rpe, grid_hm(profile)[0][-1], T) for rpe in FIT_LABELS]
+
     return specs
 
 
@@ -72,8 +86,11 @@ def hm_table(res: Results, rpe: str, Hs, ms, attention: str = "dp_free", title: 
     where = rpe_where(rpe, model__attention=attention)
     mse, rel = (res.grid("model.heads", "model.ffn_width", metric, where) for metric in ("val_loss", "val_rel"))
     rows = [[H] + [cell_text(mse, rel, H, m) for m in ms] for H in Hs]
-    return Table(title or f"RPE {rpe}: final validation MSE (relative MSE), rows H, columns m",
-                 ["H \\ m"] + [str(m) for m in ms], rows)
+    return Table(
+        title or f"RPE {rpe}: final validation MSE (relative MSE), rows H, columns m",
+        ["H \\ m"] + [str(m) for m in ms],
+        rows,
+    )
 
 
 def hm_tables(res: Results, attention: str = "dp_free") -> list[Table]:
@@ -117,8 +134,9 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
     for ax, rpe in zip(axes[0], rpes):
         pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, model__attention=attention))
         grid = [[getattr(pivot.at(H, m), "median", None) for m in ms] for H in Hs]
-        vals = [[math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row]
-                for row in grid]
+        vals = [
+            [math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row] for row in grid
+        ]
         im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=-8, vmax=0.5, aspect="auto")
         ax.set_xticks(range(len(ms)), [str(m) for m in ms])
         ax.set_yticks(range(len(Hs)), [str(h) for h in Hs])
@@ -154,9 +172,13 @@ def variants_line(res: Results) -> str:
     best = {r: gains(res, r, *grid_of(res))["best"] for r in RPES if res.select(rpe_where(r))}
     if not any(r.endswith("±") for r in best):
         return ""
-    return (" With p free in sign (a variant outside the paper's family), best relative MSE: " +
-            ", ".join(f"{r} {fmt_spread(best[r])} (p > 0: {fmt_spread(best.get(r[:-1]))})"
-                      for r in best if r.endswith("±")) + ".")
+    return (
+        " With p free in sign (a variant outside the paper's family), best relative MSE: "
+        + ", ".join(
+            f"{r} {fmt_spread(best[r])} (p > 0: {fmt_spread(best.get(r[:-1]))})" for r in best if r.endswith("±")
+        )
+        + "."
+    )
 
 
 def paper_match(res: Results, rpes=RPES) -> str:

@@ -30,28 +30,37 @@ from .toy import LAG_1, LAGS_3, gain_text
 # -- 1b ------------------------------------------------------------------------
 def analyse_1b(res: Results):
     tables = hm_tables(res)
-    tables.append(floor_table(res, "extraction", lags_target(LAGS_3),
-                              "1b: best trained relative MSE over m beside the extraction floor of lags 952, 944, "
-                              "901 (mean over the lags of the error of reading each token linearly from H heads; "
-                              "1 = nothing read; learned: H heads read min(H, 3) of the tokens exactly, in the "
-                              "limit of large biases). The floor is for a linear reading: an FFN can decode more "
-                              "(one head with distinct weights on the three lags carries all three Boolean "
-                              "tokens), so trained cells may sit below it"))
+    tables.append(
+        floor_table(
+            res,
+            "extraction",
+            lags_target(LAGS_3),
+            "1b: best trained relative MSE over m beside the extraction floor of lags 952, 944, "
+            "901 (mean over the lags of the error of reading each token linearly from H heads; "
+            "1 = nothing read; learned: H heads read min(H, 3) of the tokens exactly, in the "
+            "limit of large biases). The floor is for a linear reading: an FFN can decode more "
+            "(one head with distinct weights on the three lags carries all three Boolean "
+            "tokens), so trained cells may sit below it",
+        )
+    )
     best = {rpe: gains(res, rpe, *grid_of(res))["best"] for rpe in PAPER_RPES}
     known = [v for v in best.values() if v is not None]
     holds = None if not known else min_of(known) <= 1e-2
     ours = "best relative MSE per RPE: " + ", ".join(f"{k} {fmt_spread(v)}" for k, v in best.items())
     winners = [k for k, v in best.items() if v is not None and v.median <= 1e-2]
-    detail = (f"Reached under {', '.join(winners)}." if winners else "No RPE reached it.") + \
-        " lin and log heads have kernels monotone in the lag, so one head cannot isolate lags 901-952; " \
+    detail = (
+        (f"Reached under {', '.join(winners)}." if winners else "No RPE reached it.")
+        + " lin and log heads have kernels monotone in the lag, so one head cannot isolate lags 901-952; "
         "Thm 3.1 needs about e^(0.01 T) lin heads or T^1.01 log heads per memory there."
+    )
     detail += variants_line(res)
     return tables, Verdict(holds, ours, detail)
 
 
 EXP_1B = Experiment(
     name="1b",
-    specs=lambda p: [hm_spec("1b", p, TASK_1B)], analyse=analyse_1b,
+    specs=lambda p: [hm_spec("1b", p, TASK_1B)],
+    analyse=analyse_1b,
     figure=lambda res, path: hm_figure(res, path, "1b: relu readout of lags 952, 944, 901"),
     floors=floor_specs("extraction", lags_target(LAGS_3)),
 )
@@ -66,8 +75,11 @@ def gain_rule(res: Results, helps: str, needs: float, idle: str):
     in the text, outside the verdict.
     """
     Hs, ms = grid_of(res)
-    where = {"m_at_Hmax": f"m {ms[0]}->{ms[-1]} at H={Hs[-1]}", "H_at_mmax": f"H {Hs[0]}->{Hs[-1]} at m={ms[-1]}",
-             "H_at_mmin": f"H {Hs[0]}->{Hs[-1]} at m={ms[0]}"}
+    where = {
+        "m_at_Hmax": f"m {ms[0]}->{ms[-1]} at H={Hs[-1]}",
+        "H_at_mmax": f"H {Hs[0]}->{Hs[-1]} at m={ms[-1]}",
+        "H_at_mmin": f"H {Hs[0]}->{Hs[-1]} at m={ms[0]}",
+    }
     per, truths = [], []
     for rpe in RPES:
         g = gains(res, rpe, Hs, ms)
@@ -100,26 +112,45 @@ def analyse_2a(res: Results):
     res = boolean_only(res)
     ours, holds = gain_rule(res, "m_at_Hmax", 10, "H_at_mmax")
     tables = hm_tables(res)
-    tables.append(floor_table(res, "extraction", lags_target(LAG_1),
-                              "2a: best trained relative MSE over m beside the linear-readout floor of lag 901 "
-                              "(the error of reading x_901 linearly from H heads; with Boolean tokens f is "
-                              "affine in x_901, so this is the relative MSE of a linear readout)"))
-    detail = ("With x in {+-1}, any f(x_99) is affine in x_99 (two points), so once a head extracts the lag "
-              "the readout needs no width; the error left is the attention's, which more heads reduce.")
+    tables.append(
+        floor_table(
+            res,
+            "extraction",
+            lags_target(LAG_1),
+            "2a: best trained relative MSE over m beside the linear-readout floor of lag 901 "
+            "(the error of reading x_901 linearly from H heads; with Boolean tokens f is "
+            "affine in x_901, so this is the relative MSE of a linear readout)",
+        )
+    )
+    detail = (
+        "With x in {+-1}, any f(x_99) is affine in x_99 (two points), so once a head extracts the lag "
+        "the readout needs no width; the error left is the attention's, which more heads reduce."
+    )
     detail += variants_line(res)
     diagnostic = ""
     if uniform.rows:
         Hs, ms = grid_of(uniform)
-        tables.append(hm_table(uniform, "learned", Hs, ms, title=(
-            "Diagnostic: the same target with tokens uniform on [-1, 1], learned RPE: MSE (relative MSE), "
-            "rows H, columns m")))
+        tables.append(
+            hm_table(
+                uniform,
+                "learned",
+                Hs,
+                ms,
+                title=(
+                    "Diagnostic: the same target with tokens uniform on [-1, 1], learned RPE: MSE (relative MSE), "
+                    "rows H, columns m"
+                ),
+            )
+        )
         g = gains(uniform, "learned", Hs, ms)
         if g["m_at_Hmax"] is not None:
             confirmed = g["m_at_Hmax"] >= 10
-            diagnostic = (f"the explanation predicts that with a nonlinear readout (tokens uniform on [-1, 1]) raising "
-                          f"m cuts the error >= 10x (2a's bar); measured under learned RPE: m {ms[0]}->{ms[-1]} at "
-                          f"H={Hs[-1]} cuts it {gain_text(g['m_at_Hmax'])} -> "
-                          + {True: "confirmed", False: "refuted"}.get(confirmed, "inconclusive"))
+            diagnostic = (
+                f"the explanation predicts that with a nonlinear readout (tokens uniform on [-1, 1]) raising "
+                f"m cuts the error >= 10x (2a's bar); measured under learned RPE: m {ms[0]}->{ms[-1]} at "
+                f"H={Hs[-1]} cuts it {gain_text(g['m_at_Hmax'])} -> "
+                + {True: "confirmed", False: "refuted"}.get(confirmed, "inconclusive")
+            )
     return tables, Verdict(holds, ours, detail, diagnostic)
 
 
@@ -140,48 +171,67 @@ def floor_note_2b(res: Results) -> str:
                 beat.append(f"{rpe} H={H} ({fmt(got.median)} < {fmt(fl)})")
             gaps.append((got.median / max(fl, 1e-12), rpe, H, fl))
     if beat:
-        return (" The FFN readout beats the best linear readout at " + ", ".join(beat) +
-                ": it uses the head outputs nonlinearly, which the linear floor does not allow for.")
+        return (
+            " The FFN readout beats the best linear readout at "
+            + ", ".join(beat)
+            + ": it uses the head outputs nonlinearly, which the linear floor does not allow for."
+        )
     if not gaps:
         return ""
     closest = min(gaps)
-    return (f" lin and log cells (either sign) stay at or above the best linear readout of their heads (closest: "
-            f"{closest[1]} H={closest[2]} at {closest[0]:.3g}x its {fmt(closest[3])}), which itself stays near "
-            "Var(y) = 3: their kernels cannot single out lags near 900 (see head_scaling).")
+    return (
+        f" lin and log cells (either sign) stay at or above the best linear readout of their heads (closest: "
+        f"{closest[1]} H={closest[2]} at {closest[0]:.3g}x its {fmt(closest[3])}), which itself stays near "
+        "Var(y) = 3: their kernels cannot single out lags near 900 (see head_scaling)."
+    )
 
 
 def analyse_2b(res: Results):
     ours, holds = gain_rule(res, "H_at_mmin", 100, "m_at_Hmax")
     tables = hm_tables(res)
-    tables.append(floor_table(res, "kernel", SUM_KERNEL_2B,
-                              "2b: best trained MSE over m against the optimal fit of the kernel 1{s in {952, 944, "
-                              "901}} by H heads (the floor of a linear readout; Var(y) = 3; a learned bias carries "
-                              "the sum with one head: 0, in the limit of large biases)", metric="val_loss"))
-    detail = ("A learned per-distance bias lets one head spread its weight over the three lags, so the sum "
-              "is within one head's reach; lin and log heads cannot isolate lags near 900 at all.")
+    tables.append(
+        floor_table(
+            res,
+            "kernel",
+            SUM_KERNEL_2B,
+            "2b: best trained MSE over m against the optimal fit of the kernel 1{s in {952, 944, "
+            "901}} by H heads (the floor of a linear readout; Var(y) = 3; a learned bias carries "
+            "the sum with one head: 0, in the limit of large biases)",
+            metric="val_loss",
+        )
+    )
+    detail = (
+        "A learned per-distance bias lets one head spread its weight over the three lags, so the sum "
+        "is within one head's reach; lin and log heads cannot isolate lags near 900 at all."
+    )
     detail += floor_note_2b(res)
     Hs, ms = grid_of(res)
     g = gains(res, "learned", Hs, ms)
-    at_hmax = [res.value("val_rel", rpe_where("learned", model__heads=Hs[-1], model__ffn_width=m,
-                                              model__attention="dp_free")) for m in (ms[0], ms[-1])]
-    if all(v is not None and v <= 1e-5 for v in at_hmax) and g["m_at_Hmax"] is not None \
-            and g["m_at_Hmax"].median >= 2:
-        detail += (f" At H = {Hs[-1]} both widths are solved (relative MSE {fmt(at_hmax[0])} and {fmt(at_hmax[1])}): "
-                   "a ratio of two errors this small is run-to-run noise, not a width effect.")
+    at_hmax = [
+        res.value("val_rel", rpe_where("learned", model__heads=Hs[-1], model__ffn_width=m, model__attention="dp_free"))
+        for m in (ms[0], ms[-1])
+    ]
+    if all(v is not None and v <= 1e-5 for v in at_hmax) and g["m_at_Hmax"] is not None and g["m_at_Hmax"].median >= 2:
+        detail += (
+            f" At H = {Hs[-1]} both widths are solved (relative MSE {fmt(at_hmax[0])} and {fmt(at_hmax[1])}): "
+            "a ratio of two errors this small is run-to-run noise, not a width effect."
+        )
     detail += variants_line(res) + paper_match(res)
     return tables, Verdict(holds, ours, detail)
 
 
 EXP_2A = Experiment(
     name="2a",
-    specs=specs_2a, analyse=analyse_2a,
+    specs=specs_2a,
+    analyse=analyse_2a,
     figure=lambda res, path: hm_figure(boolean_only(res), path, "2a: relu readout of lag 901"),
     floors=floor_specs("extraction", lags_target(LAG_1)),
 )
 
 EXP_2B = Experiment(
     name="2b",
-    specs=lambda p: [hm_spec("2b", p, TASK_2B)], analyse=analyse_2b,
+    specs=lambda p: [hm_spec("2b", p, TASK_2B)],
+    analyse=analyse_2b,
     figure=lambda res, path: hm_figure(res, path, "2b: sum of lags 952, 944, 901"),
     floors=floor_specs("kernel", SUM_KERNEL_2B),
 )

@@ -11,28 +11,42 @@ from __future__ import annotations
 
 from typing import Optional
 
-
-from ..registry import RPES, rpes
 from ..plotting import log_axes, plot_known, pyplot, save_figure
+from ..registry import RPES, rpes
 from .base import Experiment, Results, Spread, Table, Verdict, fmt_spread, min_of, seeds_of, spec, train_settings
 
 LENGTHS = {"quick": 64, "paper": 256}
-TASKS = {"power": {"kind": "kernel", "kernels": ["power:1.5"]},
-         "fixed": {"kind": "fixed", "lags": [5, 20], "readout": "sum"}}
+TASKS = {
+    "power": {"kind": "kernel", "kernels": ["power:1.5"]},
+    "fixed": {"kind": "fixed", "lags": [5, 20], "readout": "sum"},
+}
 LOG_TYPES = rpes(family="log")
 LIN_TYPES = rpes(family="lin")
 
 
 def specs(profile: str):
     T = LENGTHS[profile]
-    tr = {**train_settings(profile), "steps": 1000 if profile == "quick" else 5000, "val_samples": 1000,
-          "eval_lengths": [2 * T, 4 * T]}
+    tr = {
+        **train_settings(profile),
+        "steps": 1000 if profile == "quick" else 5000,
+        "val_samples": 1000,
+        "eval_lengths": [2 * T, 4 * T],
+    }
     out = []
     for name, task in TASKS.items():
-        base = {"task": {**task, "seq_len": T, "output": "last"},
-                "model": {"layers": 1, "heads": 4, "dim": 16, "ffn_width": 0, "attention": "dp_free",
-                          "rpe_max_distance": T, "rpe_buckets": 8},
-                "train": tr}
+        base = {
+            "task": {**task, "seq_len": T, "output": "last"},
+            "model": {
+                "layers": 1,
+                "heads": 4,
+                "dim": 16,
+                "ffn_width": 0,
+                "attention": "dp_free",
+                "rpe_max_distance": T,
+                "rpe_buckets": 8,
+            },
+            "train": tr,
+        }
         out.append(spec("length_gen", base, {"model.rpe": list(RPES)}, seeds=seeds_of(profile)))
     return out
 
@@ -60,17 +74,26 @@ def analyse(res: Results):
     tables = []
     for kind, label in (("kernel", "rho(s) = s^-1.5"), ("fixed", "y = x_{t-5} + x_{t-20}")):
         rows = [[rpe] + [fmt_spread(at(res, kind, rpe, n)) for n in lengths] for rpe in RPES]
-        tables.append(Table(f"{label}: relative MSE, trained at T = {T}, scored at T, 2T, 4T",
-                            ["RPE"] + [f"T = {n}" for n in lengths], rows))
+        tables.append(
+            Table(
+                f"{label}: relative MSE, trained at T = {T}, scored at T, 2T, 4T",
+                ["RPE"] + [f"T = {n}" for n in lengths],
+                rows,
+            )
+        )
     best = {group: min_of(at(res, "kernel", r, 4 * T) for r in group) for group in (LOG_TYPES, LIN_TYPES)}
     if best[LOG_TYPES] is None or best[LIN_TYPES] is None:
         return tables, Verdict(None, "incomplete")
     holds = best[LOG_TYPES] < best[LIN_TYPES]
-    ours = (f"power-law target at 4T: best log-type RPE {fmt_spread(best[LOG_TYPES])}, best lin-type "
-            f"{fmt_spread(best[LIN_TYPES])}")
-    detail = ("A softmax head's weights are normalized over the whole window, so a longer sequence rescales "
-              "every head's kernel: even an exact log head drifts from s^-1.5 beyond T; how far depends on the "
-              "mass of the kernel past T.")
+    ours = (
+        f"power-law target at 4T: best log-type RPE {fmt_spread(best[LOG_TYPES])}, best lin-type "
+        f"{fmt_spread(best[LIN_TYPES])}"
+    )
+    detail = (
+        "A softmax head's weights are normalized over the whole window, so a longer sequence rescales "
+        "every head's kernel: even an exact log head drifts from s^-1.5 beyond T; how far depends on the "
+        "mass of the kernel past T."
+    )
     return tables, Verdict(holds, ours, detail)
 
 
@@ -93,6 +116,8 @@ def figure(res: Results, path: str) -> None:
 EXP_LENGTH = Experiment(
     name="length_gen",
     rule=f"on the power-law target scored at 4T, the best log-type RPE ({', '.join(LOG_TYPES)}) beats the best "
-         f"lin-type ({', '.join(LIN_TYPES)})",
-    specs=specs, analyse=analyse, figure=figure,
+    f"lin-type ({', '.join(LIN_TYPES)})",
+    specs=specs,
+    analyse=analyse,
+    figure=figure,
 )

@@ -29,16 +29,29 @@ def label(arch: str, rpe: Optional[str]) -> str:
 def specs(profile: str):
     # lr 1e-2 (memory parameters 3e-2): the toy setting's 1e-3 leaves even a 1-state recurrence far from
     # its exact solution in 1000 steps, which would charge the recurrence for slow training
-    tr = {**train_settings(profile), "steps": 1000 if profile == "quick" else 5000, "val_samples": 1000,
-          "lr": 1e-2, "rpe_lr_scale": 3.0}
+    tr = {
+        **train_settings(profile),
+        "steps": 1000 if profile == "quick" else 5000,
+        "val_samples": 1000,
+        "lr": 1e-2,
+        "rpe_lr_scale": 3.0,
+    }
     out = []
     for kernel in KERNELS[profile]:
-        base = {"task": {"kind": "kernel", "kernels": [kernel], "output": "last"},
-                "model": {"layers": 1, "dim": 16, "ffn_width": 0, "attention": "dp_free"}, "train": tr}
+        base = {
+            "task": {"kind": "kernel", "kernels": [kernel], "output": "last"},
+            "model": {"layers": 1, "dim": 16, "ffn_width": 0, "attention": "dp_free"},
+            "train": tr,
+        }
         grid = {"task.seq_len": LENGTHS[profile]}
         out.append(spec("curse_of_memory", base, {**grid, "model.heads": SIZES, "model.rpe": ["lin", "log"]}))
-        out.append(spec("curse_of_memory", {**base, "model": {**base["model"], "arch": "linear_rnn"}},
-                        {**grid, "model.hidden": SIZES}))
+        out.append(
+            spec(
+                "curse_of_memory",
+                {**base, "model": {**base["model"], "arch": "linear_rnn"}},
+                {**grid, "model.hidden": SIZES},
+            )
+        )
     return out
 
 
@@ -90,11 +103,15 @@ def analyse(res: Results):
     log_h = trained_smallest(res, k, n, "transformer", "log") or big
     rnn_n = trained_smallest(res, k, n, "linear_rnn", None) or big
     holds = log_h < rnn_n
-    ours = (f"{k} at length {n}, by training: log heads {show(None if log_h == big else log_h)}, "
-            f"linear-recurrence states {show(None if rnn_n == big else rnn_n)}; by fit: log "
-            f"{show(fitted_smallest(k, n, 'log'))}, states {show(fitted_smallest(k, n, 'lin'))}")
-    detail = ("A log-RPE head is exactly a normalized power law; a linear recurrence is a sum of exponentials. "
-              "By fit the heavy tail needs only a few exponentials at this tolerance; training needs more.")
+    ours = (
+        f"{k} at length {n}, by training: log heads {show(None if log_h == big else log_h)}, "
+        f"linear-recurrence states {show(None if rnn_n == big else rnn_n)}; by fit: log "
+        f"{show(fitted_smallest(k, n, 'log'))}, states {show(fitted_smallest(k, n, 'lin'))}"
+    )
+    detail = (
+        "A log-RPE head is exactly a normalized power law; a linear recurrence is a sum of exponentials. "
+        "By fit the heavy tail needs only a few exponentials at this tolerance; training needs more."
+    )
     return [table], Verdict(holds, ours, detail)
 
 
@@ -112,14 +129,22 @@ def figure(res: Results, path: str) -> None:
             line = ax.plot(lengths, vals, "o-", label=f"{label(arch, rpe)}, trained")[0]
             ax.plot(lengths, fits, "s:", color=line.get_color(), label=f"{label(arch, rpe)}, fit")
         ax.axhline(top, color="grey", lw=0.5, ls=":")
-        log_axes(ax, "sequence length", f"fewest N or H (line: > {max(SIZES)})",
-                 f"{kernel}: relative MSE <= {TARGET:g}", ybase=2, legend=6)
+        log_axes(
+            ax,
+            "sequence length",
+            f"fewest N or H (line: > {max(SIZES)})",
+            f"{kernel}: relative MSE <= {TARGET:g}",
+            ybase=2,
+            legend=6,
+        )
     save_figure(fig, path)
 
 
 EXP_MEMORY = Experiment(
     name="curse_of_memory",
-    specs=specs, analyse=analyse, figure=figure,
+    specs=specs,
+    analyse=analyse,
+    figure=figure,
     notes=f"N and H in {SIZES}; 1 layer, FFN-free, D = 16; AdamW lr 1e-2 with memory parameters (RPE scales, "
-          "decay rates) at 3e-2, 1000 steps (quick); fits from `sparsemem theory memory`.",
+    "decay rates) at 3e-2, 1000 steps (quick); fits from `sparsemem theory memory`.",
 )

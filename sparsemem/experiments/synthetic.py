@@ -32,18 +32,34 @@ from .base import (
 from .floors import linear_spec, task_target
 
 T_SYN = 32
-NESTED_TASK = {"kind": "adaptive", "seq_len": T_SYN, "input": "rademacher", "lags": [16, 16], "depth": 2,
-               "readout": "product", "output": "last", "seed": 0}
-MODEL_1A = {"dim": 32, "head_dim": 8, "ffn_width": 64, "attention": "dp", "rpe": "learned",
-            "rpe_max_distance": T_SYN}
+NESTED_TASK = {
+    "kind": "adaptive",
+    "seq_len": T_SYN,
+    "input": "rademacher",
+    "lags": [16, 16],
+    "depth": 2,
+    "readout": "product",
+    "output": "last",
+    "seed": 0,
+}
+MODEL_1A = {"dim": 32, "head_dim": 8, "ffn_width": 64, "attention": "dp", "rpe": "learned", "rpe_max_distance": T_SYN}
 BASE_LH = (1, 2)
 # 1a's diagnostic: the verdict's explanation (the Boolean nested task has too few candidate lags for depth to
 # matter) predicts that depth wins where the candidate lags outnumber the heads the wider 1-layer model gets.
 # Five token values and lags up to 24 with K = 1: t_1 = g_1(x_t) takes up to 5 lags, t_2 = g_2(x_t, x_{t-t_1})
-# up to 24 (17 distinct lags in all with task seed 0). Run with DP softmax (as above) and with normalization-free TMX attention under lin RPE, where a
+# up to 24 (17 distinct lags in all with task seed 0). Run with DP softmax (as above) and with
+# normalization-free TMX attention under lin RPE, where a
 # query can move a head's positional focus (Thm 4.1 / 4.4, Prop 4.3).
-WIDE_TASK = {"kind": "adaptive", "seq_len": T_SYN,
-             "input": {"kind": "discrete", "values": [-1, -0.5, 0.25, 0.5, 1]}, "lags": [24, 24], "depth": 1, "readout": "product", "output": "last", "seed": 0}
+WIDE_TASK = {
+    "kind": "adaptive",
+    "seq_len": T_SYN,
+    "input": {"kind": "discrete", "values": [-1, -0.5, 0.25, 0.5, 1]},
+    "lags": [24, 24],
+    "depth": 1,
+    "readout": "product",
+    "output": "last",
+    "seed": 0,
+}
 MODEL_TMX = {**MODEL_1A, "attention": "tmx", "rpe": "lin", "normalize": False}
 
 
@@ -85,8 +101,15 @@ def specs_1a(profile: str):
     out = []
     for task, model in ((NESTED_TASK, MODEL_1A), (WIDE_TASK, MODEL_1A), (WIDE_TASK, MODEL_TMX)):
         cases = [{"model.layers": L, "model.heads": H} for L, H in variants(model).values()]
-        out.append(spec("1a_synthetic", {"task": task, "model": model, "train": train_settings(profile)},
-                        {}, seeds=seeds, cases=cases))
+        out.append(
+            spec(
+                "1a_synthetic",
+                {"task": task, "model": model, "train": train_settings(profile)},
+                {},
+                seeds=seeds,
+                cases=cases,
+            )
+        )
     return out
 
 
@@ -103,20 +126,32 @@ def diagnostic_1a(res: Results) -> tuple[list[Table], str]:
         for name, (L, H) in variants(model).items():
             spreads[name] = wide.spread("val_rel", {**where, "model.layers": L, "model.heads": H})
             mse = wide.spread("val_loss", {**where, "model.layers": L, "model.heads": H})
-            rows.append([label, name, L, H, params(L, H, model), None if mse is None else mse.median,
-                         fmt_spread(spreads[name])])
+            rows.append(
+                [label, name, L, H, params(L, H, model), None if mse is None else mse.median, fmt_spread(spreads[name])]
+            )
         if spreads["+layer"] is None or spreads["+heads"] is None:
             continue
         H_wide = variants(model)["+heads"][1]
         deeper = spreads["+layer"] < spreads["+heads"]
-        parts.append(f"{label}: {n} candidate lags against {H_wide} heads of the wider model, a layer "
-                     f"{fmt_spread(spreads['+layer'])}, heads {fmt_spread(spreads['+heads'])} -> "
-                     + {True: "confirmed", False: "refuted"}.get(deeper, "inconclusive"))
-    table = Table(f"Diagnostic: nested task with 5 token values, lags up to 24, K = 1 ({n} candidate lags), T = 32: "
-                  "MSE (median) and relative MSE over seeds", ["attention", "model", "L", "H", "parameters", "MSE",
-                                                             "relative MSE [range]"], rows)
-    text = ("the explanation predicts that where the candidate lags outnumber the wider model's heads, adding a "
-            "layer beats adding heads at matched parameters; measured: " + "; ".join(parts)) if parts else ""
+        parts.append(
+            f"{label}: {n} candidate lags against {H_wide} heads of the wider model, a layer "
+            f"{fmt_spread(spreads['+layer'])}, heads {fmt_spread(spreads['+heads'])} -> "
+            + {True: "confirmed", False: "refuted"}.get(deeper, "inconclusive")
+        )
+    table = Table(
+        f"Diagnostic: nested task with 5 token values, lags up to 24, K = 1 ({n} candidate lags), T = 32: "
+        "MSE (median) and relative MSE over seeds",
+        ["attention", "model", "L", "H", "parameters", "MSE", "relative MSE [range]"],
+        rows,
+    )
+    text = (
+        (
+            "the explanation predicts that where the candidate lags outnumber the wider model's heads, adding a "
+            "layer beats adding heads at matched parameters; measured: " + "; ".join(parts)
+        )
+        if parts
+        else ""
+    )
     return [table], text
 
 
@@ -129,27 +164,37 @@ def analyse_1a(res: Results):
         r = res.spread("val_rel", model__layers=L, model__heads=H)
         vals[label] = a
         rows.append([label, L, H, params(L, H), a, fmt_spread(r)])
-    table = Table("K = 2 nested task (lags up to 16, T = 32): MSE, the median over seeds",
-                  ["model", "L", "H", "parameters", "MSE", "relative MSE [range over seeds]"], rows)
+    table = Table(
+        "K = 2 nested task (lags up to 16, T = 32): MSE, the median over seeds",
+        ["model", "L", "H", "parameters", "MSE", "relative MSE [range over seeds]"],
+        rows,
+    )
     if any(v is None for v in vals.values()):
         return [table], Verdict(None, "incomplete")
     drop_l, drop_h = vals["base"] - vals["+layer"], vals["base"] - vals["+heads"]
     # drop_l > drop_h  <=>  the deeper model's loss is below the wider one's (the base cancels)
-    deeper, wider = (res.spread("val_loss", model__layers=L, model__heads=H)
-                     for L, H in (variants()["+layer"], variants()["+heads"]))
+    deeper, wider = (
+        res.spread("val_loss", model__layers=L, model__heads=H) for L, H in (variants()["+layer"], variants()["+heads"])
+    )
     holds = wider > deeper
-    ours = (f"loss drop from adding a layer {fmt(drop_l)}, from adding heads {fmt(drop_h)} (matched parameters; "
-            f"medians; loss with a layer {fmt_spread(deeper)}, with heads {fmt_spread(wider)} over seeds)")
-    detail = ("With Boolean tokens the nested lags take 2 + 4 values, so a 1-layer model with enough heads can "
-              "treat the task as a fixed-memory one (PAPER.md section 4); depth is needed only when the "
-              "candidate lags outnumber the heads. Note also that under softmax a query cannot move a head's "
-              "positional focus (the RPE does not depend on the query; only normalization-free or TMX "
-              "attention can, as in Thm 4.1), so a deeper softmax model must fetch nested lags by content "
-              "or by more heads as well.")
+    ours = (
+        f"loss drop from adding a layer {fmt(drop_l)}, from adding heads {fmt(drop_h)} (matched parameters; "
+        f"medians; loss with a layer {fmt_spread(deeper)}, with heads {fmt_spread(wider)} over seeds)"
+    )
+    detail = (
+        "With Boolean tokens the nested lags take 2 + 4 values, so a 1-layer model with enough heads can "
+        "treat the task as a fixed-memory one (PAPER.md section 4); depth is needed only when the "
+        "candidate lags outnumber the heads. Note also that under softmax a query cannot move a head's "
+        "positional focus (the RPE does not depend on the query; only normalization-free or TMX "
+        "attention can, as in Thm 4.1), so a deeper softmax model must fetch nested lags by content "
+        "or by more heads as well."
+    )
     rel = {k: res.value("val_rel", model__layers=L, model__heads=H) for k, (L, H) in variants().items()}
     if rel["+layer"] is not None and rel["+heads"] is not None and max(rel["+layer"], rel["+heads"]) <= 1e-3:
-        detail = (f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
-                  f"{fmt(rel['+heads'])}), so the two drops are equal up to noise. ") + detail
+        detail = (
+            f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
+            f"{fmt(rel['+heads'])}), so the two drops are equal up to noise. "
+        ) + detail
     return [table] + diag_tables, Verdict(holds, ours, detail, diagnostic)
 
 
@@ -174,7 +219,9 @@ def figure_1a(res: Results, path: str) -> None:
 
 EXP_1A = Experiment(
     name="1a_synthetic",
-    specs=specs_1a, analyse=analyse_1a, figure=figure_1a,
+    specs=specs_1a,
+    analyse=analyse_1a,
+    figure=figure_1a,
 )
 
 PROP42_TASK = {"kind": "adaptive", "example": "prop42", "seq_len": T_SYN, "output": "last"}
@@ -186,12 +233,22 @@ def specs_3b(profile: str):
     tr = train_settings(profile)
     seeds = seeds_of(profile)
     return [
-        spec("3b_synthetic", {"task": PROP42_TASK, "model": PROP42_MODEL, "train": tr},
-             {"model.attention": ["dp", "dp_free"], "model.rpe": ["learned", "lin"], "model.heads": [4, 16]},
-             seeds=seeds),
-        spec("3b_synthetic", {"task": {"kind": "adaptive", "example": "nested_product", "seq_len": T_SYN},
-                              "model": NESTED_MODEL, "train": tr},
-             {"model.attention": ["dp", "dp_free"]}, seeds=seeds),
+        spec(
+            "3b_synthetic",
+            {"task": PROP42_TASK, "model": PROP42_MODEL, "train": tr},
+            {"model.attention": ["dp", "dp_free"], "model.rpe": ["learned", "lin"], "model.heads": [4, 16]},
+            seeds=seeds,
+        ),
+        spec(
+            "3b_synthetic",
+            {
+                "task": {"kind": "adaptive", "example": "nested_product", "seq_len": T_SYN},
+                "model": NESTED_MODEL,
+                "train": tr,
+            },
+            {"model.attention": ["dp", "dp_free"]},
+            seeds=seeds,
+        ),
     ]
 
 
@@ -202,34 +259,56 @@ def analyse_3b(res: Results):
         for H in (4, 16):
             a = prop.value("val_rel", model__attention="dp", model__rpe=rpe, model__heads=H)
             b = prop.value("val_rel", model__attention="dp_free", model__rpe=rpe, model__heads=H)
-            rows.append([rpe, H, prop.value("val_loss", model__attention="dp", model__rpe=rpe, model__heads=H), a,
-                         prop.value("val_loss", model__attention="dp_free", model__rpe=rpe, model__heads=H), b])
-    t1 = Table("Prop 4.2 task y_t = x_{t-g(x_t)}, 1 layer, FFN-free: MSE and relative MSE",
-               ["RPE", "H", "DP MSE", "DP rel", "DP-free MSE", "DP-free rel"], rows)
+            rows.append(
+                [
+                    rpe,
+                    H,
+                    prop.value("val_loss", model__attention="dp", model__rpe=rpe, model__heads=H),
+                    a,
+                    prop.value("val_loss", model__attention="dp_free", model__rpe=rpe, model__heads=H),
+                    b,
+                ]
+            )
+    t1 = Table(
+        "Prop 4.2 task y_t = x_{t-g(x_t)}, 1 layer, FFN-free: MSE and relative MSE",
+        ["RPE", "H", "DP MSE", "DP rel", "DP-free MSE", "DP-free rel"],
+        rows,
+    )
     nested = res.subset(res.select(task__example="nested_product"))
-    t2 = Table("Paper's nested product task, 2 layers with FFNs (lags <= 2): MSE (relative MSE)",
-               ["attention", "MSE", "relative MSE"],
-               [[att, nested.value("val_loss", model__attention=att), nested.value("val_rel", model__attention=att)]
-                for att in ("dp", "dp_free")])
+    t2 = Table(
+        "Paper's nested product task, 2 layers with FFNs (lags <= 2): MSE (relative MSE)",
+        ["attention", "MSE", "relative MSE"],
+        [
+            [att, nested.value("val_loss", model__attention=att), nested.value("val_rel", model__attention=att)]
+            for att in ("dp", "dp_free")
+        ],
+    )
     dps = [r[3] for r in rows if r[3] is not None]
     frees = [r[5] for r in rows if r[5] is not None]
     if not dps or not frees:
         return [t1, t2], Verdict(None, "incomplete")
     cells = [(rpe, H) for rpe in ("learned", "lin") for H in (4, 16)]
     best_dp = min_of(prop.spread("val_rel", model__attention="dp", model__rpe=r, model__heads=H) for r, H in cells)
-    best_free = min_of(prop.spread("val_rel", model__attention="dp_free", model__rpe=r, model__heads=H)
-                       for r, H in cells)
+    best_free = min_of(
+        prop.spread("val_rel", model__attention="dp_free", model__rpe=r, model__heads=H) for r, H in cells
+    )
     holds = best_free >= 10 * best_dp
-    ours = f"Prop 4.2 task: best DP {fmt_spread(best_dp)}, best DP-free {fmt_spread(best_free)} " \
-           f"({fmt(ratio(min(frees), min(dps)))}x)"
-    detail = ("A DP-free layer read linearly is a linear filter of the past and cannot pick x_{t-g(x_t)}; "
-              "Prop 4.2 bounds its sup error below by 2/3.")
+    ours = (
+        f"Prop 4.2 task: best DP {fmt_spread(best_dp)}, best DP-free {fmt_spread(best_free)} "
+        f"({fmt(ratio(min(frees), min(dps)))}x)"
+    )
+    detail = (
+        "A DP-free layer read linearly is a linear filter of the past and cannot pick x_{t-g(x_t)}; "
+        "Prop 4.2 bounds its sup error below by 2/3."
+    )
     floor = res.floor("linear", task_target(PROP42_TASK), "any", 1)
     if floor is not None:
         below = min(frees) < 0.97 * floor
-        detail += (f" The best linear predictor of y from the whole window (the floor of every DP-free model read "
-                   f"linearly, by least squares) has relative MSE {fmt(floor)} (19/36 = 0.528 exactly for "
-                   f"uniform tokens); the trained DP-free models stay {'BELOW it: a bug' if below else 'above it'}.")
+        detail += (
+            f" The best linear predictor of y from the whole window (the floor of every DP-free model read "
+            f"linearly, by least squares) has relative MSE {fmt(floor)} (19/36 = 0.528 exactly for "
+            f"uniform tokens); the trained DP-free models stay {'BELOW it: a bug' if below else 'above it'}."
+        )
     return [t1, t2], Verdict(holds, ours, detail)
 
 
@@ -249,6 +328,8 @@ def figure_3b(res: Results, path: str) -> None:
 
 EXP_3B = Experiment(
     name="3b_synthetic",
-    specs=specs_3b, analyse=analyse_3b, figure=figure_3b,
+    specs=specs_3b,
+    analyse=analyse_3b,
+    figure=figure_3b,
     floors=lambda profile: [linear_spec(PROP42_TASK)],
 )

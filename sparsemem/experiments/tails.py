@@ -13,22 +13,33 @@ from .toy import T, base, cell, floor_gap, gain_text, heads_1d
 
 
 def kernel_spec(name: str, profile: str, kernels: list, rpes: list[str]):
-    return spec(name, base(profile, {"kind": "kernel", "kernels": kernels[0]}, {"ffn_width": 0}),
-                {"task.kernels": kernels, "model.rpe": rpes, "model.heads": heads_1d(profile)},
-                seeds=seeds_of(profile))
+    return spec(
+        name,
+        base(profile, {"kind": "kernel", "kernels": kernels[0]}, {"ffn_width": 0}),
+        {"task.kernels": kernels, "model.rpe": rpes, "model.heads": heads_1d(profile)},
+        seeds=seeds_of(profile),
+    )
 
 
 def kernel_floors(kernels: list[str], rpes: list[str]):
     def specs(profile: str) -> list[FloorSpec]:
         return [FloorSpec("kernel", k, rpe, max(heads_1d(profile)), T) for k in kernels for rpe in rpes]
+
     return specs
 
 
 def kernel_table(res: Results, title: str, rpes: list[str], kernel: str, **where) -> Table:
     """Rows H; per RPE the trained MSE (relative) and the optimal-fit floor for the same H, RPE and T."""
     Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
-    rows = [[H] + [v for rpe in rpes for v in (cell(res, model__rpe=rpe, model__heads=H, **where),
-                                                 fmt(res.floor("kernel", kernel, rpe, H)))] for H in Hs]
+    rows = [
+        [H]
+        + [
+            v
+            for rpe in rpes
+            for v in (cell(res, model__rpe=rpe, model__heads=H, **where), fmt(res.floor("kernel", kernel, rpe, H)))
+        ]
+        for H in Hs
+    ]
     header = ["H"] + [h for r in rpes for h in (f"{r} RPE, trained", f"{r} RPE, floor")]
     return Table(title + "; floor: the best fit of H heads found (MSE, theory fit)", header, rows)
 
@@ -53,10 +64,14 @@ def analyse_4a(res: Results):
     if log1 is None or lin_best is None:
         return [table], Verdict(None, "incomplete")
     holds = all_of(log1 <= 1e-4, lin_best >= 100 * log1)
-    ours = (f"log, 1 head: {fmt_spread(log1)}; lin, best over H <= 64: {fmt_spread(lin_best)} "
-            f"({gain_text(lin_best / log1)} worse)")
-    detail = ("A log-RPE head's kernel is exactly a normalized power law, so one head represents t^-0.5; "
-              "lin heads are sums of exponentials and need many heads for a heavy tail (Thm 5.1).")
+    ours = (
+        f"log, 1 head: {fmt_spread(log1)}; lin, best over H <= 64: {fmt_spread(lin_best)} "
+        f"({gain_text(lin_best / log1)} worse)"
+    )
+    detail = (
+        "A log-RPE head's kernel is exactly a normalized power law, so one head represents t^-0.5; "
+        "lin heads are sums of exponentials and need many heads for a heavy tail (Thm 5.1)."
+    )
     detail += floor_gap(res, "kernel", "power:0.5", ["log", "lin"])
     return [table], Verdict(holds, ours, detail)
 
@@ -65,24 +80,33 @@ def analyse_4b(res: Results):
     tables, parts, verdicts = [], [], []
     for beta in ("5", "0.5"):
         where = {"task__kernels": [f"exp:{beta}"]}
-        tables.append(kernel_table(res, f"rho(t) = exp(-{beta} t): MSE (relative MSE), FFN-free, DP-free",
-                                   ["lin", "log"], f"exp:{beta}", **where))
+        tables.append(
+            kernel_table(
+                res,
+                f"rho(t) = exp(-{beta} t): MSE (relative MSE), FFN-free, DP-free",
+                ["lin", "log"],
+                f"exp:{beta}",
+                **where,
+            )
+        )
         lin1 = res.spread("val_rel", model__rpe="lin", model__heads=1, **where)
-        log_best = min_of(res.spread("val_rel", model__rpe="log", model__heads=H, **where)
-                          for H in heads_1d("paper"))
+        log_best = min_of(res.spread("val_rel", model__rpe="log", model__heads=H, **where) for H in heads_1d("paper"))
         if lin1 is None or log_best is None:
             continue
         ok = all_of(lin1 <= 1e-5, log_best >= 10 * lin1)
         verdicts.append(ok)
-        parts.append(f"beta={beta}: lin 1 head {fmt_spread(lin1)}, log best {fmt_spread(log_best)} "
-                     f"({gain_text(log_best / lin1)} worse) -> {truth_label(ok)}")
+        parts.append(
+            f"beta={beta}: lin 1 head {fmt_spread(lin1)}, log best {fmt_spread(log_best)} "
+            f"({gain_text(log_best / lin1)} worse) -> {truth_label(ok)}"
+        )
     holds = verdicts[0] if verdicts else None  # the paper's beta = 5 decides; 0.5 is reported beside it
-    detail = ("At beta = 5 the kernel is nearly a delta at lag 0 (rho(1) = 0.0067), which the residual path "
-              "carries for every RPE type, so a log-RPE model only has to fit a tiny tail; beta = 0.5 tests "
-              "the light-tail claim itself.")
+    detail = (
+        "At beta = 5 the kernel is nearly a delta at lag 0 (rho(1) = 0.0067), which the residual path "
+        "carries for every RPE type, so a log-RPE model only has to fit a tiny tail; beta = 0.5 tests "
+        "the light-tail claim itself."
+    )
     for beta in ("5", "0.5"):
-        gap = floor_gap(res.subset(res.select(task__kernels=[f"exp:{beta}"])), "kernel", f"exp:{beta}",
-                        ["lin", "log"])
+        gap = floor_gap(res.subset(res.select(task__kernels=[f"exp:{beta}"])), "kernel", f"exp:{beta}", ["lin", "log"])
         detail += f" beta = {beta}:{gap}" if gap else ""
     return tables, Verdict(holds, "; ".join(parts) or "incomplete", detail)
 
@@ -100,7 +124,10 @@ EXP_4B = Experiment(
     specs=lambda p: [kernel_spec("4b", p, [["exp:5"], ["exp:0.5"]], ["lin", "log"])],
     analyse=analyse_4b,
     figure=lambda res, path: kernel_figure(
-        res, path, [("rho(t) = exp(-5t)", {"task__kernels": ["exp:5"]}),
-                    ("rho(t) = exp(-0.5t)", {"task__kernels": ["exp:0.5"]})], ["lin", "log"]),
+        res,
+        path,
+        [("rho(t) = exp(-5t)", {"task__kernels": ["exp:5"]}), ("rho(t) = exp(-0.5t)", {"task__kernels": ["exp:0.5"]})],
+        ["lin", "log"],
+    ),
     floors=kernel_floors(["exp:5", "exp:0.5"], ["lin", "log"]),
 )

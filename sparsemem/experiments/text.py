@@ -20,15 +20,41 @@ T_TEXT = 128
 def text_train(profile: str) -> dict:
     # language models train their RPE slopes at the common lr (rpe_lr_scale 1), not the toy setting's 30x
     if profile == "paper":
-        return {"steps": 10_000, "batch_size": 32, "lr": 1e-3, "rpe_lr_scale": 1.0, "schedule": "cosine",
-                "warmup_steps": 500, "val_samples": 512, "eval_every": 1000, "grad_clip": 1.0}
-    return {"steps": 300, "batch_size": 16, "lr": 3e-3, "rpe_lr_scale": 1.0, "schedule": "cosine",
-            "warmup_steps": 30, "val_samples": 128, "eval_every": 100, "grad_clip": 1.0}
+        return {
+            "steps": 10_000,
+            "batch_size": 32,
+            "lr": 1e-3,
+            "rpe_lr_scale": 1.0,
+            "schedule": "cosine",
+            "warmup_steps": 500,
+            "val_samples": 512,
+            "eval_every": 1000,
+            "grad_clip": 1.0,
+        }
+    return {
+        "steps": 300,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "rpe_lr_scale": 1.0,
+        "schedule": "cosine",
+        "warmup_steps": 30,
+        "val_samples": 128,
+        "eval_every": 100,
+        "grad_clip": 1.0,
+    }
 
 
 def lm_model(**kw) -> dict:
-    return {"dim": 128, "head_dim": 32, "ffn_width": 512, "attention": "dp", "rpe": "lin",
-            "layer_norm": True, "scale": True, **kw}
+    return {
+        "dim": 128,
+        "head_dim": 32,
+        "ffn_width": 512,
+        "attention": "dp",
+        "rpe": "lin",
+        "layer_norm": True,
+        "scale": True,
+        **kw,
+    }
 
 
 def text_task(corpus: str) -> dict:
@@ -52,8 +78,9 @@ def variants_1a() -> dict[str, tuple[int, int]]:
 
 def specs_1a(profile: str, corpus: str):
     cases = [{"model.layers": L, "model.heads": H} for L, H in variants_1a().values()]
-    return [spec("1a_text", {"task": text_task(corpus), "model": lm_model(), "train": text_train(profile)}, {},
-                 cases=cases)]
+    return [
+        spec("1a_text", {"task": text_task(corpus), "model": lm_model(), "train": text_train(profile)}, {}, cases=cases)
+    ]
 
 
 def analyse_1a(res: Results):
@@ -73,10 +100,18 @@ SIZES_3B = [(2, 64, 2), (2, 128, 4), (4, 128, 4)]  # (layers, dim, heads)
 
 
 def specs_3b(profile: str, corpus: str):
-    cases = [{"model.layers": L, "model.dim": D, "model.heads": H, "model.head_dim": D // H,
-              "model.ffn_width": 4 * D} for L, D, H in SIZES_3B]
-    return [spec("3b_text", {"task": text_task(corpus), "model": lm_model(), "train": text_train(profile)},
-                 {"model.attention": ["dp", "dp_free"]}, cases=cases)]
+    cases = [
+        {"model.layers": L, "model.dim": D, "model.heads": H, "model.head_dim": D // H, "model.ffn_width": 4 * D}
+        for L, D, H in SIZES_3B
+    ]
+    return [
+        spec(
+            "3b_text",
+            {"task": text_task(corpus), "model": lm_model(), "train": text_train(profile)},
+            {"model.attention": ["dp", "dp_free"]},
+            cases=cases,
+        )
+    ]
 
 
 def analyse_3b(res: Results):
@@ -108,12 +143,16 @@ def figure_bars(res: Results, path: str, title: str) -> None:
 
 EXP_1A_TEXT = Experiment(
     name="1a_text",
-    specs=specs_1a, analyse=analyse_1a, needs_corpus=True,
+    specs=specs_1a,
+    analyse=analyse_1a,
+    needs_corpus=True,
     figure=lambda res, path: figure_bars(res, path, "1a (text): depth against heads"),
 )
 
 EXP_3B_TEXT = Experiment(
     name="3b_text",
-    specs=specs_3b, analyse=analyse_3b, needs_corpus=True,
+    specs=specs_3b,
+    analyse=analyse_3b,
+    needs_corpus=True,
     figure=lambda res, path: figure_bars(res, path, "3b (text): DP against DP-free"),
 )

@@ -10,7 +10,6 @@ The experiments themselves: heads_width.py (1b, 2a, 2b, 3a) and tails.py
 from __future__ import annotations
 
 import math
-
 from typing import Optional
 
 from .base import Pivot, Results, Spread, fmt, fmt_spread, train_settings
@@ -61,8 +60,9 @@ def gain_text(g) -> str:
     return one(g)
 
 
-def floor_gap(res: Results, quantity: str, target: str, rpes: list[str], metric: str = "val_loss",
-              where_of=None, **where) -> str:
+def floor_gap(
+    res: Results, quantity: str, target: str, rpes: list[str], metric: str = "val_loss", where_of=None, **where
+) -> str:
     """A sentence on trained cells against their stored optimal floors; flags a trained value below one.
 
     ``where_of(rpe)`` gives the row filter of an RPE label (default: model.rpe = the label).
@@ -84,5 +84,7 @@ def floor_gap(res: Results, quantity: str, target: str, rpes: list[str], metric:
     if not gaps:
         return ""
     worst = max(gaps)
-    return (f" No trained cell beats its optimal floor; the largest optimization gap is {worst[1]} RPE at "
-            f"H={worst[2]} ({worst[0]:.2g}x the floor, floors taken as at least 1e-12).")
+    return (
+        f" No trained cell beats its optimal floor; the largest optimization gap is {worst[1]} RPE at "
+        f"H={worst[2]} ({worst[0]:.2g}x the floor, floors taken as at least 1e-12)."
+    )

@@ -21,8 +21,7 @@ class Table:
                 return fmt(v)
             return "" if v is None else str(v)
 
-        out = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |",
-               "|" + "---|" * len(self.header)]
+        out = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
         out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
         return "\n".join(out)
 
@@ -145,8 +144,9 @@ def min_of(spreads) -> Optional[Spread]:
     spreads = [s for s in spreads if s is not None]
     if not spreads:
         return None
-    return Spread([], lo=min(s.lo for s in spreads), hi=min(s.hi for s in spreads),
-                  median=min(s.median for s in spreads))
+    return Spread(
+        [], lo=min(s.lo for s in spreads), hi=min(s.hi for s in spreads), median=min(s.median for s in spreads)
+    )
 
 
 def truth_label(t) -> str:

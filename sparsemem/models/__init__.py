@@ -31,4 +31,14 @@ def make_model(cfg: ModelConfig, task=None, *, input_dim: int | None = None, out
     return kind(cfg, input_dim=input_dim or 1, output=output or "last")
 
 
-__all__ = ["Attention", "RPE", "FFN", "LanguageModel", "LinearRNN", "LSTMBaseline", "Transformer", "is_memory_parameter", "make_model"]
+__all__ = [
+    "Attention",
+    "RPE",
+    "FFN",
+    "LanguageModel",
+    "LinearRNN",
+    "LSTMBaseline",
+    "Transformer",
+    "is_memory_parameter",
+    "make_model",
+]

@@ -60,8 +60,9 @@ class Attention(nn.Module):
             self.w = nn.Linear(D, H, bias=False)  # w_h . x_t, O(D) parameters per head
         self.v = nn.Linear(D, H * hd, bias=False)
         self.o = nn.Linear(H * hd, D, bias=False)
-        self.rpe = RPE(cfg.rpe, H, init=cfg.rpe_init, buckets=cfg.rpe_buckets,
-                       max_distance=cfg.rpe_max_distance, sign=cfg.rpe_sign)
+        self.rpe = RPE(
+            cfg.rpe, H, init=cfg.rpe_init, buckets=cfg.rpe_buckets, max_distance=cfg.rpe_max_distance, sign=cfg.rpe_sign
+        )
 
     # -- pieces ---------------------------------------------------------------
     def _split(self, y: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,14 @@ class Block:
     """Attention then FFN, each with its residual; ``ffn=None`` leaves the FFN out (the Transformer's last
     block, whose FFN is the readout, and FFN-free models)."""
 
-    def __init__(self, attn: nn.Module, ffn: Optional[nn.Module], norm_attn: nn.Module, norm_ffn: nn.Module,
-                 precision: Optional[str] = None):
+    def __init__(
+        self,
+        attn: nn.Module,
+        ffn: Optional[nn.Module],
+        norm_attn: nn.Module,
+        norm_ffn: nn.Module,
+        precision: Optional[str] = None,
+    ):
         self.attn, self.ffn, self.norm_attn, self.norm_ffn = attn, ffn, norm_attn, norm_ffn
         self.precision = precision  # None, or "lin" / "log": how hidden FFN outputs are rounded
 

@@ -73,8 +73,14 @@ class Squad:
         models = [c.model for c in cfgs]
         H = max(m.heads for m in models)
         width = max(m.ffn_width for m in models)
-        padded_cfg = models[0].model_copy(update={"heads": H, "head_dim": models[0].head_size,  # one per squad
-                                                  "ffn_width": width, "rpe_init": None})
+        padded_cfg = models[0].model_copy(
+            update={
+                "heads": H,
+                "head_dim": models[0].head_size,  # one per squad
+                "ffn_width": width,
+                "rpe_init": None,
+            }
+        )
         self.heads = H
         base = make_model(padded_cfg, task)
         names = dict(base.named_parameters())
@@ -158,7 +164,7 @@ class Squad:
         attn = self.base.attn[0]
         K, H, hd = len(self.cfgs), self.heads, attn.head_dim
         B, T, d = x.shape[-3:]
-        stored = {n[len(_RPE):]: v for n, v in {**params, **self.buffers}.items() if n.startswith(_RPE)}
+        stored = {n[len(_RPE) :]: v for n, v in {**params, **self.buffers}.items() if n.startswith(_RPE)}
         bias = attn.rpe.bias_of(attn.rpe.scales(stored), T, x.device, x.dtype, reverse=True)
         w = attn.weights_of(bias.expand(K, H, T))  # (K, H, T) by key position
         if batched:  # member k reads its own stream's tokens x[k]: (K, B, T, d)
@@ -178,7 +184,7 @@ class Squad:
         vb = vw[..., d] if sigma is None else vw[..., d] * sigma.view(K, 1, H, 1)  # (K, 1, H, hd)
         const = (wo[..., 0] * vb).sum((2, 3))  # W_O^h W_V^h b_E sum_s w_h(s): (K, D)
         x_last = x[..., -1, :]  # (B, d) or (K, B, d)
-        h = (torch.einsum("bd,ked->kbe", x_last, WE) if not batched else x_last @ WE.transpose(1, 2))
+        h = torch.einsum("bd,ked->kbe", x_last, WE) if not batched else x_last @ WE.transpose(1, 2)
         h = torch.baddbmm(h + (bE + const)[:, None], u, maps)  # the stream: (K, B, D)
         if _FC1 + "weight" in params:
             return _linear(params, _FC2, torch.relu(_linear(params, _FC1, h)))[..., 0]
@@ -215,17 +221,21 @@ class FleetModel:
         self.sizes = [p.numel() for params in stacked for p in params.values()]
         total = sum(self.sizes)
         flat = torch.cat([p.reshape(-1) for params in stacked for p in params.values()])
-        member, memory, decay, mask = (torch.empty(total, dtype=torch.long), torch.zeros(total, dtype=torch.bool),
-                                       torch.zeros(total, dtype=torch.bool), torch.ones(total, dtype=torch.bool))
+        member, memory, decay, mask = (
+            torch.empty(total, dtype=torch.long),
+            torch.zeros(total, dtype=torch.bool),
+            torch.zeros(total, dtype=torch.bool),
+            torch.ones(total, dtype=torch.bool),
+        )
         off = 0
         for sq, idx, params in zip(self.squads, self.members, stacked):
             for name, p in params.items():
                 n = p.numel()
-                member[off:off + n] = torch.tensor(idx)[:, None].expand(p.shape[0], n // p.shape[0]).reshape(-1)
-                memory[off:off + n] = is_memory_parameter(name)
-                decay[off:off + n] = not is_memory_parameter(name) and p.dim() - 1 >= 2
+                member[off : off + n] = torch.tensor(idx)[:, None].expand(p.shape[0], n // p.shape[0]).reshape(-1)
+                memory[off : off + n] = is_memory_parameter(name)
+                decay[off : off + n] = not is_memory_parameter(name) and p.dim() - 1 >= 2
                 if name in sq.masks:
-                    mask[off:off + n] = sq.masks[name].reshape(-1).cpu()
+                    mask[off : off + n] = sq.masks[name].reshape(-1).cpu()
                 off += n
         self.flat = flat.detach().to(ref.device).requires_grad_()
         dev = self.flat.device
@@ -240,7 +250,7 @@ class FleetModel:
         out, i = [], 0
         for sq in self.squads:
             n = len(sq.shapes)
-            out.append(sq.views(parts[i:i + n]))
+            out.append(sq.views(parts[i : i + n]))
             i += n
         return out
 

@@ -32,8 +32,10 @@ class LanguageModel(nn.Module):
         self.norm_ffn = nn.ModuleList(norm() for _ in range(L))
         self.norm_out = norm()
         self.head = nn.Linear(D, vocab)
-        self.blocks = [Block(self.attn[l], self.ffn[l] if self.ffn is not None else None, self.norm_attn[l],
-                             self.norm_ffn[l]) for l in range(L)]
+        self.blocks = [
+            Block(self.attn[l], self.ffn[l] if self.ffn is not None else None, self.norm_attn[l], self.norm_ffn[l])
+            for l in range(L)
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.embed(x)  # (B, T, D)

@@ -58,7 +58,7 @@ class _Toeplitz(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         H, T, _ = grad.shape
         skew = F.pad(grad.flip(-1), (0, T)).reshape(H, 2 * T * T)[:, : T * (2 * T - 1)]
-        return skew.reshape(H, T, 2 * T - 1).sum(1)[:, T - 1:]
+        return skew.reshape(H, T, 2 * T - 1).sum(1)[:, T - 1 :]
 
 
 def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
@@ -203,4 +203,3 @@ def causal_conv(kernel: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     fv = torch.fft.rfft(v.to(torch.float64), n=n, dim=1)  # (B, F, H, hd)
     fk = torch.fft.rfft(kernel.to(torch.float64), n=n, dim=1)  # (H, F)
     return torch.fft.irfft(fv * fk.T[None, :, :, None], n=n, dim=1)[:, :T]
-

@@ -57,8 +57,16 @@ def default_p(kind: str, heads: int) -> torch.Tensor:
 class RPE(nn.Module):
     """Relative positional encoding for H heads."""
 
-    def __init__(self, kind: str, heads: int, *, init: Optional[float] = None,
-                 buckets: int = 16, max_distance: int = 128, sign: str = "positive"):
+    def __init__(
+        self,
+        kind: str,
+        heads: int,
+        *,
+        init: Optional[float] = None,
+        buckets: int = 16,
+        max_distance: int = 128,
+        sign: str = "positive",
+    ):
         super().__init__()
         self.kind = kind
         self.heads = heads

@@ -46,13 +46,20 @@ class Transformer(nn.Module):
         self.norm_ffn = nn.ModuleList(norm() for _ in range(L))  # the last one feeds the readout
         self.log_precision = RPES[cfg.rpe].family == "log"
         precision = ("log" if self.log_precision else "lin") if cfg.ffn_precision else None
-        self.blocks = [Block(self.attn[l], self.ffn[l] if self.ffn is not None and l < L - 1 else None,
-                             self.norm_attn[l], self.norm_ffn[l], precision) for l in range(L)]
+        self.blocks = [
+            Block(
+                self.attn[l],
+                self.ffn[l] if self.ffn is not None and l < L - 1 else None,
+                self.norm_attn[l],
+                self.norm_ffn[l],
+                precision,
+            )
+            for l in range(L)
+        ]
 
     def _time_first(self) -> bool:
         """One layer read at the last position: attention straight from the raw tokens."""
-        return (len(self.attn) == 1 and self.output == "last" and self.attn[0].impl == "fast"
-                and not self.cfg.layer_norm)
+        return len(self.attn) == 1 and self.output == "last" and self.attn[0].impl == "fast" and not self.cfg.layer_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.readout(self.stream(x))[..., 0]

@@ -40,8 +40,12 @@ def owner_gone(owner: Optional[str]) -> bool:
 
 def _held_elsewhere(row: dict, owner: str, now: float) -> bool:
     """A row running under another owner's claim that is still live (lease ahead, owner not known dead)."""
-    return (row["status"] == "running" and row.get("owner") != owner and (row.get("lease") or 0) > now
-            and not owner_gone(row.get("owner")))
+    return (
+        row["status"] == "running"
+        and row.get("owner") != owner
+        and (row.get("lease") or 0) > now
+        and not owner_gone(row.get("owner"))
+    )
 
 
 class Heartbeat:

@@ -23,8 +23,9 @@ def run_one(cfg_dict: dict, out_dir: Optional[str], threads: int = 0) -> dict:
     return run_job([(cfg_dict, out_dir)], None, threads)[0]
 
 
-def run_job(members: list[tuple[dict, Optional[str]]], fleet_dir: Optional[str], threads: int = 0,
-            compile: bool = False) -> list[dict]:
+def run_job(
+    members: list[tuple[dict, Optional[str]]], fleet_dir: Optional[str], threads: int = 0, compile: bool = False
+) -> list[dict]:
     """Train one job in a worker: a single run (fleet_dir None) or a fleet; one result per member.
 
     Failures come back as results with status failed: a failed job is data, the sweep goes on.
@@ -98,8 +99,9 @@ class PoolExecutor(Executor):
 
         self.slots = workers
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_die_with, initargs=(os.getpid(),))
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_die_with, initargs=(os.getpid(),)
+        )
         self.running = {}
 
     def submit(self, job: Job) -> None:
@@ -158,8 +160,10 @@ class RayExecutor(Executor):
     def submit(self, job: Job) -> None:
         members = job.members
         if self.gpus:
-            members = [({**c, "train": {**c["train"], "device": "auto"}} if c["train"]["device"] == "cpu" else c, o)
-                       for c, o in members]
+            members = [
+                ({**c, "train": {**c["train"], "device": "auto"}} if c["train"]["device"] == "cpu" else c, o)
+                for c, o in members
+            ]
         self.running[self.remote.remote(members, job.fleet_dir, 1, job.compile)] = job
 
     def wait(self):

@@ -25,8 +25,24 @@ from .schema import FINISHED, StoreError
 from .store import Store
 
 _RANK = {"done": 0, "diverged": 1, "failed": 2, "pending": 3, "running": 3}
-COLUMNS = ("hash", "sweep", "name", "config", "status", "val_loss", "val_rel", "train_loss", "steps", "params",
-           "seconds", "metrics", "error", "attempts", "created", "updated")
+COLUMNS = (
+    "hash",
+    "sweep",
+    "name",
+    "config",
+    "status",
+    "val_loss",
+    "val_rel",
+    "train_loss",
+    "steps",
+    "params",
+    "seconds",
+    "metrics",
+    "error",
+    "attempts",
+    "created",
+    "updated",
+)
 
 
 def _better(new: dict, old: dict) -> bool:
@@ -34,7 +50,8 @@ def _better(new: dict, old: dict) -> bool:
     if new["status"] in FINISHED or old["status"] in FINISHED:
         return a < b  # the earlier finish wins among equally finished rows
     return _RANK[new["status"]] < _RANK[old["status"]] or (
-        _RANK[new["status"]] == _RANK[old["status"]] and new["updated"] > old["updated"])  # the latest news
+        _RANK[new["status"]] == _RANK[old["status"]] and new["updated"] > old["updated"]
+    )  # the latest news
 
 
 def merge_stores(inputs: Sequence[Union[str, Path]], out: Union[str, Path]) -> dict:
@@ -84,13 +101,18 @@ def merge_stores(inputs: Sequence[Union[str, Path]], out: Union[str, Path]) -> d
                     if row["status"] == "running":
                         row["status"] = "pending"
                     values.append(tuple(row[k] for k in COLUMNS))
-                db.executemany(f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                               values)
+                db.executemany(
+                    f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", values
+                )
                 db.executemany("INSERT INTO members (sweep, hash) VALUES (?, ?)", list(members))
-                db.executemany("INSERT INTO computed (experiment, quantity, target, rpe, heads, value) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", [(*k, v) for k, v in computed.items()])
-                db.executemany("INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)",
-                               sorted(events, key=lambda e: e[0]))
+                db.executemany(
+                    "INSERT INTO computed (experiment, quantity, target, rpe, heads, value) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*k, v) for k, v in computed.items()],
+                )
+                db.executemany(
+                    "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)",
+                    sorted(events, key=lambda e: e[0]),
+                )
             st.set_meta(**meta, merged_from=[str(p) for p in paths])
             st._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             counts = st.counts()

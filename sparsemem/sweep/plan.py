@@ -70,7 +70,7 @@ def _chunks(members: list[RunConfig], fleet_size: int) -> list[list[RunConfig]]:
     device = members[0].train.device
     size = fleet_size or default_fleet_size(device)
     if fleet_size or _on_gpu(device):
-        return [members[i:i + size] for i in range(0, len(members), size)]
+        return [members[i : i + size] for i in range(0, len(members), size)]
     out, part, total = [], [], 0
     for c in members:
         e = step_elements(c)
@@ -85,8 +85,14 @@ def _chunks(members: list[RunConfig], fleet_size: int) -> list[list[RunConfig]]:
     return out + ([part] if part else [])
 
 
-def plan_jobs(runs: list[RunConfig], runs_dir: Path, fleet: str = "auto", fleet_size: int = 0,
-              workers: int = 1, compile: str = "off") -> list[Job]:
+def plan_jobs(
+    runs: list[RunConfig],
+    runs_dir: Path,
+    fleet: str = "auto",
+    fleet_size: int = 0,
+    workers: int = 1,
+    compile: str = "off",
+) -> list[Job]:
     """Group runs into jobs: with ``fleet="auto"``, runs that can train together (same task and loop, a
     supported model) form fleets of at most ``fleet_size`` members (0: chosen from the device); the rest
     run alone. While there are fewer jobs than ``workers``, the largest fleet is halved, so no worker
@@ -120,16 +126,23 @@ def plan_jobs(runs: list[RunConfig], runs_dir: Path, fleet: str = "auto", fleet_
     while len(parts) < workers and max(map(len, parts), default=1) > 1:
         big = max(range(len(parts)), key=lambda i: len(parts[i]))
         half = (len(parts[big]) + 1) // 2
-        parts[big:big + 1] = [parts[big][:half], parts[big][half:]]
+        parts[big : big + 1] = [parts[big][:half], parts[big][half:]]
     for part in parts:
         if len(part) == 1:
             jobs.append((first[id(part[0])], single(part[0])))
             continue
         hashes = [c.config_hash() for c in part]
         fid = hashlib.sha256("".join(hashes).encode()).hexdigest()[:16]
-        jobs.append((min(first[id(c)] for c in part),
-                     Job(hashes, [(c.to_dict(), str(runs_dir / h[:16])) for c, h in zip(part, hashes)],
-                         str(runs_dir / f"fleet-{fid}"))))
+        jobs.append(
+            (
+                min(first[id(c)] for c in part),
+                Job(
+                    hashes,
+                    [(c.to_dict(), str(runs_dir / h[:16])) for c, h in zip(part, hashes)],
+                    str(runs_dir / f"fleet-{fid}"),
+                ),
+            )
+        )
     return [job for _, job in sorted(jobs, key=lambda t: t[0])]
 
 

@@ -50,8 +50,14 @@ class _Progress:
                 TimeElapsedColumn,
             )
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task(label, total=total, info="")
         self.counts: dict[str, int] = {}
@@ -70,8 +76,9 @@ class _Progress:
 FLEET_MODES = ("auto", "off")
 
 
-def check_runner_args(workers: int, backend: str, fleet: str = "auto", fleet_size: int = 0,
-                      compile: str = "off") -> None:
+def check_runner_args(
+    workers: int, backend: str, fleet: str = "auto", fleet_size: int = 0, compile: str = "off"
+) -> None:
     if workers < 1:
         raise ConfigError(f"--workers = {workers}: must be at least 1")
     if backend not in ("local", "ray"):
@@ -84,11 +91,23 @@ def check_runner_args(workers: int, backend: str, fleet: str = "auto", fleet_siz
         raise ConfigError(f"--compile = {compile!r}: must be off or auto")
 
 
-def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, workers: int = 1, backend: str = "local",
-              address: Optional[str] = None, runs_dir: Union[str, Path, None] = None,
-              progress: Optional[bool] = None, ray_temp_dir: Optional[str] = None,
-              on_result: Optional[Callable[[str, str], None]] = None, fleet: str = "auto",
-              fleet_size: int = 0, compile: str = "off", lease: float = LEASE_SECONDS) -> dict:
+def run_sweep(
+    runs: list[RunConfig],
+    store: Store,
+    sweep: Optional[str],
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: Optional[str] = None,
+    runs_dir: Union[str, Path, None] = None,
+    progress: Optional[bool] = None,
+    ray_temp_dir: Optional[str] = None,
+    on_result: Optional[Callable[[str, str], None]] = None,
+    fleet: str = "auto",
+    fleet_size: int = 0,
+    compile: str = "off",
+    lease: float = LEASE_SECONDS,
+) -> dict:
     """Register ``runs`` under ``sweep`` (unless None: already registered) and train every one not yet finished.
 
     Runs that can train together go as fleets (``fleet="auto"``, at most ``fleet_size`` members each,
@@ -104,8 +123,16 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
     todo = [c for c in runs if known[c.config_hash()]["status"] not in FINISHED]
     runs_dir = Path(runs_dir) if runs_dir is not None else store.path.parent / "runs"
     jobs = plan_jobs(todo, runs_dir, fleet, fleet_size, workers, compile)
-    summary = {"total": len(runs), "skipped": len(runs) - len(todo), "done": 0, "diverged": 0, "failed": 0,
-               "jobs": len(jobs), "fleets": sum(j.fleet_dir is not None for j in jobs), "elsewhere": 0}
+    summary = {
+        "total": len(runs),
+        "skipped": len(runs) - len(todo),
+        "done": 0,
+        "diverged": 0,
+        "failed": 0,
+        "jobs": len(jobs),
+        "fleets": sum(j.fleet_dir is not None for j in jobs),
+        "elsewhere": 0,
+    }
     if not todo:
         return summary
     show = progress if progress is not None else sys.stderr.isatty()
@@ -156,8 +183,9 @@ def run_sweep(runs: list[RunConfig], store: Store, sweep: Optional[str], *, work
                 free = waiting - finished - held
                 waiting = held
                 if free:
-                    pending = plan_jobs([by_hash[h] for h in sorted(free)], runs_dir, fleet, fleet_size, workers,
-                                        compile)
+                    pending = plan_jobs(
+                        [by_hash[h] for h in sorted(free)], runs_dir, fleet, fleet_size, workers, compile
+                    )
                 elif waiting:
                     time.sleep(min(5.0, lease / 4))
     finally:
@@ -173,8 +201,13 @@ def run_spec(spec_path, overrides=(), *, store=None, **options) -> dict:
     from ..preflight import check_runs
     from .spec import load_spec
 
-    check_runner_args(options.get("workers", 1), options.get("backend", "local"), options.get("fleet", "auto"),
-                      options.get("fleet_size", 0), options.get("compile", "off"))
+    check_runner_args(
+        options.get("workers", 1),
+        options.get("backend", "local"),
+        options.get("fleet", "auto"),
+        options.get("fleet_size", 0),
+        options.get("compile", "off"),
+    )
     spec = load_spec(spec_path, overrides)
     runs = spec.expand()
     if not runs:

@@ -31,8 +31,17 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from .claims import LEASE_SECONDS, _held_elsewhere, owner_gone  # noqa: F401  (owner_gone: tests)
-from .schema import (CLAIM_COLUMNS, FINISHED, METRIC_COLUMNS, SCHEMA, SCHEMA_VERSION, STATUSES,  # noqa: F401
-                     StoreError, _reason, check_store_path)
+from .schema import (
+    CLAIM_COLUMNS,
+    FINISHED,
+    METRIC_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,  # noqa: F401
+    StoreError,
+    _reason,
+    check_store_path,
+)
 
 _EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
 
@@ -83,12 +92,16 @@ class Store:
         """A SQLite file that holds other tables, or a store of a newer schema, is left alone."""
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "runs" not in tables:
-            raise StoreError(f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
-                             f"(it holds {', '.join(sorted(tables)[:3])})")
+            raise StoreError(
+                f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
+                f"(it holds {', '.join(sorted(tables)[:3])})"
+            )
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StoreError(f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
-                             f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem")
+            raise StoreError(
+                f"store {str(self.path)!r} was written by a newer sparsemem (schema {version}, "
+                f"this one reads up to {SCHEMA_VERSION}); upgrade sparsemem"
+            )
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -105,8 +118,10 @@ class Store:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         missing = {"runs", "members", "meta"} - tables
         if missing:
-            raise StoreError(f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
-                             f"(no table {', '.join(sorted(missing))})")
+            raise StoreError(
+                f"store {str(self.path)!r} is a SQLite database but not a sparsemem store "
+                f"(no table {', '.join(sorted(missing))})"
+            )
         if self.readonly:
             self._refuse_foreign()
         self._db.execute("SELECT COUNT(*) FROM runs").fetchone()  # a damaged page shows here
@@ -151,14 +166,17 @@ class Store:
                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                 [(h, sweep, name, json.dumps(cfg, sort_keys=True), now, now) for h, name, cfg in runs],
             )
-            db.executemany("INSERT OR IGNORE INTO members (sweep, hash) VALUES (?, ?)",
-                           [(sweep, h) for h, _, _ in runs])
+            db.executemany(
+                "INSERT OR IGNORE INTO members (sweep, hash) VALUES (?, ?)", [(sweep, h) for h, _, _ in runs]
+            )
             return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] - before
 
     def set_meta(self, **values: str) -> None:
         with self._tx() as db:
-            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                           [(k, json.dumps(v)) for k, v in values.items()])
+            db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
 
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
@@ -167,8 +185,11 @@ class Store:
         """Keep what an experiment computes beside its runs: (quantity, target, rpe, heads, value) rows,
         for example the optimal-fit floor of H heads of an RPE type for a kernel; replaces equal keys."""
         with self._tx() as db:
-            db.executemany("INSERT OR REPLACE INTO computed (experiment, quantity, target, rpe, heads, value) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", [(experiment, *r) for r in rows])
+            db.executemany(
+                "INSERT OR REPLACE INTO computed (experiment, quantity, target, rpe, heads, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(experiment, *r) for r in rows],
+            )
 
     def computed(self, experiment: Optional[str] = None) -> list[dict]:
         """The computed rows of one experiment (or all); none in a store written before the table came."""
@@ -187,8 +208,14 @@ class Store:
         hashes = list(hashes)
         now = time.time()
         with self._tx() as db:
-            rows = db.execute(f"SELECT hash, status, owner, lease FROM runs WHERE hash IN "
-                              f"({', '.join('?' * len(hashes))})", hashes).fetchall() if hashes else []
+            rows = (
+                db.execute(
+                    f"SELECT hash, status, owner, lease FROM runs WHERE hash IN ({', '.join('?' * len(hashes))})",
+                    hashes,
+                ).fetchall()
+                if hashes
+                else []
+            )
             state = {r["hash"]: dict(r) for r in rows}
             taken = []
             for h in hashes:
@@ -196,19 +223,26 @@ class Store:
                 if r is None or r["status"] in FINISHED or _held_elsewhere(r, owner, now):
                     continue
                 if r["status"] == "running" and r["owner"] != owner:
-                    db.execute(_EVENT_SQL, (now, h, "takeover",
-                                            f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"))
+                    db.execute(
+                        _EVENT_SQL,
+                        (now, h, "takeover", f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"),
+                    )
                 taken.append(h)
-            db.executemany("UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
-                           "error = NULL, updated = ? WHERE hash = ?", [(owner, now + lease, now, h) for h in taken])
+            db.executemany(
+                "UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
+                "error = NULL, updated = ? WHERE hash = ?",
+                [(owner, now + lease, now, h) for h in taken],
+            )
         return taken
 
     def mark_running(self, run_hash: str, owner: Optional[str] = None) -> None:
         """Claim one run regardless of other claims (an explicit, single-process use)."""
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
-                       "error = NULL, updated = ? WHERE hash = ?",
-                       (owner, time.time() + LEASE_SECONDS if owner else None, time.time(), run_hash))
+            db.execute(
+                "UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
+                "error = NULL, updated = ? WHERE hash = ?",
+                (owner, time.time() + LEASE_SECONDS if owner else None, time.time(), run_hash),
+            )
 
     def held_elsewhere(self, hashes: Iterable[str], owner: str) -> list[str]:
         """Those of ``hashes`` running under another owner's live claim."""
@@ -236,15 +270,21 @@ class Store:
             db.execute(
                 "UPDATE runs SET status = ?, val_loss = ?, val_rel = ?, train_loss = ?, steps = ?, params = ?, "
                 "seconds = ?, metrics = ?, error = NULL, owner = NULL, lease = NULL, updated = ? WHERE hash = ?",
-                (status, *(metrics.get(k) for k in METRIC_COLUMNS), json.dumps(metrics, default=str),
-                 time.time(), run_hash),
+                (
+                    status,
+                    *(metrics.get(k) for k in METRIC_COLUMNS),
+                    json.dumps(metrics, default=str),
+                    time.time(),
+                    run_hash,
+                ),
             )
 
     def fail(self, run_hash: str, error: str) -> None:
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = 'failed', error = ?, owner = NULL, lease = NULL, updated = ? "
-                       "WHERE hash = ?",
-                       (error[-4000:], time.time(), run_hash))
+            db.execute(
+                "UPDATE runs SET status = 'failed', error = ?, owner = NULL, lease = NULL, updated = ? WHERE hash = ?",
+                (error[-4000:], time.time(), run_hash),
+            )
 
     # -- reads ----------------------------------------------------------------
     def rows(self, sweep: Optional[str] = None, status: Optional[Iterable[str]] = None) -> list[dict]:
@@ -277,7 +317,7 @@ class Store:
         hashes = list(hashes)
         out = {}
         for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
+            part = hashes[i : i + 500]
             for row in self._db.execute(f"SELECT * FROM runs WHERE hash IN ({', '.join('?' * len(part))})", part):
                 d = dict(row)
                 d["config"] = json.loads(d["config"])
@@ -289,7 +329,10 @@ class Store:
         return [r[0] for r in self._db.execute("SELECT sweep FROM members GROUP BY sweep ORDER BY MIN(rowid)")]
 
     def counts(self, sweep: Optional[str] = None) -> dict[str, int]:
-        query = "SELECT status, COUNT(*) FROM runs" + (
-            " WHERE hash IN (SELECT hash FROM members WHERE sweep = ?)" if sweep else "") + " GROUP BY status"
+        query = (
+            "SELECT status, COUNT(*) FROM runs"
+            + (" WHERE hash IN (SELECT hash FROM members WHERE sweep = ?)" if sweep else "")
+            + " GROUP BY status"
+        )
         found = dict(self._db.execute(query, (sweep,) if sweep else ()).fetchall())
         return {s: found.get(s, 0) for s in STATUSES}

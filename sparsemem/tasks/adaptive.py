@@ -105,7 +105,11 @@ class AdaptiveTaskConfig(ReadoutTaskConfig):
             for args in itertools.product(vals, repeat=nargs):
                 key = table_key(args)
                 if key not in table:
-                    raise FieldError(f"g.{i}", key, f"table lacks this key; it needs every tuple of {nargs} comma-separated token values")
+                    raise FieldError(
+                        f"g.{i}",
+                        key,
+                        f"table lacks this key; it needs every tuple of {nargs} comma-separated token values",
+                    )
             for key, lag in table.items():
                 if not 0 <= lag <= self.lags[i]:
                     raise FieldError(f"g.{i}.{key}", lag, f"a lag of memory {i + 1} must be in [0, {self.lags[i]}]")
@@ -135,7 +139,11 @@ class AdaptiveTask(Task):
         for i, T_i in enumerate(cfg.lags):
             a = cfg.g_arity(i)
             if cfg.g is None:
-                table = torch.randint(1, T_i + 1, (S**a,), generator=gen) if T_i >= 1 else torch.zeros(S**a, dtype=torch.long)
+                table = (
+                    torch.randint(1, T_i + 1, (S**a,), generator=gen)
+                    if T_i >= 1
+                    else torch.zeros(S**a, dtype=torch.long)
+                )
             else:
                 table = torch.zeros(S**a, dtype=torch.long)
                 for code, args in enumerate(itertools.product(range(S), repeat=a)):

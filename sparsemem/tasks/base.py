@@ -37,8 +37,11 @@ class ReadoutTaskConfig(TaskConfigBase):
 
     def _check_readout(self) -> None:
         if self.readout.kind == "linear" and len(self.readout.weights) != self.memory_size():
-            raise FieldError("readout.weights", self.readout.weights,
-                             f"linear readout needs {self.memory_size()} weights, one per entry of z")
+            raise FieldError(
+                "readout.weights",
+                self.readout.weights,
+                f"linear readout needs {self.memory_size()} weights, one per entry of z",
+            )
 
     def memory_size(self) -> int:
         """Length of the vector z the readout sees."""

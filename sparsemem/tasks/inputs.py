@@ -36,8 +36,9 @@ class InputConfig(Strict):
         return None
 
 
-def sample_inputs(cfg: InputConfig, shape: tuple[int, ...], generator: torch.Generator,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def sample_inputs(
+    cfg: InputConfig, shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Draw i.i.d. tokens of the given shape (batch, seq_len, d)."""
     device = generator.device
     if cfg.kind == "rademacher":

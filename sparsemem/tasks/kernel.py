@@ -73,7 +73,9 @@ class KernelTaskConfig(ReadoutTaskConfig):
         for spec in self.kernels:
             check_kernel(spec)
         if not self.kernels:
-            raise FieldError("kernels", self.kernels, f"a kernel task needs a non-empty list of {', '.join(KERNEL_FORMS)}")
+            raise FieldError(
+                "kernels", self.kernels, f"a kernel task needs a non-empty list of {', '.join(KERNEL_FORMS)}"
+            )
         for spec in self.kernels:
             check_kernel(spec, seq_len=self.seq_len)
         self._check_readout()

@@ -84,8 +84,10 @@ class TextTask(Task):
         self.train_data, self.val_data = data[:cut], data[cut:]
         need = cfg.seq_len + 2
         if len(self.val_data) < need or len(self.train_data) < need:
-            raise ConfigError(f"task.corpus = {cfg.corpus!r}: {len(data)} bytes is too little for seq_len "
-                              f"{cfg.seq_len}; need at least {10 * need}")
+            raise ConfigError(
+                f"task.corpus = {cfg.corpus!r}: {len(data)} bytes is too little for seq_len "
+                f"{cfg.seq_len}; need at least {10 * need}"
+            )
 
     def _windows(self, data: torch.Tensor, batch: int, generator: torch.Generator):
         T = self.seq_len

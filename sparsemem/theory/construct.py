@@ -25,8 +25,8 @@ import torch
 
 from ..config import ConfigError, ModelConfig, RunConfig
 from ..models import make_model
-from ..tasks import make_task
 from ..registry import rpes
+from ..tasks import make_task
 from .fit import fit_heads
 
 CONSTRUCT_RPES = rpes(theory="construct")
@@ -70,7 +70,7 @@ def fit_readout(model, task, mz: torch.Tensor, width: int, samples: int, seed: i
         b = b - (w @ z.mean(0))
         feats = torch.relu(z @ w.T + b)
         a = torch.cat([feats, torch.ones(samples, 1, dtype=torch.float64)], 1)
-        ridge = 1e-8 * (a ** 2).mean()
+        ridge = 1e-8 * (a**2).mean()
         sol = torch.linalg.solve(a.T @ a + ridge * torch.eye(width + 1, dtype=torch.float64), a.T @ y)
         model.readout.fc1.weight.copy_(w @ mz)
         model.readout.fc1.bias.copy_(b)
@@ -82,7 +82,7 @@ def score(model, task, cfg: RunConfig) -> dict:
     xv, yv = task.validation_set(cfg.train.val_samples, dtype=torch.float64)
     with torch.no_grad():
         err = torch.cat([model(c) for c in xv.split(1000)]) - yv
-    mse = float((err ** 2).mean())
+    mse = float((err**2).mean())
     var = float(yv.var(unbiased=False))
     return {"val_loss": mse, "val_rel": mse / var if var > 0 else None, "sup_error": float(err.abs().max())}
 
@@ -100,12 +100,24 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
         raise ConfigError(f"model.rpe = {rpe!r}: constructions need one of {', '.join(CONSTRUCT_RPES)}")
     kernels = memory_kernels(task)
     M, T = kernels.shape
-    fits = [fit_heads(kernels[k], rpe, heads, buckets=cfg.model.rpe_buckets,
-                      max_distance=cfg.model.rpe_max_distance)[-1] if rpe == "t5" else
-            fit_heads(kernels[k], rpe, heads)[-1] for k in range(M)]
+    fits = [
+        fit_heads(kernels[k], rpe, heads, buckets=cfg.model.rpe_buckets, max_distance=cfg.model.rpe_max_distance)[-1]
+        if rpe == "t5"
+        else fit_heads(kernels[k], rpe, heads)[-1]
+        for k in range(M)
+    ]
     H = sum(f.heads for f in fits)  # a short kernel can cap the heads of its group
-    mcfg = ModelConfig(layers=1, heads=H, head_dim=1, dim=1 + M, ffn_width=width, attention="dp_free",
-                       rpe=rpe, rpe_buckets=cfg.model.rpe_buckets, rpe_max_distance=cfg.model.rpe_max_distance)
+    mcfg = ModelConfig(
+        layers=1,
+        heads=H,
+        head_dim=1,
+        dim=1 + M,
+        ffn_width=width,
+        attention="dp_free",
+        rpe=rpe,
+        rpe_buckets=cfg.model.rpe_buckets,
+        rpe_max_distance=cfg.model.rpe_max_distance,
+    )
     model = make_model(mcfg, task).double()
     attn = model.attn[0]
     with torch.no_grad():
@@ -128,9 +140,13 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
         mz[k, 1 + k] = 1.0
         mz[k, 0] = fit.c0
     fit_readout(model, task, mz, width, samples, seed)
-    return model, {**score(model, task, cfg), "kernel_l2": [f.l2 for f in fits],
-                   "heads_per_memory": [f.heads for f in fits], "params": model.num_params(),
-                   "model_config": mcfg.model_dump(mode="json")}
+    return model, {
+        **score(model, task, cfg),
+        "kernel_l2": [f.l2 for f in fits],
+        "heads_per_memory": [f.heads for f in fits],
+        "params": model.num_params(),
+        "model_config": mcfg.model_dump(mode="json"),
+    }
 
 
 def _gate_solve(nodes: list[torch.Tensor], points: list[torch.Tensor], indicator: torch.Tensor) -> torch.Tensor:
@@ -149,8 +165,9 @@ def _gate_solve(nodes: list[torch.Tensor], points: list[torch.Tensor], indicator
 ADAPTIVE_ATTENTION = ("dp", "tmx")
 
 
-def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0,
-                       attention: str = "dp"):
+def construct_adaptive(
+    cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000, seed: int = 0, attention: str = "dp"
+):
     """Task II with discrete tokens (Thm 4.1, K = 0; Prop 4.2; Thm 4.4, K >= 1): one layer per nested memory.
 
     y_t = f(x_t, x_{t-t_1}, ..., x_{t-t_M}), t_i = g_i(x_t, x_{t-t_1}, ..., x_{t-t_min(i-1,K)}). A
@@ -169,12 +186,15 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
     B_{r,j_r} e_{coord_r}) / p gives the gate of the DP head with one D-vector per head instead of W_Q, W_K.
     """
     if attention not in ADAPTIVE_ATTENTION:
-        raise ConfigError(f"attention {attention!r}: the adaptive construction is built with "
-                          f"{' or '.join(ADAPTIVE_ATTENTION)}")
+        raise ConfigError(
+            f"attention {attention!r}: the adaptive construction is built with {' or '.join(ADAPTIVE_ATTENTION)}"
+        )
     tc = cfg.task
     if tc.kind != "adaptive" or tc.output != "last":
-        raise ConfigError("the adaptive construction needs an adaptive task read at the last position "
-                          "(task.kind=adaptive, task.output=last)")
+        raise ConfigError(
+            "the adaptive construction needs an adaptive task read at the last position "
+            "(task.kind=adaptive, task.output=last)"
+        )
     task = make_task(tc)
     T, M, K = tc.seq_len, len(tc.lags), tc.depth
     values = torch.tensor(task.values, dtype=torch.float64)  # x_t at the query is a token, never the pad
@@ -190,19 +210,30 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
         points = [values] + [symbols] * (a - 1)
         coords = [0] + [2 + j for j in range(a - 1)]
         # table codes run over symbols for every argument; x_t takes token values only
-        codes = [k for k in range(S ** a) if k // S ** (a - 1) < len(task.values)]
+        codes = [k for k in range(S**a) if k // S ** (a - 1) < len(task.values)]
         lags = [int(table[k]) for k in codes]
         for l in sorted(set(lags)):
             indicator = torch.tensor([1.0 if g == l else 0.0 for g in lags], dtype=torch.float64)
             bs = [nodes(len(u)) for u in points]
             plan.append((min(i, K), i, l, coords, bs, _gate_solve(bs, points, indicator)))
-    fits = {l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
-            for l in sorted({l for _, _, l, *_ in plan})}
+    fits = {
+        l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
+        for l in sorted({l for _, _, l, *_ in plan})
+    }
     layers = 1 + max(stage for stage, *_ in plan)
     per_layer = [sum(len(beta) * fits[l].heads for st, _, l, _, _, beta in plan if st == k) for k in range(layers)]
     H = max(per_layer)
-    mcfg = ModelConfig(layers=layers, heads=H, head_dim=1, dim=2 + M, ffn_width=width, attention=attention,
-                       normalize=False, rpe="lin", scale=False)
+    mcfg = ModelConfig(
+        layers=layers,
+        heads=H,
+        head_dim=1,
+        dim=2 + M,
+        ffn_width=width,
+        attention=attention,
+        normalize=False,
+        rpe="lin",
+        scale=False,
+    )
     model = make_model(mcfg, task).double()
     s = torch.arange(T, dtype=torch.float64)
     with torch.no_grad():
@@ -242,11 +273,16 @@ def construct_adaptive(cfg: RunConfig, heads: int, width: int = 0, samples: int 
     for i in range(M):
         mz[1 + i, 2 + i] = 1.0
     fit_readout(model, task, mz, width, samples, seed)
-    return model, {**score(model, task, cfg), "kernel_l1": {str(l): f.l1 for l, f in fits.items()},
-                   "heads_total": sum(per_layer), "heads_per_layer": per_layer, "layers": layers,
-                   "params": model.num_params(),
-                   "attention_params": sum(p.numel() for a in model.attn for p in a.parameters()),
-                   "model_config": mcfg.model_dump(mode="json")}
+    return model, {
+        **score(model, task, cfg),
+        "kernel_l1": {str(l): f.l1 for l, f in fits.items()},
+        "heads_total": sum(per_layer),
+        "heads_per_layer": per_layer,
+        "layers": layers,
+        "params": model.num_params(),
+        "attention_params": sum(p.numel() for a in model.attn for p in a.parameters()),
+        "model_config": mcfg.model_dump(mode="json"),
+    }
 
 
 def save_construction(model, info: dict, cfg: RunConfig, out) -> None:
@@ -260,7 +296,10 @@ def save_construction(model, info: dict, cfg: RunConfig, out) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
-    (out / "config.yaml").write_text(yaml.safe_dump(
-        {"task": cfg.to_dict()["task"], "model": info["model_config"], "train": cfg.to_dict()["train"]},
-        sort_keys=False))
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"task": cfg.to_dict()["task"], "model": info["model_config"], "train": cfg.to_dict()["train"]},
+            sort_keys=False,
+        )
+    )
     (out / "result.json").write_text(json.dumps(info, indent=2))

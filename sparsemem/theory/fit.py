@@ -23,8 +23,8 @@ from typing import Optional
 
 import torch
 
-from ..registry import RPES, bias, phi, rpes
 from ..plotting import log_axes, pyplot, save_figure
+from ..registry import RPES, bias, phi, rpes
 from ..tasks.kernel import kernel_values
 
 FIT_RPES = rpes(theory="fit")
@@ -81,15 +81,15 @@ def _finish(kind: str, p: torch.Tensor, rho: torch.Tensor, residual: bool = True
     coef, fitted = _solve(atoms, rho, residual)
     err = fitted - rho
     c0 = float(coef[-1]) if rho.dim() == 1 else coef[-1].tolist()
-    return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), c0, float((err ** 2).sum()),
-               float(err.abs().sum()), fitted)
+    return Fit(kind, len(p), p.tolist(), coef[:-1].tolist(), c0, float((err**2).sum()), float(err.abs().sum()), fitted)
 
 
 P_LIMIT = 1e3  # |p| is kept within [1e-4, 1e3] (positive) or [-1e3, 1e3] (signed) during refinement
 
 
-def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual: bool = True,
-            signed: bool = False, **kw) -> torch.Tensor:
+def _refine(
+    kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual: bool = True, signed: bool = False, **kw
+) -> torch.Tensor:
     """Joint L-BFGS over log p (over p itself when ``signed``) with c solved by least squares inside."""
     if signed:
         to_p = lambda z: z.clamp(-P_LIMIT, P_LIMIT)  # noqa: E731
@@ -97,8 +97,15 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual:
     else:
         to_p = lambda z: z.clamp(math.log(1e-4), math.log(P_LIMIT)).exp()  # noqa: E731
         z = p.log().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([z], lr=1, max_iter=iters, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-30, tolerance_change=1e-40, history_size=20)
+    opt = torch.optim.LBFGS(
+        [z],
+        lr=1,
+        max_iter=iters,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-30,
+        tolerance_change=1e-40,
+        history_size=20,
+    )
 
     def closure():
         opt.zero_grad()
@@ -115,10 +122,18 @@ def _refine(kind: str, p: torch.Tensor, rho: torch.Tensor, iters: int, residual:
     return new if torch.isfinite(new).all() else p
 
 
-def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 50,
-              grid: Optional[torch.Tensor] = None, stop_l1: Optional[float] = None,
-              stop_l2: Optional[float] = None, residual: bool = True, signed: bool = False,
-              **kw) -> list[Fit]:
+def fit_heads(
+    rho: torch.Tensor,
+    kind: str,
+    max_heads: int,
+    refine_iters: int = 50,
+    grid: Optional[torch.Tensor] = None,
+    stop_l1: Optional[float] = None,
+    stop_l2: Optional[float] = None,
+    residual: bool = True,
+    signed: bool = False,
+    **kw,
+) -> list[Fit]:
     """Best fits with 1..max_heads heads of one RPE type to the kernel rho(0..S-1).
 
     ``rho`` may also be M kernels (M, S) that share the heads and weigh them each their own way (the
@@ -149,9 +164,9 @@ def fit_heads(rho: torch.Tensor, kind: str, max_heads: int, refine_iters: int = 
         targets = rho if rho.dim() == 2 else rho[None]  # (M, S)
         resid = targets - (targets @ q) @ q.T
         perp = bank - (bank @ q) @ q.T
-        norms = (perp ** 2).sum(1)
+        norms = (perp**2).sum(1)
         # atoms (nearly) inside the span add nothing but ill-conditioning: skip them
-        fresh = norms > 1e-8 * (bank ** 2).sum(1)
+        fresh = norms > 1e-8 * (bank**2).sum(1)
         explained = ((perp @ resid.T) ** 2).sum(1)  # summed over the targets
         gains = torch.where(fresh, explained / norms.clamp(min=1e-300), torch.zeros_like(norms))
         best_p = torch.tensor(chosen + [float(grid[int(gains.argmax())])], dtype=torch.float64)
@@ -173,7 +188,7 @@ def target_kernel(spec, length: int) -> torch.Tensor:
     """rho(0..length-1) from a kernel spec (``exp:B``, ``power:B``, ``delta:T``, a list) or a sum of deltas."""
     if isinstance(spec, str) and spec.startswith("deltas:"):
         rho = torch.zeros(length, dtype=torch.float64)
-        for t in spec[len("deltas:"):].split("+"):
+        for t in spec[len("deltas:") :].split("+"):
             rho[int(t)] += 1.0
         return rho
     return kernel_values(spec, length)

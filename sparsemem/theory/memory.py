@@ -21,7 +21,7 @@ from .fit import fit_heads, target_kernel
 def smallest(kernel: str, rpe: str, length: int, target: float, max_heads: int) -> Optional[int]:
     """Least H (for lin: least N of a linear recurrence) with relative MSE <= target, or None."""
     rho = target_kernel(kernel, length)
-    scale = float((rho ** 2).sum())
+    scale = float((rho**2).sum())
     fits = fit_heads(rho, rpe, max_heads, refine_iters=30, stop_l2=target * scale)
     for H, fit in enumerate(fits, 1):
         if fit.l2 <= target * scale:
@@ -50,6 +50,11 @@ def plot_memory(table: dict, target: float, max_heads: int, path: str) -> None:
             ys = [pts[S] if pts[S] is not None else max_heads * 1.5 for S in xs]
             ax.plot(xs, ys, "o-", label=label)
         ax.axhline(max_heads * 1.5, color="grey", lw=0.5, ls=":")
-        log_axes(ax, "sequence length S", f"smallest N or H (above the line: > {max_heads})",
-                 f"{kernel}: relative MSE <= {target:g}", ybase=2)
+        log_axes(
+            ax,
+            "sequence length S",
+            f"smallest N or H (above the line: > {max_heads})",
+            f"{kernel}: relative MSE <= {target:g}",
+            ybase=2,
+        )
     save_figure(fig, path)

@@ -110,8 +110,16 @@ def interpolation(T: int, rpe: str, eps: float, seq_factor: int = 4) -> dict:
         else:
             lo = mid
     a = hi * unit
-    return {"T": T, "rpe": rpe, "eps": eps, "heads": T, "a": a, "seq_len": S,
-            "l1": interpolation_l1(T, rpe, a, S), "log10_weight": interpolation_log10_weight(T, rpe, a, S)}
+    return {
+        "T": T,
+        "rpe": rpe,
+        "eps": eps,
+        "heads": T,
+        "a": a,
+        "seq_len": S,
+        "l1": interpolation_l1(T, rpe, a, S),
+        "log10_weight": interpolation_log10_weight(T, rpe, a, S),
+    }
 
 
 def exact_l2(T: int, rpe: str, heads: int, a: float, seq_factor: int = 4) -> float:
@@ -126,14 +134,14 @@ def exact_l2(T: int, rpe: str, heads: int, a: float, seq_factor: int = 4) -> flo
         rows = []
         for s in range(S):
             z = mpmath.exp(-a * s) if rpe == "lin" else (mpmath.mpf(s) ** (-a) if s else mpmath.mpf(0))
-            rows.append([mpmath.mpf(s == 0)] + [z ** h for h in range(1, heads + 1)])
+            rows.append([mpmath.mpf(s == 0)] + [z**h for h in range(1, heads + 1)])
         A = mpmath.matrix(rows)
         y = mpmath.matrix([mpmath.mpf(s == T) for s in range(S)])
         q, r = mpmath.qr(A)
         n = heads + 1
         c = mpmath.lu_solve(r[:n, :n], (q.T * y)[:n])
         res = A * c - y
-        return float(mpmath.fsum(v ** 2 for v in res))
+        return float(mpmath.fsum(v**2 for v in res))
 
 
 def exact_fewer(T: int, rpe: str, eps: float, seq_factor: int = 4) -> dict:
@@ -141,8 +149,15 @@ def exact_fewer(T: int, rpe: str, eps: float, seq_factor: int = 4) -> dict:
     unit = 1.0 if rpe == "lin" else T
     scales = [unit * f for f in (0.25, 0.5, 1, 2, 4, 8)]
     best = min((exact_l2(T, rpe, T - 1, a, seq_factor), a) for a in scales)
-    return {"T": T, "rpe": rpe, "heads": T - 1, "l1_at_least": math.sqrt(best[0]), "a": best[1],
-            "scales": scales, "reaches": math.sqrt(best[0]) <= eps}
+    return {
+        "T": T,
+        "rpe": rpe,
+        "heads": T - 1,
+        "l1_at_least": math.sqrt(best[0]),
+        "a": best[1],
+        "scales": scales,
+        "reaches": math.sqrt(best[0]) <= eps,
+    }
 
 
 def growth(xs: list[float], ys: list[float]) -> Optional[dict]:
@@ -201,8 +216,7 @@ def rates(kernels: list[str], rpes: list[str], max_heads: int, seq_len: int, flo
             l2 = [f.l2 for f in fits]
             keep = [(H, e) for H, e in enumerate(l2, 1) if H >= 2 and e > floor]
             fit = growth([h for h, _ in keep], [e for _, e in keep])
-            out[name][rpe] = {"heads": list(range(1, len(l2) + 1)), "l2": l2, "l1": [f.l1 for f in fits],
-                              "fit": fit}
+            out[name][rpe] = {"heads": list(range(1, len(l2) + 1)), "l2": l2, "l1": [f.l1 for f in fits], "fit": fit}
     return out
 
 
@@ -225,9 +239,15 @@ def plot_scaling(table: dict, path: str, rate_table: Optional[dict] = None) -> N
             for rpe, r in by_rpe.items():
                 if r.get("fit") is None:  # represented exactly by one head: nothing to show
                     continue
-                ax.plot(r["heads"], [max(e, 1e-32) for e in r["l2"]], "o-" if rpe == "lin" else "s--",
-                        ms=3, label=f"{kernel}, {rpe}")
+                ax.plot(
+                    r["heads"],
+                    [max(e, 1e-32) for e in r["l2"]],
+                    "o-" if rpe == "lin" else "s--",
+                    ms=3,
+                    label=f"{kernel}, {rpe}",
+                )
                 drawn += 1
-        log_axes(ax, "heads H", "l2 error (MSE floor)", "Thm 5.1 kernels (exact ones left out)",
-                 legend=6 if drawn else None)
+        log_axes(
+            ax, "heads H", "l2 error (MSE floor)", "Thm 5.1 kernels (exact ones left out)", legend=6 if drawn else None
+        )
     save_figure(fig, path)

@@ -21,7 +21,7 @@ from ..tasks.kernel import check_kernel
 
 
 def _ints(value: Any) -> Any:
-    """"1,2,4" (the command line's form) or a list: positive integers."""
+    """ "1,2,4" (the command line's form) or a list: positive integers."""
     if isinstance(value, str):
         try:
             value = [int(v) for v in value.split(",") if v.strip()]
@@ -65,7 +65,7 @@ class TheorySpec(Strict):
             msg = str(err)
             for name in cls.model_fields:
                 if msg.startswith(f"{name} = ") or msg.startswith(f"{name}."):
-                    msg = "--" + name.replace("_", "-") + msg[len(name):]
+                    msg = "--" + name.replace("_", "-") + msg[len(name) :]
                     break
             raise ConfigError(msg) from None
 
@@ -87,7 +87,7 @@ class FitSpec(TheorySpec):
     @model_validator(mode="after")
     def _check(self) -> "FitSpec":
         if self.kernel.startswith("deltas:"):
-            lags = _ints(self.kernel[len("deltas:"):].replace("+", ","))
+            lags = _ints(self.kernel[len("deltas:") :].replace("+", ","))
             if max(lags) >= self.seq_len:
                 raise FieldError("kernel", self.kernel, f"every lag must be below --seq-len {self.seq_len}")
         else:
@@ -103,12 +103,16 @@ class FitSpec(TheorySpec):
         return fit_table(self.kernel, self.rpe, self.heads, self.seq_len)
 
     def json(self, table: dict) -> dict:
-        return {r: {H: {"l2": f.l2, "l1": f.l1, "p": f.p, "c": f.c, "c0": f.c0} for H, f in fits.items()}
-                for r, fits in table.items()}
+        return {
+            r: {H: {"l2": f.l2, "l1": f.l1, "p": f.p, "c": f.c, "c0": f.c0} for H, f in fits.items()}
+            for r, fits in table.items()
+        }
 
     def text(self, table: dict) -> str:
-        lines = [f"best fit of {self.kernel} over lags 0..{self.seq_len - 1} by H DP-free heads (l2 = MSE floor)",
-                 "H".rjust(5) + "".join(f"{r + ' l2':>14}{r + ' l1':>14}" for r in self.rpe)]
+        lines = [
+            f"best fit of {self.kernel} over lags 0..{self.seq_len - 1} by H DP-free heads (l2 = MSE floor)",
+            "H".rjust(5) + "".join(f"{r + ' l2':>14}{r + ' l1':>14}" for r in self.rpe),
+        ]
         for H in self.heads:
             lines.append(f"{H:5d}" + "".join(f"{table[r][H].l2:14.3e}{table[r][H].l1:14.3e}" for r in self.rpe))
         return "\n".join(lines)
@@ -149,13 +153,16 @@ class MemorySpec(TheorySpec):
         return table
 
     def text(self, table: dict) -> str:
-        lines = [f"smallest N (linear recurrence = lin heads) and log H with relative MSE <= {self.target:g} "
-                 f"(optimal fits; '-' means more than {self.max_heads})",
-                 f"{'kernel':>12} {'':>22}" + "".join(f"{S:>7}" for S in self.lengths)]
+        lines = [
+            f"smallest N (linear recurrence = lin heads) and log H with relative MSE <= {self.target:g} "
+            f"(optimal fits; '-' means more than {self.max_heads})",
+            f"{'kernel':>12} {'':>22}" + "".join(f"{S:>7}" for S in self.lengths),
+        ]
         for kernel, rows in table.items():
             for label, pts in rows.items():
-                lines.append(f"{kernel:>12} {label:>22}"
-                             + "".join(f"{pts[S] if pts[S] else '-':>7}" for S in self.lengths))
+                lines.append(
+                    f"{kernel:>12} {label:>22}" + "".join(f"{pts[S] if pts[S] else '-':>7}" for S in self.lengths)
+                )
         return "\n".join(lines)
 
     def plot(self, table: dict, path: str) -> None:
@@ -183,6 +190,7 @@ class ScalingSpec(TheorySpec):
     @classmethod
     def _check_lags(cls, value: Any) -> Any:
         return [] if value == "" else _ints(value)
+
     _rpes = field_validator("rpe", mode="before")(_names)
 
     @field_validator("eps", mode="before")
@@ -215,20 +223,28 @@ class ScalingSpec(TheorySpec):
         return table
 
     def json(self, table: dict) -> dict:
-        return {"rows": {r: {f"{e:g}": v for e, v in by.items()} for r, by in table["rows"].items()},
-                "fits": table["fits"], "checks": table["checks"], "rates": table["rates"]}
+        return {
+            "rows": {r: {f"{e:g}": v for e, v in by.items()} for r, by in table["rows"].items()},
+            "fits": table["fits"],
+            "checks": table["checks"],
+            "rates": table["rates"],
+        }
 
     def text(self, table: dict) -> str:
-        lines = ["delta memory at lag T, the H = T construction (exponents p_h = a h, lags 0..4T): "
-                 "scale a and log10 of the head weights",
-                 f"{'T':>6}" + "".join(f"{f'{r} l1<={e:g}':>26}" for r in self.rpe for e in self.eps)]
+        lines = [
+            "delta memory at lag T, the H = T construction (exponents p_h = a h, lags 0..4T): "
+            "scale a and log10 of the head weights",
+            f"{'T':>6}" + "".join(f"{f'{r} l1<={e:g}':>26}" for r in self.rpe for e in self.eps),
+        ]
         for i, T in enumerate(self.lags):
             cells = [table["rows"][r][e][i] for r in self.rpe for e in self.eps]
             cell = ["H={} a={:.3g} w=1e{:.0f}".format(c["heads"], c["a"], c["log10_weight"]) for c in cells]
             lines.append(f"{T:6d}" + "".join(f"{x:>26}" for x in cell))
         for name, f in table["fits"].items():
-            lines.append(f"growth {name}: heads ~ T^{f['heads']['power']['slope']:.2f}, "
-                         f"weight digits ~ T^{f['log10_weight']['power']['slope']:.2f}")
+            lines.append(
+                f"growth {name}: heads ~ T^{f['heads']['power']['slope']:.2f}, "
+                f"weight digits ~ T^{f['log10_weight']['power']['slope']:.2f}"
+            )
         for c in table["checks"]:
             lines.append(f"check T = {c['T']} {c['rpe']}: {c['heads']} grid heads leave l1 >= {c['l1_at_least']:.3f}")
         for kernel, by in (table["rates"] or {}).items():
@@ -263,17 +279,27 @@ class ConstructSpec(TheorySpec):
         if cfg.task.kind == "adaptive":
             return construct_adaptive(cfg, self.heads, self.width, attention=self.attention)
         if self.attention != "dp":
-            raise ConfigError(f"--attention = {self.attention!r}: tmx is built for adaptive tasks; fixed and kernel "
-                              "tasks use DP-free heads")
+            raise ConfigError(
+                f"--attention = {self.attention!r}: tmx is built for adaptive tasks; fixed and kernel "
+                "tasks use DP-free heads"
+            )
         return construct(cfg, self.heads, self.width)
 
     def text(self, cfg, info: dict, out: Optional[str] = None) -> str:
         adaptive = cfg.task.kind == "adaptive"
-        what = (f"{self.attention.upper()} gates, {info['layers']} layer(s), heads per layer "
-                f"{', '.join(map(str, info['heads_per_layer']))}" if adaptive else
-                f"{self.heads} {cfg.model.rpe} heads per memory, readout "
-                f"{'linear' if self.width == 0 else f'width {self.width}'}")
-        errs = (f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
-                if adaptive else f"kernel fit l2 per memory {', '.join(f'{v:.3g}' for v in info['kernel_l2'])}")
-        return (f"construction: {cfg.task.kind} task, {what}: validation MSE {info['val_loss']:.4g} "
-                f"(relative {info['val_rel']:.3g}); {errs}" + (f" -> {out}" if out else ""))
+        what = (
+            f"{self.attention.upper()} gates, {info['layers']} layer(s), heads per layer "
+            f"{', '.join(map(str, info['heads_per_layer']))}"
+            if adaptive
+            else f"{self.heads} {cfg.model.rpe} heads per memory, readout "
+            f"{'linear' if self.width == 0 else f'width {self.width}'}"
+        )
+        errs = (
+            f"delta fit l1 per lag {', '.join(f'{l}: {v:.3g}' for l, v in info['kernel_l1'].items())}"
+            if adaptive
+            else f"kernel fit l2 per memory {', '.join(f'{v:.3g}' for v in info['kernel_l2'])}"
+        )
+        return (
+            f"construction: {cfg.task.kind} task, {what}: validation MSE {info['val_loss']:.4g} "
+            f"(relative {info['val_rel']:.3g}); {errs}" + (f" -> {out}" if out else "")
+        )
