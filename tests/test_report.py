@@ -1,5 +1,6 @@
 """Experiment analysis and the report, rebuilt from a small store."""
 
+import importlib
 import subprocess
 import sys
 
@@ -144,7 +145,7 @@ def test_curse_of_memory_counts_the_fewest_states_and_heads(tmp_path):
 
 
 def test_reproduce_groups_expand(tmp_path, monkeypatch):
-    import sparsemem.reproduce as rep
+    rep = importlib.import_module("sparsemem.reproduce")  # the module: sm.reproduce is the function
 
     seen = {}
 
@@ -207,7 +208,7 @@ def test_profile_auto_is_the_paper_on_cuda_and_quick_elsewhere(profile, device, 
 def test_reproduce_by_default_says_which_profile_ran_and_why(tmp_path, monkeypatch):
     """On this CPU machine the default (--profile auto, --device auto) is the quick profile on cpu, with the
     same config hashes as --device cpu; the store and the report's head say so."""
-    import sparsemem.reproduce as rep
+    rep = importlib.import_module("sparsemem.reproduce")  # the module: sm.reproduce is the function
 
     hashes = {}
 

@@ -1,6 +1,7 @@
 """Head-count scaling (Thm 3.1) and rates (Thm 5.1): the H = T construction checked against an independent
 high-precision evaluation of real heads, the exact T - 1 check, growth fits, the CLI and the computed experiment."""
 
+import importlib
 import json
 import math
 import subprocess
@@ -153,7 +154,7 @@ def test_cli_scaling_json_and_bad_input(tmp_path):
 
 
 def test_reproduce_computes_once_and_report_rebuilds(tmp_path, monkeypatch):
-    from sparsemem import reproduce as rp
+    rp = importlib.import_module("sparsemem.reproduce")  # the module: sm.reproduce is the function
     from sparsemem.experiments import scaling as exp
     from sparsemem.report import build_report
     from sparsemem.sweep.store import Store

@@ -184,7 +184,7 @@ def validate_config(model: type[BaseModel], data: dict):
             value, msg = cause.value, cause.message
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
-        field = ".".join(str(p) for p in loc) or "config"
+        field = ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in loc) or "config"
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(_field_names(model, allowed_loc[:-1]))
             raise ConfigError(f"unknown key {field}; allowed here: {allowed}{more}") from None
