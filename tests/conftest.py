@@ -6,6 +6,8 @@ import torch
 
 # keep torch's compile cache out of the system temp folder
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.mkdtemp(prefix="sparsemem-inductor-")))
+# and the text task's token files out of the home folder
+os.environ.setdefault("SPARSEMEM_TOKEN_CACHE", tempfile.mkdtemp(prefix="sparsemem-tokens-"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 from sparsemem.config import ATTENTION_KINDS, RPE_TYPES, TMX_RPE_TYPES  # noqa: E402

@@ -83,7 +83,7 @@ def test_text_corpus_too_small(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "a.txt").write_text("tiny")
     cfg = sm.RunConfig.from_dict({}, ["task.kind=text", "task.output=all", f"task.corpus={tmp_path / 'c'}"])
-    with pytest.raises(sm.ConfigError, match="too little"):
+    with pytest.raises(sm.ConfigError, match="byte tokens is too few"):
         sm.make_task(cfg.task)
 
 

@@ -201,7 +201,12 @@ class TrainConfig(Strict):
 
 
 # (section, field) -> the default at which a field added later leaves config hashes as they were
-HASH_NEUTRAL = {("train", "blowup"): 1e6, ("model", "rpe_sign"): "positive"}
+HASH_NEUTRAL = {
+    ("train", "blowup"): 1e6,
+    ("model", "rpe_sign"): "positive",
+    ("task", "tokenizer"): "byte",
+    ("task", "vocab_size"): 8192,
+}
 HASH_EXCLUDED = (("train", "log"),)  # fields that never enter the hash: they change no number of a run
 
 

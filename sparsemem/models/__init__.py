@@ -23,7 +23,7 @@ def make_model(cfg: ModelConfig, task=None, *, input_dim: int | None = None, out
             from ..config import ConfigError
 
             raise ConfigError(f"model.arch = {cfg.arch!r}: text tasks take the transformer only")
-        return LanguageModel(cfg)
+        return LanguageModel(cfg, vocab=task.vocab)
     if task is not None:
         input_dim = task.dim if input_dim is None else input_dim
         output = task.cfg.output if output is None else output

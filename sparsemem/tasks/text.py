@@ -1,9 +1,11 @@
-"""Language modelling on a text corpus, byte-level: predict every next byte.
+"""Language modelling on a text corpus: predict every next token.
 
 The corpus is a local folder (every regular file under it, in sorted order,
 read as bytes and joined by newlines) or ``openwebtext`` through the
-`datasets` library where the network allows. The last tenth of the bytes is
-held out for validation. x and y are (B, T) byte ids, y shifted by one.
+`datasets` library where the network allows. It is tokenized once into a
+memory-mapped token file (``tokens.py``: bytes, GPT-2's BPE or a BPE trained
+on the corpus). The last tenth of the tokens is held out for validation. x and
+y are (B, T) token ids, y shifted by one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -19,8 +22,6 @@ from ..config.fields import Int
 from ..config.loading import ConfigError, FieldError
 from .base import VALIDATION_SEED_OFFSET, Task, TaskConfigBase
 
-VOCAB = 256
-
 
 class TextTaskConfig(TaskConfigBase):
     """Next-byte prediction on a corpus: a folder of text files, or openwebtext (needs `datasets`)."""
@@ -28,6 +29,8 @@ class TextTaskConfig(TaskConfigBase):
     kind: Literal["text"] = "text"
     corpus: Optional[str] = None
     max_bytes: Int = Field(50_000_000, ge=1)  # read at most this many bytes of the corpus
+    tokenizer: Literal["byte", "gpt2", "bpe"] = "byte"  # tokens.py
+    vocab_size: Int = Field(8192, ge=257, le=1 << 20)  # bpe: the size of the trained vocabulary
 
     @model_validator(mode="after")
     def _check(self) -> "TextTaskConfig":
@@ -78,22 +81,33 @@ class TextTask(Task):
         self.cfg = cfg
         self.seq_len = cfg.seq_len
         self.dim = 1
-        raw = read_openwebtext(cfg.max_bytes) if cfg.corpus == "openwebtext" else read_folder(cfg.corpus, cfg.max_bytes)
-        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8).long() if raw else torch.zeros(0, dtype=torch.long)
+
+        def read() -> bytes:
+            if cfg.corpus == "openwebtext":
+                return read_openwebtext(cfg.max_bytes)
+            return read_folder(cfg.corpus, cfg.max_bytes)
+
+        from .tokens import token_file
+
+        data, self.tokenizer, self.token_meta = token_file(
+            cfg.corpus, cfg.max_bytes, cfg.tokenizer, cfg.vocab_size, read
+        )
+        self.vocab = self.tokenizer.vocab_size
         cut = int(len(data) * 0.9)
         self.train_data, self.val_data = data[:cut], data[cut:]
         need = cfg.seq_len + 2
         if len(self.val_data) < need or len(self.train_data) < need:
             raise ConfigError(
-                f"task.corpus = {cfg.corpus!r}: {len(data)} bytes is too little for seq_len "
+                f"task.corpus = {cfg.corpus!r}: {len(data)} {cfg.tokenizer} tokens is too few for seq_len "
                 f"{cfg.seq_len}; need at least {10 * need}"
             )
 
-    def _windows(self, data: torch.Tensor, batch: int, generator: torch.Generator):
+    def _windows(self, data, batch: int, generator: torch.Generator):
+        """``batch`` random windows of T + 1 tokens of the memory map, starts drawn from ``generator``."""
         T = self.seq_len
         starts = torch.randint(0, len(data) - T - 1, (batch,), generator=generator, device=generator.device)
         idx = starts.cpu()[:, None] + torch.arange(T + 1)
-        w = data[idx].to(generator.device)
+        w = torch.from_numpy(np.asarray(data[idx.numpy()]).astype(np.int64)).to(generator.device)
         return w[:, :-1], w[:, 1:]
 
     def sample(self, batch: int, generator: torch.Generator, dtype=torch.float32):
