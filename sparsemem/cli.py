@@ -35,6 +35,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_writable_dir(out, "--out")
 
     result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
+    from .distributed import rank
+
+    if rank() != 0:  # a data-parallel rank other than 0: rank 0 reports the run
+        return 0
     result["out_dir"] = str(out)
     print(summary_line(result, out), file=sys.stderr if args.json else sys.stdout)
     if args.json:

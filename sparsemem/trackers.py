@@ -39,9 +39,9 @@ def check_trackers(cfgs: Iterable[RunConfig]) -> None:
 class Trackers:
     """The trackers of one run: ``log(row)`` at each evaluation, ``finish(result)`` at the end."""
 
-    def __init__(self, cfg: RunConfig, out: Optional[Path], start: int = 0):
+    def __init__(self, cfg: RunConfig, out: Optional[Path], start: int = 0, enabled: bool = True):
         self.writers = []
-        if not cfg.train.log:
+        if not cfg.train.log or not enabled:  # disabled: a data-parallel rank other than 0
             return
         chash = cfg.config_hash()
         folder = (

@@ -239,9 +239,14 @@ def train(
     t0 = time.perf_counter()
     tc = cfg.train
     check_runs([cfg])
+    from .distributed import context, local_device
+
+    ddp = context(tc.device, tc.batch_size)  # None unless torchrun started several processes
+    if ddp is not None and not ddp.writer:
+        out_dir, progress = None, False  # rank 0 alone writes the run folder
     if out_dir is not None:
         check_writable_dir(out_dir, "run folder")
-    device = resolve_device(tc.device)
+    device = resolve_device(local_device(tc.device))
     keep_freed_memory()
     dtype = DTYPES[tc.dtype]
     task = make_task(cfg.task)
@@ -271,6 +276,8 @@ def train(
             try:
                 if ckpt_path.exists():
                     model.load_state_dict(load_checkpoint(ckpt_path, device)["model"])
+                if ddp is not None:
+                    ddp.broadcast({"finished": done})
                 return RunResult(done, model)
             except DamagedFile as err:  # the weights of a finished run are gone: train it again
                 healed.append(f"checkpoint.pt: {err}; the finished run is trained again")
@@ -304,6 +311,27 @@ def train(
         for note in healed:
             print(f"sparsemem: warning: run folder {str(out)!r}: {note}", file=sys.stderr)
 
+    if ddp is not None:  # every rank starts from rank 0's state: fresh, or resumed from its checkpoint
+        state = None
+        if ddp.writer and start > 0:
+            state = {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "gen": gen.get_state(),
+                "start": start,
+                "elapsed": elapsed_before,
+                "history": history,
+            }
+        state = ddp.broadcast(state)
+        if state is not None and "finished" in state:
+            return RunResult(state["finished"], model)  # rank 0 holds the finished run's weights
+        if state is not None and not ddp.writer:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            gen.set_state(state["gen"])
+            start, elapsed_before, history = state["start"], state["elapsed"], state["history"]
     result = _new_result(cfg, chash, var_y, model.num_params(), device, start, history)
     result["seconds"] = elapsed_before
     if healed:
@@ -325,25 +353,27 @@ def train(
 
     show = progress if progress is not None else sys.stderr.isatty()
     bar = _progress(show, tc.steps, start, cfg.name or "train")
-    trackers = Trackers(cfg, out, start)
+    trackers = Trackers(cfg, out, start, enabled=ddp is None or ddp.writer)
     loss_sum, loss_n = 0.0, 0
     model.train()
-    forward = model
+    eager = forward = model if ddp is None else ddp.wrap(model)
     if compile:
         torch._dynamo.reset()  # a worker trains many shapes: start each run below dynamo's recompile limit
-        forward = torch.compile(model)
+        forward = torch.compile(eager)
         result["compiled"] = True
     try:
         for step in range(start + 1, tc.steps + 1):
             x, y = task.sample(tc.batch_size, gen, dtype)
+            if ddp is not None:
+                x, y = ddp.shard(x), ddp.shard(y)
             try:
                 loss = task.loss(forward(x), y)
             except Exception:  # noqa: BLE001 - a compiler that fails: the same step, eagerly
-                if forward is model:
+                if forward is eager:
                     raise
-                forward, result["compiled"] = model, False
-                loss = task.loss(model(x), y)
-            lv = loss.item()
+                forward, result["compiled"] = eager, False
+                loss = task.loss(eager(x), y)
+            lv = loss.item() if ddp is None else ddp.mean(loss.item())
             if _diverges(lv, limit):
                 result.update(status="diverged", diverged_step=step, steps=step, diverged_loss=_json_number(lv))
                 break
