@@ -99,3 +99,50 @@ def test_text_experiments_need_a_corpus(corpus, tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "--corpus" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_the_paper_profile_of_the_text_experiments_follows_the_paper(corpus):
+    """GPT-2-small-class decoders on GPT-2 tokens, about 100k tokens an iteration for 10,000 iterations
+    (about 1B tokens a model), nine models; 1a's +heads model as large as its +layer model."""
+    from sparsemem.experiments.text import lm_params, variants_1a
+
+    runs = {n: expand_all(EXPERIMENTS[n].make_specs("paper", str(corpus))) for n in ("1a_text", "3b_text")}
+    assert len(runs["1a_text"]) == 3 and len(runs["3b_text"]) == 6
+    for r in runs["1a_text"] + runs["3b_text"]:
+        assert r.task.tokenizer == "gpt2" and r.task.seq_len == 1024 and r.train.steps == 10_000
+        assert 90_000 <= r.train.batch_size * r.task.seq_len <= 110_000
+        assert r.model.layer_norm and r.model.head_size == 64
+    assert {r.model.dim for r in runs["3b_text"]} == {512, 768, 1024}
+    v = variants_1a("paper")
+    plus_layer, plus_heads = (
+        lm_params("paper", layers=v["+layer"][0], heads=v["+layer"][1]),
+        lm_params("paper", layers=v["+heads"][0], heads=v["+heads"][1]),
+    )
+    assert v["+heads"][0] == v["base"][0] and abs(plus_heads / plus_layer - 1) < 0.05
+
+
+def test_text_analyses_read_the_variants_off_the_stored_runs():
+    from sparsemem.experiments.base import Results
+
+    def row(L, D, H, att, loss):
+        return {
+            "name": f"x/L{L}H{H}",
+            "config": {"model": {"layers": L, "dim": D, "heads": H, "attention": att}},
+            "status": "done",
+            "val_loss": loss,
+            "params": L * H,
+        }
+
+    res = Results([row(6, 768, 12, "dp", 3.0), row(7, 768, 12, "dp", 2.5), row(6, 768, 19, "dp", 2.9)])
+    _, verdict = EXPERIMENTS["1a_text"].analyse(res)
+    assert verdict.holds is True and "from a layer 0.5" in verdict.ours
+    res = Results(
+        [
+            row(2, 64, 2, "dp", 2.0),
+            row(2, 64, 2, "dp_free", 2.1),
+            row(4, 128, 4, "dp", 1.5),
+            row(4, 128, 4, "dp_free", 1.4),
+        ]
+    )
+    _, verdict = EXPERIMENTS["3b_text"].analyse(res)
+    assert verdict.holds is False
