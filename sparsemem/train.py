@@ -7,6 +7,7 @@ it; the numbers are the same as those of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -361,24 +362,48 @@ def train(
         torch._dynamo.reset()  # a worker trains many shapes: start each run below dynamo's recompile limit
         forward = torch.compile(eager)
         result["compiled"] = True
+    local = tc.batch_size // (ddp.world if ddp is not None else 1)
+    micro = tc.micro_batch or local
+    if local % micro:
+        raise ConfigError(
+            f"train.micro_batch = {tc.micro_batch}: must divide the batch of each of the "
+            f"{ddp.world} processes ({local})"
+        )
+    chunks = local // micro
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if tc.autocast == "bf16" else contextlib.nullcontext()
+
+    def loss_of(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        nonlocal forward
+        with amp:
+            try:
+                pred = forward(xs)
+            except Exception:  # noqa: BLE001 - a compiler that fails: the same step, eagerly
+                if forward is eager:
+                    raise
+                forward, result["compiled"] = eager, False
+                pred = eager(xs)
+        return task.loss(pred.to(dtype) if tc.autocast != "off" else pred, ys)
+
+    tokens_per_step = tc.batch_size * task.seq_len if cfg.task.kind == "text" else None
+    interval_start, interval_t = start, time.perf_counter()
     try:
         for step in range(start + 1, tc.steps + 1):
             x, y = task.sample(tc.batch_size, gen, dtype)
             if ddp is not None:
                 x, y = ddp.shard(x), ddp.shard(y)
-            try:
-                loss = task.loss(forward(x), y)
-            except Exception:  # noqa: BLE001 - a compiler that fails: the same step, eagerly
-                if forward is eager:
-                    raise
-                forward, result["compiled"] = eager, False
-                loss = task.loss(eager(x), y)
-            lv = loss.item() if ddp is None else ddp.mean(loss.item())
-            if _diverges(lv, limit):
+            opt.zero_grad(set_to_none=True)
+            total = 0.0
+            for i in range(chunks):  # gradient accumulation over micro-batches (one chunk: the whole batch)
+                sl = slice(i * micro, (i + 1) * micro)
+                sync = ddp is None or i == chunks - 1 or not hasattr(eager, "no_sync")
+                with contextlib.nullcontext() if sync else eager.no_sync():
+                    loss = loss_of(x[sl], y[sl]) / chunks if chunks > 1 else loss_of(x, y)
+                    loss.backward()
+                total += loss.item()
+            lv = total if ddp is None else ddp.mean(total)
+            if _diverges(lv, limit):  # the step is not applied
                 result.update(status="diverged", diverged_step=step, steps=step, diverged_loss=_json_number(lv))
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
@@ -387,6 +412,7 @@ def train(
             if bar is not None:
                 bar.update(bar.task_ids[0], advance=1, info=f"loss {lv:.3g}")
             if step % tc.eval_interval == 0 or step == tc.steps:
+                eval_t = time.perf_counter()
                 model.eval()
                 val = evaluate(model, task, x_val, y_val)
                 model.train()
@@ -398,6 +424,8 @@ def train(
                     "lr": sched.get_last_lr()[0],
                     "seconds": round(elapsed_before + time.perf_counter() - t0, 3),
                 }
+                if tokens_per_step:  # language models: throughput over the interval (evaluation excluded)
+                    row["tokens_per_s"] = round(tokens_per_step * (step - interval_start) / (eval_t - interval_t))
                 loss_sum, loss_n = 0.0, 0
                 result.update(steps=step, val_loss=val, val_rel=row["val_rel"], train_loss=row["train_loss"])
                 result["curve"].append(curve_point(row))
@@ -410,6 +438,7 @@ def train(
                     break
                 if step % tc.checkpoint_interval == 0 or step == tc.steps:
                     checkpoint(step)
+                interval_start, interval_t = step, time.perf_counter()
         else:
             result["status"] = "done"
     finally:

@@ -97,6 +97,15 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(tmp_path, ki
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "one", "two"]  # nothing written elsewhere
 
 
+def test_micro_batches_on_two_processes_match_one_process(tmp_path):
+    args = [*TOY, "train.steps=10", "train.eval_every=1"]
+    one = single([*args, "--out", "one"], tmp_path)
+    two = torchrun([*args, "train.micro_batch=2", "--out", "two"], tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    for x, y in zip(rows(tmp_path / "one"), rows(tmp_path / "two")):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-5)
+
+
 def test_a_killed_data_parallel_run_resumes_exactly(tmp_path):
     args = [*TOY, "train.steps=600", "train.eval_every=100", "train.checkpoint_every=100"]
     ref = single([*args, "--out", "ref"], tmp_path)

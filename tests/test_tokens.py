@@ -154,3 +154,5 @@ def test_a_text_run_with_bpe_tokens_trains(corpus, tmp_path, monkeypatch):
     )
     result = sm.train(cfg, out_dir=tmp_path / "run", progress=False)
     assert result["status"] == "done" and result["val_loss"] < np.log(300)  # below a uniform guess
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["tokens_per_s"] > 0 for r in rows)  # language models log their throughput

@@ -189,3 +189,28 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
     ref = sm.train(cfg, progress=False)
     assert got["compiled"] is False and got["status"] == "done"
     assert got["val_loss"] == ref["val_loss"]
+
+
+def test_micro_batches_accumulate_to_the_whole_batch(tmp_path):
+    """train.micro_batch: gradient accumulation over micro-batches gives the whole batch's update (float32
+    round-off), so a run's metrics match within 1e-5 over 20 steps."""
+    base = ["train.steps=20", "train.eval_every=1", "train.batch_size=8"]
+    sm.train(cfg_of(*base), out_dir=tmp_path / "w", progress=False)
+    sm.train(cfg_of(*base, "train.micro_batch=2"), out_dir=tmp_path / "p", progress=False)
+    a = [json.loads(r) for r in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(r) for r in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert len(a) == len(b) == 20
+    for x, y in zip(a, b):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-5)
+        assert x["val_loss"] == pytest.approx(y["val_loss"], abs=1e-5)
+    with pytest.raises(sm.ConfigError, match="train.micro_batch = 3: must divide train.batch_size = 8"):
+        cfg_of("train.batch_size=8", "train.micro_batch=3")
+
+
+def test_bf16_autocast_trains_close_to_float32(tmp_path):
+    base = ["train.steps=60", "train.lr=0.01"]
+    full = sm.train(cfg_of(*base), progress=False)
+    half = sm.train(cfg_of(*base, "train.autocast=bf16"), progress=False)
+    assert half["status"] == "done" and half["val_loss"] < full["val_loss"] * 1.2 + 0.05
+    assert half["val_loss"] != full["val_loss"]  # the forward really ran in bfloat16
+    assert sm.RunConfig.from_dict({}, [*SMALL, "train.autocast=bf16"]).config_hash() != cfg_of().config_hash()

@@ -161,6 +161,9 @@ class TrainConfig(Strict):
     # trackers that stream the evaluations (sparsemem/trackers.py); how a run is watched, not what it is:
     # outside the config hash
     log: list[Literal[tuple(TRACKERS)]] = Field(default_factory=list)
+    # gradient accumulation: forward and backward micro-batches of this many samples (0 = the whole batch)
+    micro_batch: Int = Field(0, ge=0)
+    autocast: Literal["off", "bf16"] = "off"  # bf16: forward passes under torch.autocast in bfloat16
 
     @field_validator("log")
     @classmethod
@@ -191,6 +194,16 @@ class TrainConfig(Strict):
             raise ValueError("every eval length must be at least 1")
         return v
 
+    @model_validator(mode="after")
+    def _micro(self) -> "TrainConfig":
+        if self.micro_batch and self.batch_size % self.micro_batch:
+            raise FieldError(
+                "micro_batch",
+                self.micro_batch,
+                f"must divide train.batch_size = {self.batch_size} (0 = the whole batch)",
+            )
+        return self
+
     @property
     def eval_interval(self) -> int:
         return self.eval_every or max(1, self.steps // 10)
@@ -206,6 +219,8 @@ HASH_NEUTRAL = {
     ("model", "rpe_sign"): "positive",
     ("task", "tokenizer"): "byte",
     ("task", "vocab_size"): 8192,
+    ("train", "micro_batch"): 0,
+    ("train", "autocast"): "off",
 }
 HASH_EXCLUDED = (("train", "log"),)  # fields that never enter the hash: they change no number of a run
 

@@ -40,8 +40,14 @@ _FC1, _FC2 = "readout.fc1.", "readout.fc2."
 
 
 def fleet_supports(cfg: RunConfig) -> bool:
-    """Whether a run can be a fleet member: the Transformer on a synthetic task."""
-    return cfg.model.arch == "transformer" and cfg.task.kind != "text"
+    """Whether a run can be a fleet member: the Transformer on a synthetic task, whole batches in the
+    run's own dtype (micro-batches and autocast train alone)."""
+    return (
+        cfg.model.arch == "transformer"
+        and cfg.task.kind != "text"
+        and not cfg.train.micro_batch
+        and cfg.train.autocast == "off"
+    )
 
 
 def squad_key(model: ModelConfig) -> str:
