@@ -34,8 +34,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_runs([cfg])
     check_writable_dir(out, "--out")
 
-    result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
-    from .distributed import rank
+    from .distributed import finish, rank
+
+    try:
+        result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
+    except BaseException:
+        finish(ok=False)
+        raise
+    finish()
 
     if rank() != 0:  # a data-parallel rank other than 0: rank 0 reports the run
         return 0

@@ -84,3 +84,12 @@ def local_device(device: str) -> str:
 
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
+
+
+def finish(ok: bool = True) -> None:
+    """End the process group this process set up: after a barrier when the run ended well (so no rank
+    exits while another still talks to it), at once after an error."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if ok:
+            torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
