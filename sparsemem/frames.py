@@ -13,24 +13,9 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 from .config import ConfigError
+from .sweep.schema import METRIC_COLUMNS
 
-RUN_COLUMNS = (
-    "hash",
-    "name",
-    "status",
-    "sweep",
-    "sweeps",
-    "val_loss",
-    "val_rel",
-    "train_loss",
-    "steps",
-    "params",
-    "seconds",
-    "attempts",
-    "created",
-    "updated",
-    "error",
-)
+RUN_COLUMNS = ("hash", "name", "status", "sweep", "sweeps", *METRIC_COLUMNS, "attempts", "created", "updated", "error")
 # metrics kept as columns of their own (``metrics.<key>``): scalars a run's result holds besides the above
 _SKIP_METRICS = {
     "name",

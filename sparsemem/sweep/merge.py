@@ -22,27 +22,10 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from .schema import FINISHED, StoreError
+from .schema import RECORD_COLUMNS as COLUMNS
 from .store import Store
 
 _RANK = {"done": 0, "diverged": 1, "failed": 2, "pending": 3, "running": 3}
-COLUMNS = (
-    "hash",
-    "sweep",
-    "name",
-    "config",
-    "status",
-    "val_loss",
-    "val_rel",
-    "train_loss",
-    "steps",
-    "params",
-    "seconds",
-    "metrics",
-    "error",
-    "attempts",
-    "created",
-    "updated",
-)
 
 
 def _better(new: dict, old: dict) -> bool:

@@ -62,6 +62,20 @@ CREATE TABLE IF NOT EXISTS events (
 CLAIM_COLUMNS = {"owner": "TEXT", "lease": "REAL"}  # added in version 2
 
 METRIC_COLUMNS = ("val_loss", "val_rel", "train_loss", "steps", "params", "seconds")
+# the runs table's columns of a run's record (the claim columns, owner and lease, aside)
+RECORD_COLUMNS = (
+    "hash",
+    "sweep",
+    "name",
+    "config",
+    "status",
+    *METRIC_COLUMNS,
+    "metrics",
+    "error",
+    "attempts",
+    "created",
+    "updated",
+)
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
