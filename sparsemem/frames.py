@@ -55,7 +55,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def _memberships(store) -> dict[str, tuple[str, ...]]:
     found: dict[str, list[str]] = {}
-    for sweep, run in store._db.execute("SELECT sweep, hash FROM members ORDER BY rowid"):
+    for sweep, run in store.memberships():
         found.setdefault(run, []).append(sweep)
     return {k: tuple(v) for k, v in found.items()}
 

@@ -194,31 +194,26 @@ class Entry:
     meaning: str
 
 
-ATTENTION = {
-    e.name: e
-    for e in (
-        Entry("dp", "dot product plus RPE: <W_Q x_t, W_K x_{t-s}> + p_h phi(s)"),
-        Entry("dp_free", "RPE only (W_Q = W_K = 0): a causal convolution with a fixed kernel"),
-        Entry("tmx", "p_h (phi(s) - phi(w_h . x_t)), O(D) attention parameters (Prop 4.3)"),
-    )
-}
-ARCHS = {
-    e.name: e
-    for e in (
-        Entry("transformer", "the paper's Transformer (eq. 2-4)"),
-        Entry("linear_rnn", "a diagonal linear recurrence with N states (baseline)"),
-        Entry("lstm", "an LSTM with N states (baseline)"),
-    )
-}
-TASKS = {
-    e.name: e
-    for e in (
-        Entry("fixed", "Task I: y_t = f(x_t-T_1, ..., x_t-T_M), fixed lags"),
-        Entry("adaptive", "Task II: nested lags t_i = g_i(x_t, x_t-t_1, ...)"),
-        Entry("kernel", "Task III: y_t = f((X * rho_1)(t), ...), memory kernels"),
-        Entry("text", "next-byte prediction on a text corpus"),
-    )
-}
+def _by_name(*entries: Entry) -> dict:
+    return {e.name: e for e in entries}
+
+
+ATTENTION = _by_name(
+    Entry("dp", "dot product plus RPE: <W_Q x_t, W_K x_{t-s}> + p_h phi(s)"),
+    Entry("dp_free", "RPE only (W_Q = W_K = 0): a causal convolution with a fixed kernel"),
+    Entry("tmx", "p_h (phi(s) - phi(w_h . x_t)), O(D) attention parameters (Prop 4.3)"),
+)
+ARCHS = _by_name(
+    Entry("transformer", "the paper's Transformer (eq. 2-4)"),
+    Entry("linear_rnn", "a diagonal linear recurrence with N states (baseline)"),
+    Entry("lstm", "an LSTM with N states (baseline)"),
+)
+TASKS = _by_name(
+    Entry("fixed", "Task I: y_t = f(x_t-T_1, ..., x_t-T_M), fixed lags"),
+    Entry("adaptive", "Task II: nested lags t_i = g_i(x_t, x_t-t_1, ...)"),
+    Entry("kernel", "Task III: y_t = f((X * rho_1)(t), ...), memory kernels"),
+    Entry("text", "next-byte prediction on a text corpus"),
+)
 INPUTS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUTS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")

@@ -61,8 +61,7 @@ def merge_stores(inputs: Sequence[Union[str, Path]], out: Union[str, Path]) -> d
             for r in rows:
                 if r["hash"] not in best or _better(r, best[r["hash"]]):
                     best[r["hash"]] = r
-            for sweep, run in st._db.execute("SELECT sweep, hash FROM members ORDER BY rowid"):
-                members[(sweep, run)] = None
+            members.update(dict.fromkeys(st.memberships()))
             for c in st.computed():
                 key = (c["experiment"], c["quantity"], c["target"], c["rpe"], c["heads"])
                 computed.setdefault(key, c["value"])

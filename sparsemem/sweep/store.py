@@ -325,6 +325,10 @@ class Store:
                 out[d["hash"]] = d
         return out
 
+    def memberships(self) -> list[tuple[str, str]]:
+        """Every (sweep, hash) pair: which sweeps asked for which runs, in the order they asked."""
+        return [tuple(r) for r in self._db.execute("SELECT sweep, hash FROM members ORDER BY rowid")]
+
     def sweeps(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT sweep FROM members GROUP BY sweep ORDER BY MIN(rowid)")]
 

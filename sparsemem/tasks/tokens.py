@@ -157,10 +157,10 @@ def token_file(
         json.dumps([corpus_identity(corpus, max_bytes), tokenizer, vocab_size if tokenizer == "bpe" else None]).encode()
     ).hexdigest()[:24]
     bin_path, meta_path, tok_path = (folder / f"{key}{ext}" for ext in (".bin", ".json", ".tokenizer.json"))
-    meta = _read_meta(meta_path)
+    meta, tok = _read_meta(meta_path), None
     if meta is None or not bin_path.exists() or bin_path.stat().st_size != meta["count"] * meta["itemsize"]:
-        meta = _build(read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
-    if tokenizer == "byte":
+        meta, tok = _build(read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
+    elif tokenizer == "byte":
         tok = ByteTokenizer()
     elif tokenizer == "gpt2":
         tok = TiktokenTokenizer()
@@ -180,7 +180,8 @@ def _read_meta(path: Path) -> Optional[dict]:
 
 def _build(
     raw: bytes, tokenizer: str, vocab_size: int, bin_path: Path, meta_path: Path, tok_path: Path, corpus: str
-) -> dict:
+) -> tuple:
+    """Tokenize ``raw`` into the token file and its sidecar; returns (meta, tokenizer)."""
     folder = bin_path.parent
     from ..preflight import check_writable_dir
 
@@ -211,4 +212,4 @@ def _build(
     tmp = meta_path.with_name(meta_path.name + ".partial")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, meta_path)
-    return meta
+    return meta, tok
