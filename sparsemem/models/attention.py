@@ -20,8 +20,9 @@ same numbers faster:
   * dp_free and tmx heads over all positions: a causal FFT convolution of the
     values with the head's kernel (float64 inside, so early rows stay exact for
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
-  * dp with softmax over all positions: ``scaled_dot_product_attention`` with
-    the RPE as a float mask.
+  * dp with softmax over all positions: on a CPU, chunks of query rows with a
+    hand-written backward that also gives the RPE its gradient (``_BiasAttention``);
+    elsewhere ``scaled_dot_product_attention`` with the RPE as a float mask.
 Note that with softmax, tmx's query term is constant over s and cancels:
 tmx with ``normalize: true`` computes the same as dp_free.
 """
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .ops import _LinBiasAttention, _TokenSoftmax, causal_conv, masked_softmax, toeplitz_bias
+from .ops import _BiasAttention, _LinBiasAttention, _TokenSoftmax, causal_conv, masked_softmax, toeplitz_bias
 from .rpe import RPE
 
 
@@ -115,7 +116,7 @@ class Attention(nn.Module):
         if self.kind in ("dp_free", "tmx"):
             return self._conv(x)
         if self.normalize and self.fused:
-            return self._sdpa(x)
+            return self._softmax_all(x)
         return self._attend(x, torch.arange(T, device=x.device))
 
     def lag_weights(self, length: int, device, dtype, reverse: bool = False) -> torch.Tensor:
@@ -204,12 +205,24 @@ class Attention(nn.Module):
                 out = out * torch.exp(-self.rpe.phi_real(u))[..., None]
         return self._merge(out.to(x.dtype).permute(0, 2, 1, 3))
 
+    def _softmax_all(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax DP attention over all positions: on a CPU in chunks of query rows (``_BiasAttention``:
+        faster there than the fused kernel, frozen bias or not, and no math kernel for a trainable one);
+        elsewhere through ``scaled_dot_product_attention``, a trainable lin bias without a mask gradient."""
+        T = x.shape[1]
+        cpu = x.device.type == "cpu"
+        lin = self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled()
+        if not (cpu or lin):
+            return self._sdpa(x)
+        q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
+        if cpu:
+            bias = self.rpe(T, x.device, x.dtype)
+            return self._merge(_BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero))
+        return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
+
     def _sdpa(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax DP attention over all positions through the fused kernel."""
+        """Softmax DP attention over all positions through the fused kernel, the RPE as a float mask."""
         B, T, _ = x.shape
-        if self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled():
-            q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
-            return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
         bias = self.rpe(T, x.device, x.dtype)
         mask = toeplitz_bias(bias, torch.arange(T, device=x.device))  # (H, T, T)
         # the one row without any admissible key (log-type at t = 0) is computed
