@@ -251,12 +251,15 @@ class _TokenSoftmax(torch.autograd.Function):
         ctx.save_for_backward(a, x, u, w)
         ctx.shared = bias.shape[0] == 1 and a.shape[0] != 1
         ctx.mark_non_differentiable(w)
+        ctx.set_materialize_grads(False)  # no (B, H, T) of zeros for w's gradient, which is never used
 
     @staticmethod
     def backward(ctx, du, _dw):
+        if du is None:
+            return None, None, None
         a, x, u, w = ctx.saved_tensors
         if x.shape[-1] == 1:
-            dl = (x.transpose(1, 2) - u).mul_(w).mul_(du)  # du (x_t - u) w_t
+            dl = torch.addcmul(-(du * u), du, x.transpose(1, 2)).mul_(w)  # w_t (du x_t - du u): two passes
         else:
             g = du @ x.transpose(1, 2)  # (B, H, T)
             dl = (g - (du * u).sum(-1, keepdim=True)).mul_(w)
