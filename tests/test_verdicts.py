@@ -178,3 +178,59 @@ def test_pivot_over_two_config_keys():
     assert len(res.select({"model.rpe_sign": "positive"})) == len(rows) - 1  # missing: the default
     assert res.grid("model.heads", "model.ffn_width", where={"model.rpe_sign": "free"}).at(4, 16).values == [7.0]
     assert res.levels("model.rpe") == ["lin", "log"]
+
+
+def test_still_falling_over_seeds():
+    """A curve is still falling when its last value is at most 0.9x its value a quarter of the run earlier."""
+    from sparsemem.experiments.verdicts import still_falling
+
+    falling = [(0, 1.0), (500, 0.5), (1000, 0.2), (1500, 0.1), (2000, 0.05)]
+    flat = [(0, 1.0), (500, 0.5), (1000, 0.2), (1500, 0.1), (2000, 0.099)]
+    assert still_falling([falling, falling]) is True
+    assert still_falling([flat, flat]) is False
+    assert still_falling([falling, flat]) is INCONCLUSIVE
+    assert still_falling([None, [(2000, 0.1)]]) is None  # no curve long enough to judge
+
+
+@pytest.mark.parametrize("log_half,outcome", [(1e-2, "confirmed"), (1e-12, "refuted")])
+def test_4b_diagnostic_is_the_light_tail_at_beta_half(tmp_path, log_half, outcome):
+    """4b's explanation (beta = 5 is nearly a delta at lag 0) is tested at beta = 0.5: the rule there
+    decides the diagnostic, the paper's beta = 5 the verdict."""
+
+    def value_of(c):
+        if c.model.rpe == "lin":
+            return 1e-12 if c.model.heads == 1 else 1e-9
+        return 5e-12 if c.task.kernels == ["exp:5"] else log_half
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "4b", value_of)
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4b"]
+    assert verdict.label == "does not hold", verdict.ours  # beta = 5: log only 10x worse for no pairing
+    assert "at beta = 0.5" in verdict.diagnostic and verdict.diagnostic.endswith(outcome), verdict.diagnostic
+
+
+@pytest.mark.parametrize(
+    "one_head,lin_floor,outcome",
+    [(1e-3, 2.9, "confirmed"), (0.5, 2.9, "refuted"), (1e-3, 0.1, "refuted"), (5e-3, 2.9, "inconclusive")],
+)
+def test_2b_diagnostic_reads_one_head_the_largest_h_and_the_floors(tmp_path, one_head, lin_floor, outcome):
+    """2b's explanation: one learned head already solves the sum, the largest H solves both widths, and lin
+    and log heads' kernel floors stay near Var(y). Each part can refute it; a spread across the bar leaves it
+    inconclusive (here seed 2 of learned H = 1 sits at 4x the median)."""
+    from sparsemem.experiments.heads_width import SUM_KERNEL_2B
+
+    def value_of(c):
+        if c.model.rpe != "learned":
+            return 1.0
+        if c.model.heads == 1:
+            return one_head * (4.0 if c.train.seed == 2 else 1.0)
+        return 1e-7
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "2b", value_of)
+        store.add_computed(
+            "2b", [("kernel", SUM_KERNEL_2B, "lin", 32, lin_floor), ("kernel", SUM_KERNEL_2B, "log", 32, 2.95)]
+        )
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
+    assert "one learned head already solves the sum" in verdict.diagnostic
+    assert verdict.diagnostic.endswith(outcome), verdict.diagnostic

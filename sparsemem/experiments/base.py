@@ -25,10 +25,12 @@ from .verdicts import (
     _Inconclusive,
     all_of,
     any_of,
+    diagnosis,
     fmt,
     fmt_spread,
     min_of,
     ratio,
+    still_falling,
     truth_label,
 )
 

@@ -18,6 +18,7 @@ from .base import (
     Verdict,
     all_of,
     any_of,
+    diagnosis,
     fmt,
     fmt_spread,
     min_of,
@@ -84,14 +85,11 @@ def diagnostic_3a(res: Results, H: int, m: int) -> str:
     if free is None or dp is None:
         return ""
     reaches = free <= res.rows[0]["config"]["train"]["steps"]
-    faster = dp < free
-    outcome = all_of(reaches, faster)
-    return (
-        f"the explanation (DP-free can express the target; DP only trains faster) predicts that under learned "
-        f"RPE at H={H}, m={m} DP-free reaches relative MSE {fmt(STEPS_TO)} within the run and DP reaches it in "
-        f"fewer steps; measured steps to {fmt(STEPS_TO)} (first evaluation at or below): DP-free "
-        f"{fmt_steps(free)}, DP {fmt_steps(dp)} -> "
-        + {True: "confirmed", False: "refuted"}.get(outcome, "inconclusive")
+    return diagnosis(
+        f"(DP-free can express the target; DP only trains faster) that under learned RPE at H={H}, m={m} DP-free "
+        f"reaches relative MSE {fmt(STEPS_TO)} within the run and DP reaches it in fewer steps",
+        f"steps to {fmt(STEPS_TO)} (first evaluation at or below): DP-free {fmt_steps(free)}, DP {fmt_steps(dp)}",
+        all_of(reaches, dp < free),
     )
 
 

@@ -153,6 +153,32 @@ def truth_label(t) -> str:
     return {True: "holds", False: "does not hold"}.get(t, "inconclusive") if t is not None else "incomplete"
 
 
+def diagnosis(predicts: str, measured: str, outcome) -> str:
+    """A diagnostic's line: what the verdict's explanation predicts, what was measured, and the outcome
+    (True: confirmed, False: refuted, INCONCLUSIVE over seeds)."""
+    return f"the explanation predicts {predicts}; measured {measured} -> " + {True: "confirmed", False: "refuted"}.get(
+        outcome, "inconclusive"
+    )
+
+
+def still_falling(curves: list, share: float = 0.25, drop: float = 0.9):
+    """Over seeds: is each validation curve ((step, value) pairs) still falling at its end, its last value at
+    most ``drop`` times its value ``share`` of the run earlier? True for every seed, False for none, else
+    INCONCLUSIVE; None without curves."""
+    votes = []
+    for curve in curves:
+        pts = [(s, v) for s, v in curve or [] if isinstance(v, (int, float))]
+        if len(pts) < 2:
+            continue
+        last_step, last = pts[-1]
+        before = [v for s, v in pts[:-1] if s <= last_step * (1 - share)]
+        if before:
+            votes.append(last <= drop * before[-1])
+    if not votes:
+        return None
+    return True if all(votes) else False if not any(votes) else INCONCLUSIVE
+
+
 @dataclass
 class Verdict:
     holds: object  # True, False, INCONCLUSIVE (over seeds), or None: not enough finished runs to judge
