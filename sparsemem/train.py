@@ -34,6 +34,7 @@ from .runfiles import (
     write_final,
 )
 from .tasks import make_task
+from .throughput import peak_flops
 from .trackers import Trackers
 
 DATA_SEED_OFFSET = 104_729  # the training stream of seed s is seeded with s + this
@@ -248,6 +249,8 @@ def train(
     if out_dir is not None:
         check_writable_dir(out_dir, "run folder")
     device = resolve_device(local_device(tc.device))
+    peak = peak_flops(device, tc.autocast) if cfg.task.kind == "text" else None  # before anything is written
+    peak = peak * (ddp.world if ddp is not None else 1) if peak else None  # every process's device
     keep_freed_memory()
     dtype = DTYPES[tc.dtype]
     task = make_task(cfg.task)
@@ -385,6 +388,7 @@ def train(
         return task.loss(pred.to(dtype) if tc.autocast != "off" else pred, ys)
 
     tokens_per_step = tc.batch_size * task.seq_len if cfg.task.kind == "text" else None
+    flops_tok = model.flops_per_token(task.seq_len) if tokens_per_step and hasattr(model, "flops_per_token") else None
     interval_start, interval_t = start, time.perf_counter()
     try:
         for step in range(start + 1, tc.steps + 1):
@@ -425,7 +429,12 @@ def train(
                     "seconds": round(elapsed_before + time.perf_counter() - t0, 3),
                 }
                 if tokens_per_step:  # language models: throughput over the interval (evaluation excluded)
-                    row["tokens_per_s"] = round(tokens_per_step * (step - interval_start) / (eval_t - interval_t))
+                    tps = tokens_per_step * (step - interval_start) / (eval_t - interval_t)
+                    row["tokens_per_s"] = round(tps)
+                    if flops_tok:  # achieved model FLOP/s, and MFU where the device's peak is known
+                        row["model_tflops"] = float(f"{flops_tok * tps / 1e12:.4g}")
+                        if peak:
+                            row["mfu"] = float(f"{flops_tok * tps / peak:.4g}")
                 loss_sum, loss_n = 0.0, 0
                 result.update(steps=step, val_loss=val, val_rel=row["val_rel"], train_loss=row["train_loss"])
                 result["curve"].append(curve_point(row))

@@ -156,3 +156,49 @@ def test_a_text_run_with_bpe_tokens_trains(corpus, tmp_path, monkeypatch):
     assert result["status"] == "done" and result["val_loss"] < np.log(300)  # below a uniform guess
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["tokens_per_s"] > 0 for r in rows)  # language models log their throughput
+    assert all("mfu" not in r for r in rows)  # no known peak on a CPU
+    flops = result.model.flops_per_token(16)
+    for r in rows:  # model FLOP/s from 6 N + 12 L A T per token (rounding of tokens_per_s aside)
+        assert r["model_tflops"] == pytest.approx(flops * r["tokens_per_s"] / 1e12, rel=1e-3)
+
+
+def test_flops_per_token_and_mfu_against_a_given_peak(tmp_path, monkeypatch):
+    """A language model's training FLOPs per token are 6 N + 12 L A T; with SPARSEMEM_PEAK_TFLOPS set, text
+    runs log MFU = model FLOP/s over that peak; a peak that is not a positive number is refused before
+    anything is written."""
+    from sparsemem.throughput import peak_flops
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    cfg = sm.RunConfig.from_dict(
+        {},
+        [
+            "task.kind=text",
+            "task.output=all",
+            f"task.corpus={corpus}",
+            "task.seq_len=16",
+            "model.dim=16",
+            "model.heads=2",
+            "model.layers=2",
+            "model.ffn_width=16",
+            "model.layer_norm=true",
+            "train.steps=20",
+            "train.batch_size=4",
+            "train.val_samples=8",
+            "train.eval_every=10",
+        ],
+    )
+    model = sm.make_model(cfg.model, sm.make_task(cfg.task))
+    n = sum(p.numel() for p in model.parameters())
+    assert model.flops_per_token(16) == 6 * n + 12 * 2 * 16 * 16
+    monkeypatch.setenv("SPARSEMEM_PEAK_TFLOPS", "0.5")
+    assert peak_flops(torch.device("cpu"), "off") == 0.5e12
+    sm.train(cfg, out_dir=tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["mfu"] == pytest.approx(r["model_tflops"] / 0.5, rel=1e-3) for r in rows)
+    for bad in ("0", "-3", "fast"):
+        monkeypatch.setenv("SPARSEMEM_PEAK_TFLOPS", bad)
+        with pytest.raises(sm.ConfigError, match="SPARSEMEM_PEAK_TFLOPS"):
+            sm.train(cfg, out_dir=tmp_path / f"bad{bad}", progress=False)
+        assert not (tmp_path / f"bad{bad}").exists()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..throughput import flops_per_token
 from .attention import Attention
 from .block import FFN, Block, norm_factory
 from .ops import num_params
@@ -45,6 +46,11 @@ class LanguageModel(nn.Module):
 
     def num_params(self) -> int:
         return num_params(self)
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token at sequence length ``seq_len`` (``throughput.flops_per_token``)."""
+        cfg = self.cfg
+        return flops_per_token(self.num_params(), cfg.layers, cfg.heads * cfg.head_size, seq_len)
 
     def attention_kernels(self, length: int) -> list:
         return [a.kernels(length).cpu().numpy() for a in self.attn]
