@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,data,tensorboard,wandb,tokenizers]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,data,tensorboard,wandb,tokenizers,bench]'
 	touch $@
 
 test: $(STAMP)
@@ -37,8 +37,8 @@ reproduce: $(STAMP)
 	$(BIN)/sparsemem reproduce --profile $(PROFILE) --out $(OUT) --workers $(WORKERS) --fleet $(FLEET) --compile $(COMPILE)
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/lm_speed.py
 
 clean:
 	rm -rf $(VENV) runs $(OUT) .pytest_cache site build dist
