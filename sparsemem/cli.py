@@ -76,27 +76,49 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from . import distributed
+    from .plumbing import concrete_device
     from .reproduce import reproduce
 
     command = "sparsemem " + shlex.join(args.argv)  # as typed, for the report's head
     names = [e for e in args.experiments if "=" not in e]
     overrides = [e for e in args.experiments if "=" in e]
-    result = reproduce(
-        names,
-        overrides=overrides,
-        profile=args.profile,
-        out=args.out,
-        workers=args.workers,
-        backend=args.backend,
-        address=args.address,
-        corpus=args.corpus,
-        progress=None if not args.no_progress else False,
-        command=command,
-        device=args.device,
-        fleet=args.fleet,
-        fleet_size=args.fleet_size,
-        compile=args.compile,
-    )
+    fleet = args.fleet
+    if distributed.world() > 1:  # under torchrun: each run data-parallel over the processes, one at a time
+        if args.workers != 1 or args.backend != "local":
+            raise ConfigError(
+                f"--workers = {args.workers}, --backend = {args.backend}: under torchrun every run trains "
+                "data-parallel over all the processes, one run at a time; use --workers 1 --backend local"
+            )
+        fleet = "off"  # fleets do not train data-parallel
+        distributed.start(concrete_device(args.device))
+        if distributed.rank() != 0:
+            from .sweep.executors import run_job
+
+            distributed.follow(lambda job: run_job(job[0], job[1], 0, job[2]))
+            distributed.finish()
+            return 0
+    try:
+        result = reproduce(
+            names,
+            overrides=overrides,
+            profile=args.profile,
+            out=args.out,
+            workers=args.workers,
+            backend=args.backend,
+            address=args.address,
+            corpus=args.corpus,
+            progress=None if not args.no_progress else False,
+            command=command,
+            device=args.device,
+            fleet=fleet,
+            fleet_size=args.fleet_size,
+            compile=args.compile,
+        )
+    finally:
+        if distributed.world() > 1:
+            distributed.release()  # the other ranks stop following, whether the sweep ended well or not
+            distributed.finish()
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
         print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")

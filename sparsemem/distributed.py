@@ -6,6 +6,11 @@ update of one process on the whole batch and the results do not depend on the nu
 round-off in the gradient all-reduce). Rank 0 alone writes the run folder (config, metrics, checkpoints,
 trackers, final.json); on a resume it reads the checkpoint and hands its state to the other ranks.
 Backend: NCCL on CUDA (each process on cuda:LOCAL_RANK), gloo on the CPU.
+
+`torchrun --nproc_per_node N -m sparsemem reproduce ...` trains every run of the reproduction this way,
+one after another: rank 0 runs the sweep as usual (one in-process worker, no fleets) and hands each job
+to the other ranks before it trains it (``lead``); they train it with it (``follow``) until rank 0
+says the sweep is over. Rank 0 alone touches the store and writes the report.
 """
 
 from __future__ import annotations
@@ -58,26 +63,62 @@ class Context:
 def context(device: str, batch_size: int) -> Optional[Context]:
     """The data-parallel context when this process was started by torchrun with more than one process
     (the process group is set up on first use), else None."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    n = world()
+    if n <= 1:
         return None
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if batch_size % world:
+    if batch_size % n:
         raise ConfigError(
             f"train.batch_size = {batch_size}: the global batch must split evenly over the "
-            f"{world} processes (a multiple of {world})"
+            f"{n} processes (a multiple of {n})"
         )
-    if not torch.distributed.is_initialized():
+    start(device)
+    return Context(rank=rank(), world=n, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def world() -> int:
+    """The number of processes torchrun started (1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def start(device: str) -> None:
+    """Set up the process group now (``context`` does it on a run's first use): for ranks that must talk
+    before any run starts."""
+    if world() > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         torch.distributed.init_process_group(backend=backend)
-    return Context(rank=rank, world=world, local_rank=local)
+
+
+def _send(obj: Any) -> Any:
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def lead(job: Any) -> None:
+    """Rank 0, before it trains a job of a sweep: hand the job to the other ranks (no-op outside torchrun)."""
+    if world() > 1 and torch.distributed.is_initialized() and rank() == 0:
+        _send(job)
+
+
+def release() -> None:
+    """Rank 0, when its sweep ends (well or not): tell the other ranks there is no more work."""
+    lead(None)
+
+
+def follow(train_job) -> None:
+    """A rank other than 0: train each job rank 0 hands over, with ``train_job(job)``, until it says stop."""
+    while True:
+        job = _send(None)
+        if job is None:
+            return
+        train_job(job)
 
 
 def local_device(device: str) -> str:
     """Under torchrun each process takes the GPU of its local rank."""
-    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if device == "cuda" and world() > 1:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
 

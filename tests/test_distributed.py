@@ -163,3 +163,35 @@ def test_one_process_is_the_plain_path(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert context("cpu", 7) is None
     assert sm.RunConfig.from_dict({}, TOY).train.batch_size == 8
+
+
+def test_reproduce_under_torchrun_trains_each_run_data_parallel(tmp_path, corpus):
+    """`torchrun -m sparsemem reproduce 1a_text`: rank 0 runs the sweep and writes the store and report, the
+    other rank trains every run with it; the losses equal those of a one-process reproduction with the same
+    global batch, and the run folders and store hold one copy of each run."""
+    over = ["train.steps=6", "train.eval_every=3", "train.val_samples=16"]
+    base = ["reproduce", "1a_text", *over, "--profile", "quick", "--corpus", str(corpus), "--no-progress"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sparsemem"]
+    ddp = subprocess.run(
+        [*cmd, *base, "--out", str(tmp_path / "ddp")], env=ENV, capture_output=True, text=True, timeout=600
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, "-m", "sparsemem", *base, "--out", str(tmp_path / "one")],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert ddp.stdout.count("report:") == 1  # rank 0 alone reports
+    a, b = (sm.load_results(tmp_path / d / "results.db") for d in ("ddp", "one"))
+    assert len(a) == len(b) == 3 and set(a["status"]) == {"done"}
+    merged = a.set_index("hash")["val_loss"].to_frame("ddp").join(b.set_index("hash")["val_loss"].to_frame("one"))
+    assert len(merged) == 3 and ((merged["ddp"] - merged["one"]).abs() <= 1e-5 * merged["one"].abs()).all(), merged
+    assert len(list((tmp_path / "ddp" / "runs").iterdir())) == 3 and (tmp_path / "ddp" / "REPORT.md").exists()
+    bad = subprocess.run(
+        [*cmd, *base, "--out", str(tmp_path / "bad"), "--workers", "2"], env=ENV, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "use --workers 1 --backend local" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -70,7 +70,10 @@ class InProcess(Executor):
         self._queue.append(job)
 
     def wait(self):
+        from ..distributed import lead
+
         job = self._queue.pop(0)
+        lead((job.members, job.fleet_dir, job.compile))  # under torchrun the other ranks train it with us
         return job, run_job(job.members, job.fleet_dir, 0, job.compile)
 
 
