@@ -128,15 +128,14 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
 
     Hs, ms = grid_of(res)
     rpes = [r for r in RPES if res.select(rpe_where(r))]
-    fig, axes = plt.subplots(1, len(rpes), figsize=(4.2 * len(rpes), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(rpes), figsize=(4.2 * len(rpes), max(3.6, 0.6 * len(Hs) + 1.6)), squeeze=False)
     fig.subplots_adjust(wspace=0.35)
     im = None
     for ax, rpe in zip(axes[0], rpes):
         pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, model__attention=attention))
-        grid = [[getattr(pivot.at(H, m), "median", None) for m in ms] for H in Hs]
-        vals = [
-            [math.log10(max(v, 1e-12)) if v is not None and math.isfinite(v) else math.nan for v in row] for row in grid
-        ]
+        cells = [[pivot.at(H, m) for m in ms] for H in Hs]
+        vals = [[_log10(getattr(c, "median", None)) for c in row] for row in cells]
+        vals = [[v if math.isfinite(v) else math.nan for v in row] for row in vals]  # unknown or diverged: blank
         im = ax.imshow(vals, origin="lower", cmap="viridis_r", vmin=-8, vmax=0.5, aspect="auto")
         ax.set_xticks(range(len(ms)), [str(m) for m in ms])
         ax.set_yticks(range(len(Hs)), [str(h) for h in Hs])
@@ -145,12 +144,23 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
         ax.set_title(f"RPE {rpe}" + (" (p free in sign)" if rpe.endswith("±") else ""))
         for i, row in enumerate(vals):
             for j, v in enumerate(row):
-                if not math.isnan(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="w" if v > -4 else "k", fontsize=8)
+                if math.isnan(v):
+                    continue
+                c = cells[i][j]
+                lo, hi = _log10(c.lo), _log10(c.hi)
+                text = f"{v:.1f}" if c.lo == c.hi else f"{v:.1f}\n[{lo:.1f}, {hi:.1f}]"  # the spread over seeds
+                ax.text(j, i, text, ha="center", va="center", color="w" if v > -4 else "k", fontsize=7, linespacing=0.9)
     if im is not None:
-        fig.colorbar(im, ax=axes[0].tolist(), label="log10 relative MSE (median over seeds)")
+        fig.colorbar(im, ax=axes[0].tolist(), label="log10 relative MSE: median, [min, max] over seeds")
     fig.suptitle(title, y=1.03)
     save_figure(fig, path)
+
+
+def _log10(v: Optional[float]) -> float:
+    """log10 for a heat map's cell (floored at 1e-12); nan for no value, inf for a diverged seed."""
+    if v is None or math.isnan(v):
+        return math.nan
+    return math.inf if math.isinf(v) else math.log10(max(v, 1e-12))
 
 
 def gains(res: Results, rpe: str, Hs, ms) -> dict:
