@@ -234,3 +234,31 @@ def test_2b_diagnostic_reads_one_head_the_largest_h_and_the_floors(tmp_path, one
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
     assert "one learned head already solves the sum" in verdict.diagnostic
     assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
+
+
+@pytest.mark.parametrize(
+    "log_at_4t,lin_growth,outcome", [(1.0, 1.0, "confirmed"), (0.1, 1.0, "refuted"), (1.0, 5.0, "refuted")]
+)
+def test_length_gen_diagnostic_is_the_normalization_drift(tmp_path, log_at_4t, lin_growth, outcome):
+    """length_gen's explanation: an exact log head errs at 4T by (1 - Z_T / Z_4T)^2 alone, and lin-type
+    heads do not drift. Runs scored at 4T at that drift (times log_at_4t) and lin runs whose error grows
+    lin_growth-fold from T to 4T confirm or refute it; the growth is read run by run."""
+    from sparsemem.experiments.lengthgen import drift
+
+    T = 64
+    z = lambda n: sum(s**-1.5 for s in range(1, n))  # noqa: E731
+    assert drift("power:1.5", T, 4 * T) == pytest.approx((1 - z(T) / z(4 * T)) ** 2, rel=1e-12)
+    runs = [
+        c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
+        for c in expand_all(EXPERIMENTS["length_gen"].make_specs("quick"))
+        for s in (0, 1)
+    ]
+    with Store(tmp_path / "r.db") as store:
+        store.add("length_gen", [(c.config_hash(), c.name, c.to_dict()) for c in runs])
+        for c in runs:
+            at_t = {"log": 1e-8, "lin": 1e-3 * (1 + c.train.seed)}.get(c.model.rpe, 0.5)
+            at_4t = {"log": log_at_4t * drift("power:1.5", T, 4 * T), "lin": at_t * lin_growth}.get(c.model.rpe, 0.5)
+            lengths = {str(n): {"val_rel": at_4t if n == 4 * T else at_t} for n in (2 * T, 4 * T)}
+            store.finish(c.config_hash(), {"status": "done", "val_rel": at_t, "val_loss": at_t, "length_eval": lengths})
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["length_gen"]
+    assert "normalization drift" in verdict.diagnostic and verdict.diagnostic.endswith(outcome), verdict.diagnostic
