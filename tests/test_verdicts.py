@@ -117,9 +117,9 @@ def test_results_median_and_spread():
     rows = [{"config": {"model": {"heads": 1}}, "status": "done", "val_rel": v} for v in (3.0, 1.0, 2.0)]
     rows.append({"config": {"model": {"heads": 1}}, "status": "diverged", "val_rel": None})
     res = Results(rows)
-    s = res.spread("val_rel", model__heads=1)
-    assert (s.lo, s.hi, s.seeds) == (1.0, float("inf"), 4) and res.value("val_rel", model__heads=1) == 2.5
-    assert res.spread("val_rel", model__heads=2) is None
+    s = res.spread("val_rel", {"model.heads": 1})
+    assert (s.lo, s.hi, s.seeds) == (1.0, float("inf"), 4) and res.value("val_rel", {"model.heads": 1}) == 2.5
+    assert res.spread("val_rel", {"model.heads": 2}) is None
 
 
 def test_figures_draw_the_spread_across_seeds():
@@ -174,7 +174,7 @@ def test_pivot_over_two_config_keys():
     assert pivot.row_levels == [1, 4] and pivot.col_levels == [16, 64]
     assert pivot.at(4, 64).values == [464, 465] and pivot.at(1, 16).values == [116, 117, float("inf")]
     assert pivot.at(8, 16) is None and pivot.medians()[1] == [416.5, 464.5]
-    assert res.select({"model.heads": 4, "model.rpe": "lin"}) == res.select(model__heads=4, model__rpe="lin")
+    assert [r["config"]["model"]["heads"] for r in res.select({"model.heads": 4, "model.rpe": "lin"})] == [4] * 5
     assert len(res.select({"model.rpe_sign": "positive"})) == len(rows) - 1  # missing: the default
     assert res.grid("model.heads", "model.ffn_width", where={"model.rpe_sign": "free"}).at(4, 16).values == [7.0]
     assert res.levels("model.rpe") == ["lin", "log"]

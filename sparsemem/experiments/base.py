@@ -136,13 +136,6 @@ class Results:
         return out
 
     @staticmethod
-    def _keys(where: Optional[dict], kw: dict) -> dict:
-        """One filter from dotted keys (``{"model.heads": 4}``) and keyword ones (``model__heads=4``)."""
-        out = {k.replace("__", "."): v for k, v in kw.items()}
-        out.update(where or {})
-        return out
-
-    @staticmethod
     def _get(config: dict, key: str):
         """A dotted key's value in a stored config; a field added after the row was stored reads as its
         hash-neutral default."""
@@ -154,25 +147,24 @@ class Results:
             node = HASH_NEUTRAL[tuple(parts)]
         return node
 
-    def select(self, where: Optional[dict] = None, **kw) -> list[dict]:
-        """Rows whose config matches every key = value given: dotted keys in ``where``
-        (``{"model.heads": 4}``) or as keywords with ``__`` (``model__heads=4``)."""
-        keys = self._keys(where, kw)
+    def select(self, where: Optional[dict] = None) -> list[dict]:
+        """Rows whose config matches every dotted key = value of ``where`` (``{"model.heads": 4}``)."""
+        keys = where or {}
         return [row for row in self.rows if all(self._get(row["config"], k) == v for k, v in keys.items())]
 
-    def spread(self, metric: str = "val_rel", where: Optional[dict] = None, **kw) -> Optional[Spread]:
+    def spread(self, metric: str = "val_rel", where: Optional[dict] = None) -> Optional[Spread]:
         """A metric over the finished rows matching the filter, one value a seed (diverged: inf); None if none."""
         vals = []
-        for row in self.select(where, **kw):
+        for row in self.select(where):
             if row["status"] == "done" and row.get(metric) is not None and math.isfinite(row[metric]):
                 vals.append(row[metric])
             elif row["status"] == "diverged":
                 vals.append(math.inf)
         return Spread(vals) if vals else None
 
-    def value(self, metric: str = "val_rel", where: Optional[dict] = None, **kw) -> Optional[float]:
+    def value(self, metric: str = "val_rel", where: Optional[dict] = None) -> Optional[float]:
         """The median of a metric over the seeds of the finished rows matching the filter."""
-        found = self.spread(metric, where, **kw)
+        found = self.spread(metric, where)
         return None if found is None else found.median
 
     def levels(self, key: str, where: Optional[dict] = None) -> list:

@@ -72,7 +72,7 @@ def grid_pairs(res: Results, attention: str):
     return sorted(
         {
             (r["config"]["model"]["heads"], r["config"]["model"]["ffn_width"])
-            for r in res.select(model__attention=attention)
+            for r in res.select({"model.attention": attention})
         }
     )
 
@@ -80,7 +80,7 @@ def grid_pairs(res: Results, attention: str):
 def diagnostic_3a(res: Results, H: int, m: int) -> str:
     """The explanation 'DP-free can express the target; DP only trains faster' predicts that, at the cell
     the rule compares, DP-free reaches relative MSE 1e-2 within the run and DP reaches it in fewer steps."""
-    where = rpe_where("learned", model__heads=H, model__ffn_width=m)
+    where = rpe_where("learned", {"model.heads": H, "model.ffn_width": m})
     free, dp = (steps_to(res, {**where, "model.attention": att}) for att in ("dp_free", "dp"))
     if free is None or dp is None:
         return ""
@@ -100,7 +100,8 @@ def analyse_3a(res: Results):
         frees = [v for v in (value(res, rpe, H, m) for H, m in grid_pairs(res, "dp_free")) if v is not None]
         for H, m in dp_cells:
             free, dp = (
-                rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=att) for att in ("dp_free", "dp")
+                rpe_where(rpe, {"model.heads": H, "model.ffn_width": m, "model.attention": att})
+                for att in ("dp_free", "dp")
             )
             a, b = value(res, rpe, H, m), value(res, rpe, H, m, attention="dp")
             rows.append(
@@ -138,7 +139,7 @@ def analyse_3a(res: Results):
     if dp_cells:
         H, m = dp_cells[-1]
         a, b = (
-            res.value("val_rel", rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m))
+            res.value("val_rel", rpe_where("learned", {"model.attention": att, "model.heads": H, "model.ffn_width": m}))
             for att in ("dp_free", "dp")
         )
         if a is not None and b is not None and a <= 1e-2 and a >= 10 * b:
@@ -148,7 +149,7 @@ def analyse_3a(res: Results):
                 "up training here, which the rule's second half measures."
             )
         flat = [
-            res.value("val_rel", rpe_where(r, model__attention=att, model__heads=H, model__ffn_width=m))
+            res.value("val_rel", rpe_where(r, {"model.attention": att, "model.heads": H, "model.ffn_width": m}))
             for r in ("lin", "log")
             for att in ("dp_free", "dp")
         ]
@@ -191,7 +192,9 @@ def figure_3a(res: Results, path: str) -> None:
     if cells:
         H, m = cells[-1]
         for att, style in (("dp_free", "-"), ("dp", "--")):
-            for row in res.select(rpe_where("learned", model__attention=att, model__heads=H, model__ffn_width=m)):
+            for row in res.select(
+                rpe_where("learned", {"model.attention": att, "model.heads": H, "model.ffn_width": m})
+            ):
                 curve = row.get("metrics", {}).get("curve") or []
                 pts = [(s, v) for s, v in curve if isinstance(v, (int, float)) and v > 0]
                 if pts:

@@ -30,14 +30,14 @@ VARIANTS = {
 RPES = list(VARIANTS)
 
 
-def rpe_where(label: str, **more) -> dict:
+def rpe_where(label: str, more: Optional[dict] = None) -> dict:
     """The row filter (dotted keys) of an RPE label (``lin``: p positive, as the paper's family; ``lin±``: sign
-    free), with ``more`` config keys given as ``model__heads=4``."""
+    free), with ``more`` config keys, dotted (``{"model.heads": 4}``)."""
     case = VARIANTS[label]
     return {
         "model.rpe": case["model.rpe"],
         "model.rpe_sign": case.get("model.rpe_sign", "positive"),
-        **{k.replace("__", "."): v for k, v in more.items()},
+        **(more or {}),
     }
 
 
@@ -73,7 +73,7 @@ def floor_specs(quantity: str, target: str):
 
 
 def value(res: Results, rpe: str, H: int, m: int, metric: str = "val_rel", attention: str = "dp_free"):
-    return res.spread(metric, rpe_where(rpe, model__heads=H, model__ffn_width=m, model__attention=attention))
+    return res.spread(metric, rpe_where(rpe, {"model.heads": H, "model.ffn_width": m, "model.attention": attention}))
 
 
 def grid_of(res: Results) -> tuple[list[int], list[int]]:
@@ -83,7 +83,7 @@ def grid_of(res: Results) -> tuple[list[int], list[int]]:
 
 
 def hm_table(res: Results, rpe: str, Hs, ms, attention: str = "dp_free", title: str = "") -> Table:
-    where = rpe_where(rpe, model__attention=attention)
+    where = rpe_where(rpe, {"model.attention": attention})
     mse, rel = (res.grid("model.heads", "model.ffn_width", metric, where) for metric in ("val_loss", "val_rel"))
     rows = [[H] + [cell_text(mse, rel, H, m) for m in ms] for H in Hs]
     return Table(
@@ -132,7 +132,7 @@ def hm_figure(res: Results, path: str, title: str, attention: str = "dp_free") -
     fig.subplots_adjust(wspace=0.35)
     im = None
     for ax, rpe in zip(axes[0], rpes):
-        pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, model__attention=attention))
+        pivot = res.grid("model.heads", "model.ffn_width", "val_rel", rpe_where(rpe, {"model.attention": attention}))
         cells = [[pivot.at(H, m) for m in ms] for H in Hs]
         vals = [[_log10(getattr(c, "median", None)) for c in row] for row in cells]
         vals = [[v if math.isfinite(v) else math.nan for v in row] for row in vals]  # unknown or diverged: blank

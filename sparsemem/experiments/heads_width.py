@@ -73,7 +73,7 @@ def diagnostic_1b(res: Results, learned) -> str:
     outcome = all(v > 1e-2 for v in floors.values())
     if learned is not None and (learned <= 1e-2) is not True:
         H, m = min(((H, m) for H in Hs for m in ms), key=lambda c: _median(value(res, "learned", *c)))
-        rows = res.select(rpe_where("learned", model__heads=H, model__ffn_width=m, model__attention="dp_free"))
+        rows = res.select(rpe_where("learned", {"model.heads": H, "model.ffn_width": m, "model.attention": "dp_free"}))
         falling = still_falling([r.get("metrics", {}).get("curve") for r in rows if r["status"] == "done"])
         if falling is not None:
             predicts += (
@@ -144,7 +144,7 @@ def boolean_only(res: Results) -> Results:
 
 
 def analyse_2a(res: Results):
-    uniform = res.subset(res.select(task__input__kind="uniform"))
+    uniform = res.subset(res.select({"task.input.kind": "uniform"}))
     res = boolean_only(res)
     ours, holds = gain_rule(res, "m_at_Hmax", 10, "H_at_mmax")
     tables = hm_tables(res)
@@ -242,7 +242,9 @@ def analyse_2b(res: Results):
     Hs, ms = grid_of(res)
     g = gains(res, "learned", Hs, ms)
     at_hmax = [
-        res.value("val_rel", rpe_where("learned", model__heads=Hs[-1], model__ffn_width=m, model__attention="dp_free"))
+        res.value(
+            "val_rel", rpe_where("learned", {"model.heads": Hs[-1], "model.ffn_width": m, "model.attention": "dp_free"})
+        )
         for m in (ms[0], ms[-1])
     ]
     if all(v is not None and v <= 1e-5 for v in at_hmax) and g["m_at_Hmax"] is not None and g["m_at_Hmax"].median >= 2:

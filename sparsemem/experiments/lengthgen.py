@@ -69,7 +69,7 @@ def specs(profile: str):
 def at(res: Results, kind: str, rpe: str, length: int) -> Optional[Spread]:
     """Relative MSE at ``length`` over the seeds of the runs trained on `kind` with `rpe`."""
     vals = []
-    for row in res.select(task__kind=kind, model__rpe=rpe):
+    for row in res.select({"task.kind": kind, "model.rpe": rpe}):
         if row["status"] != "done":
             continue
         if length == row["config"]["task"]["seq_len"]:
@@ -84,7 +84,7 @@ def at(res: Results, kind: str, rpe: str, length: int) -> Optional[Spread]:
 def growth(res: Results, rpe: str, T: int, n: int) -> Optional[Spread]:
     """Each finished run's relative MSE at length n over its own at T (the power-law target), over seeds."""
     vals = []
-    for row in res.select(task__kind="kernel", model__rpe=rpe):
+    for row in res.select({"task.kind": "kernel", "model.rpe": rpe}):
         got = row["metrics"].get("length_eval", {}).get(str(n)) if row["status"] == "done" else None
         if got and row["val_rel"]:
             vals.append(got["val_rel"] / row["val_rel"])

@@ -58,9 +58,9 @@ def specs(profile: str):
 def trained_smallest(res: Results, kernel: str, length: int, arch: str, rpe: Optional[str]) -> Optional[int]:
     """Fewest N or H whose trained relative MSE <= TARGET (None: none in the grid)."""
     for size in SIZES:
-        where = {"task__kernels": [kernel], "task__seq_len": length, "model__arch": arch}
-        where.update({"model__hidden": size} if arch == "linear_rnn" else {"model__heads": size, "model__rpe": rpe})
-        v = res.value("val_rel", **where)
+        where = {"task.kernels": [kernel], "task.seq_len": length, "model.arch": arch}
+        where.update({"model.hidden": size} if arch == "linear_rnn" else {"model.heads": size, "model.rpe": rpe})
+        v = res.value("val_rel", where)
         if v is not None and v <= TARGET:
             return size
     return None

@@ -160,8 +160,8 @@ def analyse_1a(res: Results):
     res = res.subset(res.select({"task.input.kind": "rademacher"}))
     rows, vals = [], {}
     for label, (L, H) in variants().items():
-        a = res.value("val_loss", model__layers=L, model__heads=H)
-        r = res.spread("val_rel", model__layers=L, model__heads=H)
+        a = res.value("val_loss", {"model.layers": L, "model.heads": H})
+        r = res.spread("val_rel", {"model.layers": L, "model.heads": H})
         vals[label] = a
         rows.append([label, L, H, params(L, H), a, fmt_spread(r)])
     table = Table(
@@ -174,7 +174,8 @@ def analyse_1a(res: Results):
     drop_l, drop_h = vals["base"] - vals["+layer"], vals["base"] - vals["+heads"]
     # drop_l > drop_h  <=>  the deeper model's loss is below the wider one's (the base cancels)
     deeper, wider = (
-        res.spread("val_loss", model__layers=L, model__heads=H) for L, H in (variants()["+layer"], variants()["+heads"])
+        res.spread("val_loss", {"model.layers": L, "model.heads": H})
+        for L, H in (variants()["+layer"], variants()["+heads"])
     )
     holds = wider > deeper
     ours = (
@@ -189,7 +190,7 @@ def analyse_1a(res: Results):
         "attention can, as in Thm 4.1), so a deeper softmax model must fetch nested lags by content "
         "or by more heads as well."
     )
-    rel = {k: res.value("val_rel", model__layers=L, model__heads=H) for k, (L, H) in variants().items()}
+    rel = {k: res.value("val_rel", {"model.layers": L, "model.heads": H}) for k, (L, H) in variants().items()}
     if rel["+layer"] is not None and rel["+heads"] is not None and max(rel["+layer"], rel["+heads"]) <= 1e-3:
         detail = (
             f"Both the deeper and the wider model solve the task (relative MSE {fmt(rel['+layer'])} and "
@@ -204,7 +205,7 @@ def figure_1a(res: Results, path: str) -> None:
     labels, vals, lo, hi = [], [], [], []
     for label, (L, H) in variants().items():
         labels.append(f"{label}\nL={L}, H={H}\n{params(L, H)} params")
-        s = res.spread("val_rel", model__layers=L, model__heads=H)
+        s = res.spread("val_rel", {"model.layers": L, "model.heads": H})
         vals.append(s.median if s is not None else math.nan)
         lo.append(s.median - s.lo if s is not None else 0.0)
         hi.append(s.hi - s.median if s is not None and math.isfinite(s.hi) else 0.0)
@@ -253,19 +254,19 @@ def specs_3b(profile: str):
 
 
 def analyse_3b(res: Results):
-    prop = res.subset(res.select(task__example="prop42"))
+    prop = res.subset(res.select({"task.example": "prop42"}))
     rows = []
     for rpe in ("learned", "lin"):
         for H in (4, 16):
-            a = prop.value("val_rel", model__attention="dp", model__rpe=rpe, model__heads=H)
-            b = prop.value("val_rel", model__attention="dp_free", model__rpe=rpe, model__heads=H)
+            a = prop.value("val_rel", {"model.attention": "dp", "model.rpe": rpe, "model.heads": H})
+            b = prop.value("val_rel", {"model.attention": "dp_free", "model.rpe": rpe, "model.heads": H})
             rows.append(
                 [
                     rpe,
                     H,
-                    prop.value("val_loss", model__attention="dp", model__rpe=rpe, model__heads=H),
+                    prop.value("val_loss", {"model.attention": "dp", "model.rpe": rpe, "model.heads": H}),
                     a,
-                    prop.value("val_loss", model__attention="dp_free", model__rpe=rpe, model__heads=H),
+                    prop.value("val_loss", {"model.attention": "dp_free", "model.rpe": rpe, "model.heads": H}),
                     b,
                 ]
             )
@@ -274,12 +275,12 @@ def analyse_3b(res: Results):
         ["RPE", "H", "DP MSE", "DP rel", "DP-free MSE", "DP-free rel"],
         rows,
     )
-    nested = res.subset(res.select(task__example="nested_product"))
+    nested = res.subset(res.select({"task.example": "nested_product"}))
     t2 = Table(
         "Paper's nested product task, 2 layers with FFNs (lags <= 2): MSE (relative MSE)",
         ["attention", "MSE", "relative MSE"],
         [
-            [att, nested.value("val_loss", model__attention=att), nested.value("val_rel", model__attention=att)]
+            [att, nested.value("val_loss", {"model.attention": att}), nested.value("val_rel", {"model.attention": att})]
             for att in ("dp", "dp_free")
         ],
     )
@@ -288,9 +289,11 @@ def analyse_3b(res: Results):
     if not dps or not frees:
         return [t1, t2], Verdict(None, "incomplete")
     cells = [(rpe, H) for rpe in ("learned", "lin") for H in (4, 16)]
-    best_dp = min_of(prop.spread("val_rel", model__attention="dp", model__rpe=r, model__heads=H) for r, H in cells)
+    best_dp = min_of(
+        prop.spread("val_rel", {"model.attention": "dp", "model.rpe": r, "model.heads": H}) for r, H in cells
+    )
     best_free = min_of(
-        prop.spread("val_rel", model__attention="dp_free", model__rpe=r, model__heads=H) for r, H in cells
+        prop.spread("val_rel", {"model.attention": "dp_free", "model.rpe": r, "model.heads": H}) for r, H in cells
     )
     holds = best_free >= 10 * best_dp
     ours = (
@@ -315,12 +318,12 @@ def analyse_3b(res: Results):
 def figure_3b(res: Results, path: str) -> None:
     plt = pyplot()
 
-    prop = res.subset(res.select(task__example="prop42"))
+    prop = res.subset(res.select({"task.example": "prop42"}))
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for rpe in ("learned", "lin"):
         for att, style in (("dp", "o-"), ("dp_free", "s--")):
             Hs = [4, 16]
-            vals = [prop.spread("val_rel", model__attention=att, model__rpe=rpe, model__heads=H) for H in Hs]
+            vals = [prop.spread("val_rel", {"model.attention": att, "model.rpe": rpe, "model.heads": H}) for H in Hs]
             plot_known(ax, Hs, vals, style, f"{att}, {rpe} RPE")
     log_axes(ax, "heads H", "relative MSE", "3b (synthetic): Prop 4.2 task")
     save_figure(fig, path)

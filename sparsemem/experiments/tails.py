@@ -6,6 +6,8 @@ of that RPE type reach on the kernel (experiments/floors.py).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import (
     Experiment,
@@ -41,7 +43,7 @@ def kernel_floors(kernels: list[str], rpes: list[str]):
     return specs
 
 
-def kernel_table(res: Results, title: str, rpes: list[str], kernel: str, **where) -> Table:
+def kernel_table(res: Results, title: str, rpes: list[str], kernel: str, where: Optional[dict] = None) -> Table:
     """Rows H; per RPE the trained MSE (relative) and the optimal-fit floor for the same H, RPE and T."""
     Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
     rows = [
@@ -49,7 +51,10 @@ def kernel_table(res: Results, title: str, rpes: list[str], kernel: str, **where
         + [
             v
             for rpe in rpes
-            for v in (cell(res, model__rpe=rpe, model__heads=H, **where), fmt(res.floor("kernel", kernel, rpe, H)))
+            for v in (
+                cell(res, {"model.rpe": rpe, "model.heads": H, **(where or {})}),
+                fmt(res.floor("kernel", kernel, rpe, H)),
+            )
         ]
         for H in Hs
     ]
@@ -64,7 +69,7 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (title, where) in zip(axes[0], panels):
         for rpe in rpes:
-            vals = [res.spread("val_rel", model__rpe=rpe, model__heads=H, **where) for H in Hs]
+            vals = [res.spread("val_rel", {"model.rpe": rpe, "model.heads": H, **where}) for H in Hs]
             plot_known(ax, Hs, vals, "o-", f"{rpe} RPE")
         log_axes(ax, "heads H", "relative MSE", title)
     save_figure(fig, path)
@@ -72,8 +77,8 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
 
 def analyse_4a(res: Results):
     table = kernel_table(res, "rho(t) = t^-0.5: MSE (relative MSE), FFN-free, DP-free", ["log", "lin"], "power:0.5")
-    log1 = res.spread("val_rel", model__rpe="log", model__heads=1)
-    lin_best = min_of(res.spread("val_rel", model__rpe="lin", model__heads=H) for H in heads_1d("paper"))
+    log1 = res.spread("val_rel", {"model.rpe": "log", "model.heads": 1})
+    lin_best = min_of(res.spread("val_rel", {"model.rpe": "lin", "model.heads": H}) for H in heads_1d("paper"))
     if log1 is None or lin_best is None:
         return [table], Verdict(None, "incomplete")
     holds = all_of(log1 <= 1e-4, lin_best >= 100 * log1)
@@ -92,18 +97,20 @@ def analyse_4a(res: Results):
 def analyse_4b(res: Results):
     tables, parts, verdicts, numbers = [], [], [], {}
     for beta in ("5", "0.5"):
-        where = {"task__kernels": [f"exp:{beta}"]}
+        where = {"task.kernels": [f"exp:{beta}"]}
         tables.append(
             kernel_table(
                 res,
                 f"rho(t) = exp(-{beta} t): MSE (relative MSE), FFN-free, DP-free",
                 ["lin", "log"],
                 f"exp:{beta}",
-                **where,
+                where,
             )
         )
-        lin1 = res.spread("val_rel", model__rpe="lin", model__heads=1, **where)
-        log_best = min_of(res.spread("val_rel", model__rpe="log", model__heads=H, **where) for H in heads_1d("paper"))
+        lin1 = res.spread("val_rel", {"model.rpe": "lin", "model.heads": 1, **where})
+        log_best = min_of(
+            res.spread("val_rel", {"model.rpe": "log", "model.heads": H, **where}) for H in heads_1d("paper")
+        )
         if lin1 is None or log_best is None:
             continue
         ok = all_of(lin1 <= 1e-5, log_best >= 10 * lin1)
@@ -120,7 +127,9 @@ def analyse_4b(res: Results):
         "the light-tail claim itself."
     )
     for beta in ("5", "0.5"):
-        gap = floor_gap(res.subset(res.select(task__kernels=[f"exp:{beta}"])), "kernel", f"exp:{beta}", ["lin", "log"])
+        gap = floor_gap(
+            res.subset(res.select({"task.kernels": [f"exp:{beta}"]})), "kernel", f"exp:{beta}", ["lin", "log"]
+        )
         detail += f" beta = {beta}:{gap}" if gap else ""
     diagnostic = ""
     if "0.5" in numbers:  # the explanation: at a tail that is not a near-delta the claim holds
@@ -148,7 +157,7 @@ EXP_4B = Experiment(
     figure=lambda res, path: kernel_figure(
         res,
         path,
-        [("rho(t) = exp(-5t)", {"task__kernels": ["exp:5"]}), ("rho(t) = exp(-0.5t)", {"task__kernels": ["exp:0.5"]})],
+        [("rho(t) = exp(-5t)", {"task.kernels": ["exp:5"]}), ("rho(t) = exp(-0.5t)", {"task.kernels": ["exp:0.5"]})],
         ["lin", "log"],
     ),
     floors=kernel_floors(["exp:5", "exp:0.5"], ["lin", "log"]),

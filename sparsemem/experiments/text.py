@@ -135,7 +135,7 @@ def analyse_1a(res: Results):
     for label in ("base", "+layer", "+heads"):
         key = named.get(label)
         r = found.get(key) if key else None
-        v = res.value("val_loss", model__layers=key[0], model__heads=key[1]) if r else None  # median over seeds
+        v = res.value("val_loss", {"model.layers": key[0], "model.heads": key[1]}) if r else None  # median over seeds
         vals[label] = v
         rows.append([label, key[0] if key else None, key[1] if key else None, r.get("params") if r else None, v])
     table = Table("LM: validation cross-entropy (nats per token)", ["model", "L", "H", "parameters", "loss"], rows)
@@ -159,8 +159,8 @@ def analyse_3b(res: Results):
     sizes = sorted({_key(r) for r in res.rows})
     rows, ok = [], []
     for L, D, H in sizes:
-        a = res.value("val_loss", model__layers=L, model__dim=D, model__attention="dp")
-        b = res.value("val_loss", model__layers=L, model__dim=D, model__attention="dp_free")
+        a = res.value("val_loss", {"model.layers": L, "model.dim": D, "model.attention": "dp"})
+        b = res.value("val_loss", {"model.layers": L, "model.dim": D, "model.attention": "dp_free"})
         rows.append([f"L={L}, D={D}, H={H}", a, b])
         if a is not None and b is not None:
             ok.append(a < b)

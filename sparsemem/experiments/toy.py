@@ -36,9 +36,9 @@ def heads_1d(profile: str) -> list[int]:
     return [1, 2, 4, 8, 16, 32, 64]
 
 
-def cell(res: Results, where: Optional[dict] = None, **kw) -> str:
+def cell(res: Results, where: Optional[dict] = None) -> str:
     """MSE (relative MSE): medians over seeds, the relative MSE's range across seeds beside it."""
-    return _cell(res.spread("val_loss", where, **kw), res.spread("val_rel", where, **kw))
+    return _cell(res.spread("val_loss", where), res.spread("val_rel", where))
 
 
 def cell_text(mse: Pivot, rel: Pivot, row, col) -> str:
@@ -61,18 +61,24 @@ def gain_text(g) -> str:
 
 
 def floor_gap(
-    res: Results, quantity: str, target: str, rpes: list[str], metric: str = "val_loss", where_of=None, **where
+    res: Results,
+    quantity: str,
+    target: str,
+    rpes: list[str],
+    metric: str = "val_loss",
+    where_of=None,
+    where: Optional[dict] = None,
 ) -> str:
     """A sentence on trained cells against their stored optimal floors; flags a trained value below one.
 
     ``where_of(rpe)`` gives the row filter of an RPE label (default: model.rpe = the label).
     """
-    where_of = where_of or (lambda rpe: {"model__rpe": rpe})
+    where_of = where_of or (lambda rpe: {"model.rpe": rpe})
     below, gaps = [], []
     Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
     for rpe in rpes:
         for H in Hs:
-            got = res.value(metric, model__heads=H, **where_of(rpe), **where)
+            got = res.value(metric, {"model.heads": H, **where_of(rpe), **(where or {})})
             fl = res.floor(quantity, target, rpe, H)
             if got is None or fl is None:
                 continue
