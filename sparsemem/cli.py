@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .distributed import finish, rank
 
     try:
-        result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False))
+        result = dict(train(cfg, out_dir=out, progress=None if not args.no_progress else False, compile=args.compile))
     except BaseException:
         finish(ok=False)
         raise
@@ -284,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (the same numbers to round-off; eagerly if the compiler fails)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -1,6 +1,7 @@
 """Config loading, overrides, and the command line, bad input included."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -180,6 +181,22 @@ def test_cli_train_json(tmp_path):
         "final.json",
         "checkpoint.pt",
     }
+
+
+def test_cli_train_compile(tmp_path):
+    """`sparsemem train --compile` trains through torch.compile and says so in its result."""
+    args = ["train", "task.lags=[1,3]", "task.seq_len=8", "model.dim=4", "train.steps=5", "train.batch_size=4"]
+    args += ["train.val_samples=16", "--json", "--no-progress"]
+    env_dir = tmp_path / "inductor"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsemem", *args, "--compile", "--out", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(env_dir)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "done" and result["compiled"] is True
 
 
 def test_cli_list():
