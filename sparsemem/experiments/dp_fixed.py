@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from ..plotting import pyplot, save_figure
+from ..plotting import log_axes, plot_known, pyplot, save_figure
 from .base import (
     Experiment,
     Results,
@@ -160,35 +160,21 @@ def analyse_3a(res: Results):
 
 
 def figure_3a(res: Results, path: str) -> None:
-    """Final relative MSE per cell (bars) and, where curves are stored, the learned-RPE validation curves."""
+    """Final relative MSE against H at the largest width of the DP cells (bands: the seeds' range), DP-free
+    solid and DP dashed, per RPE; and, where curves are stored, the learned-RPE validation curves."""
     plt = pyplot()
 
     cells = grid_pairs(res, "dp")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
-    width = 0.8 / (2 * len(PAPER_RPES))
-    labels = [f"H={H}, m={m}" for H, m in cells]
-    for k, rpe in enumerate(PAPER_RPES):
-        for j, att in enumerate(("dp_free", "dp")):
-            vals = [value(res, rpe, H, m, attention=att) for H, m in cells]
-            xs = [i + (2 * k + j) * width for i in range(len(cells))]
-            med = [v.median if v is not None and math.isfinite(v.median) else 0 for v in vals]
-            err = [
-                [max(0.0, v.median - v.lo) if v is not None and math.isfinite(v.hi) else 0 for v in vals],
-                [max(0.0, v.hi - v.median) if v is not None and math.isfinite(v.hi) else 0 for v in vals],
-            ]
-            ax.bar(
-                xs,
-                med,
-                width,
-                yerr=err,
-                label=f"{rpe} {'DP' if att == 'dp' else 'DP-free'}",
-                hatch="//" if att == "dp" else None,
-            )
-    ax.set_yscale("log")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(cells))], labels)
-    ax.set_ylabel("relative MSE (median, seed range)")
-    ax.set_title("3a: DP-free against DP on the 1b target")
-    ax.legend(fontsize=7, ncol=3)
+    if cells:
+        m_top = max(m for _, m in cells)
+        Hs = sorted({H for H, m in cells if m == m_top})
+        for k, rpe in enumerate(PAPER_RPES):
+            for att, style in (("dp_free", "o-"), ("dp", "s--")):
+                ax.set_prop_cycle(color=[plt.rcParams["axes.prop_cycle"].by_key()["color"][k]])
+                vals = [value(res, rpe, H, m_top, attention=att) for H in Hs]
+                plot_known(ax, Hs, vals, style, f"{rpe}, {'DP' if att == 'dp' else 'DP-free'}")
+        log_axes(ax, "heads H", "relative MSE (median, seed range)", f"3a: DP-free against DP, m = {m_top}", legend=7)
     if cells:
         H, m = cells[-1]
         for att, style in (("dp_free", "-"), ("dp", "--")):

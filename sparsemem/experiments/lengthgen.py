@@ -160,7 +160,8 @@ def figure(res: Results, path: str) -> None:
         return
     T = res.rows[0]["config"]["task"]["seq_len"]
     lengths = [T, 2 * T, 4 * T]
-    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    fig.subplots_adjust(wspace=0.3)
     for ax, (kind, label) in zip(axes, (("kernel", "rho(s) = s^-1.5"), ("fixed", "lags 5 and 20"))):
         for rpe in RPES:
             plot_known(ax, lengths, [at(res, kind, rpe, n) for n in lengths], "o-", rpe)

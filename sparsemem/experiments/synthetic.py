@@ -200,21 +200,36 @@ def analyse_1a(res: Results):
 
 
 def figure_1a(res: Results, path: str) -> None:
+    """Bars at the median relative MSE, whiskers from the lowest to the highest seed: the Boolean nested task
+    (left) and, where it ran, the diagnostic's wide nested task under DP softmax and TMX (right)."""
     plt = pyplot()
 
-    labels, vals, lo, hi = [], [], [], []
-    for label, (L, H) in variants().items():
-        labels.append(f"{label}\nL={L}, H={H}\n{params(L, H)} params")
-        s = res.spread("val_rel", {"model.layers": L, "model.heads": H})
-        vals.append(s.median if s is not None else math.nan)
-        lo.append(s.median - s.lo if s is not None else 0.0)
-        hi.append(s.hi - s.median if s is not None and math.isfinite(s.hi) else 0.0)
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    # bars at the median, whiskers from the lowest to the highest seed
-    ax.bar(labels, vals, color=["grey", "tab:blue", "tab:orange"], yerr=[lo, hi], capsize=4)
-    ax.set_yscale("log")
-    ax.set_ylabel("relative MSE")
-    ax.set_title("1a (synthetic): depth against heads")
+    panels = [("1a (synthetic): depth against heads", res.select({"task.input.kind": "rademacher"}), [MODEL_1A])]
+    wide = res.select({"task.input.kind": "discrete"})
+    if wide:
+        panels.append((f"diagnostic: {candidate_lags(WIDE_TASK)} candidate lags", wide, [MODEL_1A, MODEL_TMX]))
+    ratios = [1.0, 1.6][: len(panels)]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * sum(ratios), 3.8), squeeze=False, gridspec_kw={"width_ratios": ratios}
+    )
+    colors = {"base": "grey", "+layer": "tab:blue", "+heads": "tab:orange"}
+    for ax, (title, rows, models) in zip(axes[0], panels):
+        sub = res.subset(rows)
+        labels, vals, lo, hi, cols = [], [], [], [], []
+        for model in models:
+            tag = "" if len(models) == 1 else ("DP " if model["attention"] == "dp" else "TMX ")
+            for label, (L, H) in variants(model).items():
+                s = sub.spread("val_rel", {"model.attention": model["attention"], "model.layers": L, "model.heads": H})
+                labels.append(f"{tag}{label}\nL={L}, H={H}\n{params(L, H, model)} params")
+                vals.append(s.median if s is not None else math.nan)
+                lo.append(s.median - s.lo if s is not None else 0.0)
+                hi.append(s.hi - s.median if s is not None and math.isfinite(s.hi) else 0.0)
+                cols.append(colors[label])
+        ax.bar(range(len(labels)), vals, color=cols, yerr=[lo, hi], capsize=4)
+        ax.set_xticks(range(len(labels)), labels, fontsize=7 if len(labels) > 3 else 9)
+        ax.set_yscale("log")
+        ax.set_ylabel("relative MSE")
+        ax.set_title(title)
     save_figure(fig, path)
 
 
