@@ -49,9 +49,7 @@ class Context:
 
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
-        box = [obj if self.writer else None]
-        torch.distributed.broadcast_object_list(box, src=0)
-        return box[0]
+        return _send(obj if self.writer else None)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel
@@ -91,6 +89,7 @@ def start(device: str) -> None:
 
 
 def _send(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (what the others pass is ignored)."""
     box = [obj]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
