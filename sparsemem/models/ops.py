@@ -6,8 +6,9 @@
   gradient sums diagonals with one skew instead of T^2 scattered adds.
 - ``_LinBiasAttention``: softmax attention with a trainable lin bias through the
   fused kernel, the gradient of p from one more fused forward.
-- ``_BiasAttention`` with ``diagonal_sums``: softmax attention with any trainable
-  lag-indexed bias in chunks of query rows (the CPU's path for trainable RPEs).
+- ``_BiasAttention`` with ``diagonal_sums``: causal softmax attention with a
+  lag-indexed bias, trainable or not, in chunks of query rows (the CPU's path
+  for softmax DP over all positions).
 - ``_TokenSoftmax``: the last query row of a first-layer head from the raw tokens.
 - ``masked_softmax``: softmax whose all -inf rows give zeros.
 
