@@ -3,6 +3,8 @@ its RPE variants in grid.py."""
 
 from __future__ import annotations
 
+import math
+
 from .base import Experiment, Results, Verdict, all_of, any_of, diagnosis, fmt, fmt_spread, min_of, still_falling
 from .floors import FIT_LABELS, lags_target
 from .grid import (
@@ -72,7 +74,8 @@ def diagnostic_1b(res: Results, learned) -> str:
     measured = ", ".join(f"{r} {fmt(v)}" for r, v in floors.items())
     outcome = all(v > 1e-2 for v in floors.values())
     if learned is not None and (learned <= 1e-2) is not True:
-        H, m = min(((H, m) for H in Hs for m in ms), key=lambda c: _median(value(res, "learned", *c)))
+        cells = [(H, m) for H in Hs for m in ms]
+        H, m = min(cells, key=lambda c: getattr(value(res, "learned", *c), "median", math.inf))
         rows = res.select(rpe_where("learned", {"model.heads": H, "model.ffn_width": m, "model.attention": "dp_free"}))
         falling = still_falling([r.get("metrics", {}).get("curve") for r in rows if r["status"] == "done"])
         if falling is not None:
@@ -83,10 +86,6 @@ def diagnostic_1b(res: Results, learned) -> str:
             measured += f"; learned still falling: {_votes(falling)}"
             outcome = all_of(outcome, falling)
     return diagnosis(predicts, measured, outcome)
-
-
-def _median(s) -> float:
-    return float("inf") if s is None else s.median
 
 
 def _votes(t) -> str:
