@@ -62,13 +62,27 @@ class Store:
                 self._db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
                 self._db.row_factory = sqlite3.Row
                 self._refuse_foreign()  # before anything changes the file
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._wal()
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._migrate()
             self._check_tables()
         except sqlite3.Error as err:
             self.close()
             raise StoreError(f"store {str(self.path)!r} {_reason(err)}") from None
+
+    def _wal(self, wait: float = 60.0) -> None:
+        """Put the store in WAL mode. Switching the journal mode takes the file alone and SQLite answers
+        "locked" at once, without the busy wait, while another process opens the same new store (two
+        sweeps started together): try again until ``wait`` seconds have passed."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _open_readonly(self) -> sqlite3.Connection:
         from urllib.parse import quote
