@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,data,tensorboard,wandb,tokenizers,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray,data,tensorboard,wandb,tokenizers,bench,triton]'
 	touch $@
 
 test: $(STAMP)

@@ -1,7 +1,9 @@
 """Language-model training speed side by side; prints one JSON object.
 
 At one shape and batch: sparsemem's LanguageModel with a trainable lin RPE, a
-trainable log RPE and fixed ALiBi slopes, against lucidrains' x-transformers
+trainable log RPE and fixed ALiBi slopes, each through every attention kernel
+asked for (--kernels: chunked, sdpa, triton; model.attention_kernel), against
+lucidrains' x-transformers
 (TransformerWrapper, Decoder with alibi_pos_bias and attn_flash; `pip install
 x-transformers`). Each row gives tokens per second, model TFLOP/s (6 N + 12 L
 A T per token, sparsemem/throughput.py) and MFU where the device's peak is
@@ -9,7 +11,8 @@ known (bf16 autocast on a known GPU, or SPARSEMEM_PEAK_TFLOPS), and the ratio
 to x-transformers.
 
 With --project, the paper profile of 1a_text and 3b_text (nine models, 10,000
-iterations of 96 x 1024 tokens each) is projected: every model of the profile
+iterations of 96 x 1024 tokens each) is projected through the kernel whose
+trainable-lin row was fastest: every model of the profile
 is built at its own shape and timed for --seconds at --batch sequences a step
 (gradients accumulate to the profile's batch in the real runs, the same work per
 token), and its run time is its tokens over its measured tokens per second.
@@ -20,6 +23,7 @@ and tiny (L = 2, D = 128, H = 4, T = 256, bytes), for a CPU.
 
     python benchmarks/lm_speed.py [--device cpu|cuda] [--shape tiny|gpt2-small] [--batch B]
                                   [--autocast off|bf16] [--compile] [--seconds S] [--project]
+                                  [--kernels K,K]
 """
 
 from __future__ import annotations
@@ -78,11 +82,10 @@ def tokens_per_s(model, vocab: int, T: int, batch: int, device, autocast: str, c
     return n * batch * T / (time.perf_counter() - t0)
 
 
-def ours(shape: dict, rpe: str) -> torch.nn.Module:
+def ours(shape: dict, rpe: str, kernel: str) -> torch.nn.Module:
     D, H = shape["dim"], shape["heads"]
-    cfg = sm.ModelConfig(
-        **lm_model("paper", layers=shape["layers"], dim=D, heads=H, head_dim=D // H, ffn_width=4 * D, rpe=rpe)
-    )
+    kw = dict(layers=shape["layers"], dim=D, heads=H, head_dim=D // H, ffn_width=4 * D, rpe=rpe)
+    cfg = sm.ModelConfig(**lm_model("paper", **kw), attention_kernel=kernel)
     torch.manual_seed(0)
     return sm.models.LanguageModel(cfg, vocab=shape["vocab"])
 
@@ -119,14 +122,14 @@ def row(label, model, shape, args, device, peak) -> dict:
     return out
 
 
-def project(args, device) -> dict:
+def project(args, device, kernel: str) -> dict:
     """The paper profile of 1a_text and 3b_text from each model's measured tokens per second."""
     runs = [c for s in specs_1a("paper", "/corpus") + specs_3b("paper", "/corpus") for c in s.expand()]
     vocab = SHAPE["gpt2-small"]["vocab"]
     rows, total = [], 0.0
     for cfg in runs:
         torch.manual_seed(0)
-        model = sm.models.LanguageModel(cfg.model, vocab=vocab)
+        model = sm.models.LanguageModel(cfg.model.model_copy(update={"attention_kernel": kernel}), vocab=vocab)
         T = cfg.task.seq_len
         tps = tokens_per_s(model, vocab, T, args.batch, device, args.autocast, args.compile, args.seconds)
         tokens = cfg.train.steps * cfg.train.batch_size * T
@@ -137,6 +140,7 @@ def project(args, device) -> dict:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return {
+        "attention_kernel": kernel,
         "method": "each model timed at its own shape for --seconds at --batch sequences a step; its run time is "
         "its 10,000 x 96 x 1024 tokens over that rate; evaluation and start-up left out",
         "runs": rows,
@@ -153,6 +157,12 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="train through torch.compile")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per model, after warm-up")
     parser.add_argument("--project", action="store_true", help="project the paper profile of 1a_text and 3b_text")
+    parser.add_argument(
+        "--kernels",
+        default=None,
+        help="attention kernels for our models, comma-separated (default: sdpa,triton on a GPU, chunked on a CPU, "
+        "where triton would run interpreted)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     shape = SHAPE[args.shape or ("gpt2-small" if device.type == "cuda" else "tiny")]
@@ -169,9 +179,12 @@ def main() -> None:
         "peak_tflops": peak / 1e12 if peak else None,
         "models": [],
     }
-    for label, rpe in (("sparsemem lin (trainable)", "lin"), ("sparsemem log (trainable)", "log")):
-        out["models"].append(row(label, ours(shape, rpe), shape, args, device, peak))
-    out["models"].append(row("sparsemem alibi", ours(shape, "alibi"), shape, args, device, peak))
+    kernels = (args.kernels or ("sdpa,triton" if device.type == "cuda" else "chunked")).split(",")
+    out["kernels"] = kernels
+    for kernel in kernels:
+        for label, rpe in (("lin (trainable)", "lin"), ("log (trainable)", "log"), ("alibi", "alibi")):
+            r = row(f"sparsemem {label}, {kernel}", ours(shape, rpe, kernel), shape, args, device, peak)
+            out["models"].append({**r, "rpe": rpe, "attention_kernel": kernel})
     try:
         out["models"].append(row("x-transformers alibi + flash", x_transformers(shape), shape, args, device, peak))
     except ImportError:
@@ -181,7 +194,9 @@ def main() -> None:
         if ref:
             r["vs_x_transformers"] = round(r["tokens_per_s"] / ref, 3)
     if args.project:
-        out["paper_profile_1a_3b"] = project(args, device)
+        lin = [r for r in out["models"] if r.get("rpe") == "lin"]
+        fastest = max(lin, key=lambda r: r["tokens_per_s"])["attention_kernel"]
+        out["paper_profile_1a_3b"] = project(args, device, fastest)
     print(json.dumps(out, indent=1))
 
 

@@ -114,6 +114,11 @@ class RPEType:
     def tmx(self) -> bool:
         return self.phi_real is not None
 
+    @property
+    def table(self) -> bool:
+        """Whether training moves a value per lag (learned) rather than numbers per head."""
+        return "table" in self.params
+
     @functools.cached_property
     def inf_at_zero(self) -> bool:
         """Whether lag 0 is inadmissible (a log-type head never sees x_t)."""

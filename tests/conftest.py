@@ -9,6 +9,10 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.mkdtemp(p
 # and the text task's token files out of the home folder
 os.environ.setdefault("SPARSEMEM_TOKEN_CACHE", tempfile.mkdtemp(prefix="sparsemem-tokens-"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# no GPU: Triton kernels (models/flash.py) run through Triton's interpreter, which has to be chosen before
+# anything imports triton (torch.compile may)
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from sparsemem.config import ATTENTION_KINDS, RPE_TYPES, TMX_RPE_TYPES  # noqa: E402
 

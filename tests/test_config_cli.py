@@ -124,6 +124,7 @@ def test_hashes_keep_the_flat_task_form():
     payload = cfg.to_dict()
     payload.pop("name")
     payload["model"].pop("rpe_sign")
+    payload["model"].pop("attention_kernel")  # hashed only when not auto
     payload["train"].pop("blowup")
     payload["train"].pop("log")  # never hashed: how a run is watched
     payload["train"].pop("micro_batch")  # hashed only when set

@@ -106,6 +106,11 @@ class ModelConfig(Strict):
     scale: Bool = False  # 1/sqrt(d_k) on dot products
     ffn_precision: Bool = False  # round hidden FFN outputs (PAPER.md section 2)
     impl: Literal["fast", "reference"] = "fast"
+    # how softmax dp attention over all positions runs (impl fast): chunked (query rows in chunks, own
+    # backward), sdpa (scaled_dot_product_attention, the RPE as a float mask), triton (a fused kernel with
+    # the RPE's per-head parameters trained in it; needs triton, runs interpreted on a CPU) or auto
+    # (chunked on a CPU, sdpa elsewhere)
+    attention_kernel: Literal["auto", "chunked", "sdpa", "triton"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -116,6 +121,12 @@ class ModelConfig(Strict):
         if self.rpe_sign == "free" and self.rpe not in SIGNED_RPE_TYPES:
             raise FieldError(
                 "rpe_sign", self.rpe_sign, f"a sign-free p needs a trainable p: rpe in {', '.join(SIGNED_RPE_TYPES)}"
+            )
+        if self.attention_kernel == "triton" and RPES[self.rpe].table:
+            raise FieldError(
+                "attention_kernel",
+                self.attention_kernel,
+                f"the triton kernel trains per-head RPE parameters; rpe {self.rpe!r} has one per lag (use auto)",
             )
         if self.rpe == "t5" and self.rpe_max_distance <= self.rpe_buckets:
             raise FieldError(
@@ -221,6 +232,7 @@ HASH_NEUTRAL = {
     ("task", "vocab_size"): 8192,
     ("train", "micro_batch"): 0,
     ("train", "autocast"): "off",
+    ("model", "attention_kernel"): "auto",
 }
 HASH_EXCLUDED = (("train", "log"),)  # fields that never enter the hash: they change no number of a run
 

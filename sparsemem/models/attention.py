@@ -20,22 +20,25 @@ same numbers faster:
   * dp_free and tmx heads over all positions: a causal FFT convolution of the
     values with the head's kernel (float64 inside, so early rows stay exact for
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
-  * dp with softmax over all positions: on a CPU, chunks of query rows with a
-    hand-written backward that also gives the RPE its gradient (``_BiasAttention``);
-    elsewhere ``scaled_dot_product_attention`` with the RPE as a float mask.
+  * dp with softmax over all positions (``model.attention_kernel``): chunks of
+    query rows with a hand-written backward that also gives the RPE its gradient
+    (``_BiasAttention``, the CPU's default); ``scaled_dot_product_attention``
+    with the RPE as a float mask (the GPU's default); or a fused Triton kernel
+    that trains the RPE's per-head parameters inside it (``flash.py``).
 Note that with softmax, tmx's query term is constant over s and cancels:
 tmx with ``normalize: true`` computes the same as dp_free.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from .ops import _BiasAttention, _LinBiasAttention, _TokenSoftmax, causal_conv, masked_softmax, toeplitz_bias
 from .rpe import RPE
 
@@ -50,6 +53,9 @@ class Attention(nn.Module):
         self.kind = cfg.attention
         self.normalize = cfg.normalize
         self.impl = cfg.impl
+        self.attention_kernel = cfg.attention_kernel
+        if self.attention_kernel == "triton" and importlib.util.find_spec("triton") is None:
+            raise ConfigError("model.attention_kernel = triton needs triton: pip install triton (or use auto)")
         # softmax dp over all positions through scaled_dot_product_attention; fleets switch it off
         # (vmap has no batching rule for SDPA's CPU kernel with a mask that needs a gradient)
         self.fused = True
@@ -205,17 +211,29 @@ class Attention(nn.Module):
                 out = out * torch.exp(-self.rpe.phi_real(u))[..., None]
         return self._merge(out.to(x.dtype).permute(0, 2, 1, 3))
 
+    def softmax_kernel(self, x: torch.Tensor) -> str:
+        """Which kernel runs softmax DP attention over all positions for input x: ``model.attention_kernel``,
+        with auto as chunked on a CPU and sdpa elsewhere (the Triton kernel is chosen by name until it is
+        measured faster on a GPU: benchmarks/lm_speed.py)."""
+        if self.attention_kernel != "auto":
+            return self.attention_kernel
+        return "chunked" if x.device.type == "cpu" else "sdpa"
+
     def _softmax_all(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax DP attention over all positions: on a CPU in chunks of query rows (``_BiasAttention``:
-        faster there than the fused kernel, frozen bias or not, and no math kernel for a trainable one);
-        elsewhere through ``scaled_dot_product_attention``, a trainable lin bias without a mask gradient."""
+        """Softmax DP attention over all positions through the chosen kernel: chunked (``_BiasAttention``:
+        faster on a CPU than the fused kernel, frozen bias or not, and no math kernel for a trainable one),
+        triton (``flash.flash_lag_attention``) or sdpa (a trainable lin bias without a mask gradient)."""
         T = x.shape[1]
-        cpu = x.device.type == "cpu"
+        kernel = self.softmax_kernel(x)
         lin = self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled()
-        if not (cpu or lin):
+        if kernel == "sdpa" and not lin:
             return self._sdpa(x)
         q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
-        if cpu:
+        if kernel == "triton":
+            from .flash import flash_lag_attention  # imports triton
+
+            return self._merge(flash_lag_attention(q, k, v, self.rpe, self.scale))
+        if kernel == "chunked":
             bias = self.rpe(T, x.device, x.dtype)
             return self._merge(_BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero))
         return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
