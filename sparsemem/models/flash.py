@@ -72,6 +72,20 @@ def _grad_scores(q, k, v, do, lse, delta, BIAS, h, T, offs_m, offs_n, scale, PRE
 
 
 @triton.jit
+def _program(H, sb, sh, BLOCK: tl.constexpr):
+    """This program's block start along T, its (batch, head) index bh, head h and base offset."""
+    bh = tl.program_id(1)
+    return tl.program_id(0) * BLOCK, bh, bh % H, (bh // H) * sb + (bh % H) * sh
+
+
+@triton.jit
+def _row_stats(LSE, DELTA, bh, T, offs_m):
+    """The forward's log-sum-exp and D_i = dO_i . O_i of the rows offs_m (inf and 0 past T)."""
+    lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=float("inf"))
+    return lse, tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
+
+
+@triton.jit
 def _forward(
     Q, K, V, BIAS, O, LSE,
     sb, sh, st, sd,  # strides of q, k, v and o (all contiguous alike)
@@ -79,10 +93,7 @@ def _forward(
     BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """One block of BM query rows of one (batch, head): O and the row log-sum-exp LSE."""
-    start_m = tl.program_id(0) * BM
-    bh = tl.program_id(1)
-    h = bh % H
-    base = (bh // H) * sb + h * sh
+    start_m, bh, h, base = _program(H, sb, sh, BM)
     offs_m = start_m + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     q = _tile(Q, base, offs_m, offs_d, st, sd, T, HD)
@@ -117,10 +128,7 @@ def _backward_kv(
 ):  # fmt: skip
     """One block of BN keys of one (batch, head): dK, dV, and this block's share of sum dS J for each of
     the NJ (at most 2) Jacobian tables, written to G[bh, block, :]."""
-    start_n = tl.program_id(0) * BN
-    bh = tl.program_id(1)
-    h = bh % H
-    base = (bh // H) * sb + h * sh
+    start_n, bh, h, base = _program(H, sb, sh, BN)
     offs_n = start_n + tl.arange(0, BN)
     offs_d = tl.arange(0, BD)
     k = _tile(K, base, offs_n, offs_d, st, sd, T, HD)
@@ -133,8 +141,7 @@ def _backward_kv(
         offs_m = start_m + tl.arange(0, BM)
         q = _tile(Q, base, offs_m, offs_d, st, sd, T, HD)
         do = _tile(DO, base, offs_m, offs_d, st, sd, T, HD)
-        lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=float("inf"))
-        delta = tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
+        lse, delta = _row_stats(LSE, DELTA, bh, T, offs_m)
         p, ds, lag, ok = _grad_scores(q, k, v, do, lse, delta, BIAS, h, T, offs_m, offs_n, scale, PREC)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
         dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PREC)
@@ -159,16 +166,12 @@ def _backward_q(
     BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
     """One block of BM query rows of one (batch, head): dQ."""
-    start_m = tl.program_id(0) * BM
-    bh = tl.program_id(1)
-    h = bh % H
-    base = (bh // H) * sb + h * sh
+    start_m, bh, h, base = _program(H, sb, sh, BM)
     offs_m = start_m + tl.arange(0, BM)
     offs_d = tl.arange(0, BD)
     q = _tile(Q, base, offs_m, offs_d, st, sd, T, HD)
     do = _tile(DO, base, offs_m, offs_d, st, sd, T, HD)
-    lse = tl.load(LSE + bh * T + offs_m, mask=offs_m < T, other=float("inf"))
-    delta = tl.load(DELTA + bh * T + offs_m, mask=offs_m < T, other=0.0)
+    lse, delta = _row_stats(LSE, DELTA, bh, T, offs_m)
     dq = tl.zeros([BM, BD], tl.float32)
     for start_n in range(0, tl.minimum(start_m + BM, T), BN):
         offs_n = start_n + tl.arange(0, BN)
