@@ -17,12 +17,14 @@ every score into its lag and ran some 130x slower than with a frozen bias on an 
 A query row without an admissible key (a log-type head at i = 0: b_h(0) = -inf) outputs 0.
 
 On a GPU the kernels compile; on a CPU they run through Triton's interpreter (numpy, slow: for
-tests, which check them against ``_BiasAttention`` and the reference attention). This module imports
+tests, which check them against the reference attention and a language model's losses against the
+chunked kernel's). This module imports
 triton; callers import it only when they use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -202,6 +204,11 @@ def _launch(interpret: bool) -> dict:
     return {} if interpret else {"num_warps": 4, "num_stages": 2}
 
 
+def _on(q: torch.Tensor):
+    """Launch on q's GPU, not whichever is current (nothing to choose under the interpreter)."""
+    return torch.cuda.device(q.device) if q.device.type == "cuda" else contextlib.nullcontext()
+
+
 class _FlashLagAttention(torch.autograd.Function):
     """out = softmax(scale q k^T + b(i - j), causal) v; theta's gradient through the Jacobian tables.
 
@@ -221,9 +228,10 @@ class _FlashLagAttention(torch.autograd.Function):
         out = torch.empty_like(q)
         lse = torch.empty(B * H, T, device=q.device, dtype=torch.float32)
         grid = (triton.cdiv(T, blocks["BM"]), B * H)
-        _forward[grid](
-            q, k, v, bias, out, lse, *q.stride(), H, T, hd, float(scale), PREC=prec, **blocks, **_launch(interpret)
-        )
+        with _on(q):
+            _forward[grid](
+                q, k, v, bias, out, lse, *q.stride(), H, T, hd, float(scale), PREC=prec, **blocks, **_launch(interpret)
+            )
         ctx.save_for_backward(q, k, v, bias, jac.detach().to(torch.float32).contiguous(), out, lse)
         ctx.scale, ctx.prec, ctx.nj = float(scale), prec, jac.shape[0]
         return out
@@ -241,12 +249,13 @@ class _FlashLagAttention(torch.autograd.Function):
         nj = ctx.nj if ctx.needs_input_grad[5] else 0
         g = torch.zeros(B * H, nb, 2, device=q.device, dtype=torch.float32)
         common = dict(PREC=ctx.prec, **blocks, **_launch(interpret))
-        _backward_kv[(nb, B * H)](
-            q, k, v, bias, jac, dout, lse, delta, dk, dv, g, *q.stride(), H, T, hd, ctx.scale, nb, NJ=nj, **common
-        )
-        _backward_q[(triton.cdiv(T, blocks["BM"]), B * H)](
-            q, k, v, bias, dout, lse, delta, dq, *q.stride(), H, T, hd, ctx.scale, **common
-        )
+        with _on(q):
+            _backward_kv[(nb, B * H)](
+                q, k, v, bias, jac, dout, lse, delta, dk, dv, g, *q.stride(), H, T, hd, ctx.scale, nb, NJ=nj, **common
+            )
+            _backward_q[(triton.cdiv(T, blocks["BM"]), B * H)](
+                q, k, v, bias, dout, lse, delta, dq, *q.stride(), H, T, hd, ctx.scale, **common
+            )
         dtheta = None
         if nj:
             dtheta = g.view(B, H, nb, 2).sum((0, 2))[:, :nj].T.contiguous()  # (NJ, H)
@@ -298,6 +307,8 @@ def flash_lag_attention(q, k, v, rpe, scale: float) -> torch.Tensor:
     if not per_head_params(rpe):
         raise ValueError(f"rpe {rpe.kind!r} has parameters per lag: the Triton kernel trains per-head ones")
     bias, jac, theta = lag_jacobians(rpe, T, q.device)
+    if jac.shape[0] > 2:  # the key-block kernel keeps two sums of dS J
+        raise ValueError(f"rpe {rpe.kind!r} has {jac.shape[0]} trainable per-head tensors: the Triton kernel takes 2")
     if not torch.is_grad_enabled():
         jac, theta = jac[:0], theta[:0].detach()
     return _FlashLagAttention.apply(q, k, v, bias, jac, theta, scale)
