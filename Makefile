@@ -39,6 +39,7 @@ reproduce: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/lm_speed.py
+	$(BIN)/python benchmarks/attention_speed.py
 
 clean:
 	rm -rf $(VENV) runs $(OUT) .pytest_cache site build dist

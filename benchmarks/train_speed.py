@@ -71,15 +71,9 @@ def sdpa_all_positions(self, x, last_only=False):
 
 def _sdpa_any(self, x):
     # dp_free heads have no W_Q, W_K: zero queries and keys leave the RPE alone in the logits
-    if self.kind == "dp":
-        return self._sdpa(x)
-    B, T, _ = x.shape
-    zeros = torch.zeros(B, T, self.heads * self.head_dim, dtype=x.dtype, device=x.device)
-    self.q = self.k = lambda _x: zeros
-    try:
-        return self._sdpa(x)
-    finally:
-        del self.q, self.k
+    v = self._split(self.v(x))
+    q, k = (self._split(self.q(x)), self._split(self.k(x))) if self.kind == "dp" else (torch.zeros_like(v),) * 2
+    return self._merge(self._sdpa(q, k, v))
 
 
 def time_steps(cfg, variant: str, batch: int, seconds: float, device: str = "cpu") -> dict:

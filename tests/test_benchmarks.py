@@ -39,3 +39,25 @@ def test_lm_speed_prints_tokens_flops_and_ratios(tmp_path):
         assert m["mfu"] == pytest.approx(m["model_tflops"] / 2, rel=1e-3)
         if m["model"].startswith("sparsemem"):
             assert m["vs_x_transformers"] == pytest.approx(m["tokens_per_s"] / ref, abs=1e-3)
+
+
+def test_attention_speed_prints_every_kernel_and_rpe(tmp_path):
+    """benchmarks/attention_speed.py on the CPU: the two no-RPE floors, then one row a kernel and RPE with
+    its milliseconds and its ratio to the no-bias floor."""
+    env = {"PATH": "/usr/bin:/bin", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "attention_speed.py"), "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    report = json.loads(out.stdout)
+    assert report["kernels"] == ["chunked", "sdpa"] and report["dtype"] == "float32"
+    rows = report["rows"]
+    assert [r["attention"] for r in rows[:2]] == ["sdpa, causal, no bias", "sdpa, lin bias frozen"]
+    assert {(r["kernel"], r["rpe"]) for r in rows[2:]} == {
+        (k, r) for k in ("chunked", "sdpa") for r in ("lin", "log", "alibi")
+    }
+    for r in rows:
+        assert r["ms"] > 0 and r["vs_no_bias"] == pytest.approx(r["ms"] / rows[0]["ms"], abs=0.01)

@@ -211,50 +211,52 @@ class Attention(nn.Module):
                 out = out * torch.exp(-self.rpe.phi_real(u))[..., None]
         return self._merge(out.to(x.dtype).permute(0, 2, 1, 3))
 
-    def softmax_kernel(self, x: torch.Tensor) -> str:
-        """Which kernel runs softmax DP attention over all positions for input x: ``model.attention_kernel``,
+    def softmax_kernel(self, device) -> str:
+        """Which kernel runs softmax DP attention over all positions on a device: ``model.attention_kernel``,
         with auto as chunked on a CPU and sdpa elsewhere (the Triton kernel is chosen by name until it is
-        measured faster on a GPU: benchmarks/lm_speed.py)."""
+        measured faster on a GPU: benchmarks/attention_speed.py, benchmarks/lm_speed.py)."""
         if self.attention_kernel != "auto":
             return self.attention_kernel
-        return "chunked" if x.device.type == "cpu" else "sdpa"
+        return "chunked" if torch.device(device).type == "cpu" else "sdpa"
 
     def _softmax_all(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax DP attention over all positions through the chosen kernel: chunked (``_BiasAttention``:
-        faster on a CPU than the fused kernel, frozen bias or not, and no math kernel for a trainable one),
-        triton (``flash.flash_lag_attention``) or sdpa (a trainable lin bias without a mask gradient)."""
-        T = x.shape[1]
-        kernel = self.softmax_kernel(x)
-        lin = self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled()
-        if kernel == "sdpa" and not lin:
-            return self._sdpa(x)
+        """Softmax DP attention over all positions: x (B, T, D) -> (B, T, D)."""
         q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
+        return self._merge(self.softmax_qkv(q, k, v, self.softmax_kernel(x.device)))
+
+    def softmax_qkv(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str) -> torch.Tensor:
+        """Causal softmax attention of (B, H, T, hd) heads under this layer's RPE through one kernel: chunked
+        (``_BiasAttention``: faster on a CPU than the fused kernel, frozen bias or not, and no math kernel
+        for a trainable one), triton (``flash.flash_lag_attention``) or sdpa (the RPE as a float mask; a
+        trainable lin bias without a mask gradient, ``_LinBiasAttention``)."""
+        T = q.shape[-2]
         if kernel == "triton":
             from .flash import flash_lag_attention  # imports triton
 
-            return self._merge(flash_lag_attention(q, k, v, self.rpe, self.scale))
+            return flash_lag_attention(q, k, v, self.rpe, self.scale)
         if kernel == "chunked":
-            bias = self.rpe(T, x.device, x.dtype)
-            return self._merge(_BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero))
-        return self._merge(_LinBiasAttention.apply(q, k, v, self.rpe.p.to(x.dtype), self.scale))
+            bias = self.rpe(T, q.device, q.dtype)
+            return _BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero)
+        if self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled():
+            return _LinBiasAttention.apply(q, k, v, self.rpe.p.to(q.dtype), self.scale)
+        return self._sdpa(q, k, v)
 
-    def _sdpa(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax DP attention over all positions through the fused kernel, the RPE as a float mask."""
-        B, T, _ = x.shape
-        bias = self.rpe(T, x.device, x.dtype)
-        mask = toeplitz_bias(bias, torch.arange(T, device=x.device))  # (H, T, T)
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Softmax DP attention through the fused kernel, the RPE as a float mask: (B, H, T, hd)."""
+        T = q.shape[-2]
+        bias = self.rpe(T, q.device, q.dtype)
+        mask = toeplitz_bias(bias, torch.arange(T, device=q.device))  # (H, T, T)
         # the one row without any admissible key (log-type at t = 0) is computed
         # on key 0 with bias 0 and zeroed afterwards (static: no data-dependent branch)
         dead = self.rpe.inf_at_zero
         if dead:
-            first = torch.zeros(T, T, dtype=torch.bool, device=x.device)
+            first = torch.zeros(T, T, dtype=torch.bool, device=q.device)
             first[0, 0] = True
             mask = torch.where(first, torch.zeros_like(mask), mask)
-        q, k, v = (self._split(f(x)) for f in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None], scale=self.scale)
         if dead:
             out = torch.cat([torch.zeros_like(out[:, :, :1]), out[:, :, 1:]], 2)
-        return self._merge(out)
+        return out
 
     def kernels(self, length: int) -> torch.Tensor:
         """The positional weights over lags 0..length-1 at the last position: (H, length), float64.
