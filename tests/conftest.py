@@ -34,3 +34,28 @@ def close(a, b, tol):
     """|a - b| <= tol, relative to b's largest entry when that exceeds 1."""
     scale = max(1.0, b.abs().max().item())
     return (a - b).abs().max().item() <= tol * scale
+
+
+def triton_pair(rpe, sign="positive", *, dim=16, heads=2, dtype=torch.float32, device="cpu", **kw):
+    """A reference attention and a Triton one (models/flash.py) with the same trained-looking parameters."""
+    from sparsemem import ModelConfig
+    from sparsemem.models.attention import Attention
+
+    cfg = dict(dim=dim, heads=heads, rpe=rpe, rpe_sign=sign, rpe_buckets=3, rpe_max_distance=7, **kw)
+    torch.manual_seed(0)
+    ref = Attention(ModelConfig(**cfg, impl="reference")).to(dtype)
+    with torch.no_grad():
+        for p in ref.rpe.parameters():
+            p.add_(0.3 * torch.randn(p.shape, dtype=dtype))
+    fused = Attention(ModelConfig(**cfg, attention_kernel="triton")).to(dtype)
+    fused.load_state_dict(ref.state_dict())
+    return ref.to(device), fused.to(device)
+
+
+def outputs_and_grads(model, x, w, autocast=False):
+    """A model's output (as float32) and the gradients of sum(out * w) by the input and every parameter."""
+    x = x.clone().requires_grad_()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        out = model(x)
+    leaves = [x, *model.parameters()]
+    return out.float(), torch.autograd.grad((out.float() * w).sum(), leaves)

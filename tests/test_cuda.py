@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import MODEL_COMBOS
+from conftest import MODEL_COMBOS, outputs_and_grads, triton_pair
 
 import sparsemem as sm
 from sparsemem import ModelConfig, make_model
@@ -149,29 +149,6 @@ def test_fleet_on_cuda_matches_its_single_runs(rpe, att, norm, tmp_path):
             assert got["val_loss"] == pytest.approx(ref["val_loss"], rel=0.01)
 
 
-def triton_pair(rpe, sign="positive", dim=128, heads=2, **kw):
-    """A reference attention and a Triton one on the GPU with the same (trained-looking) parameters."""
-    from sparsemem.models.attention import Attention
-
-    cfg = dict(dim=dim, heads=heads, rpe=rpe, rpe_sign=sign, rpe_buckets=3, rpe_max_distance=7, **kw)
-    torch.manual_seed(0)
-    ref = Attention(ModelConfig(**cfg, impl="reference")).cuda()
-    with torch.no_grad():
-        for p in ref.rpe.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    fused = Attention(ModelConfig(**cfg, attention_kernel="triton")).cuda()
-    fused.load_state_dict(ref.state_dict())
-    return ref, fused
-
-
-def outputs_and_grads(model, x, w, autocast=False):
-    x = x.clone().requires_grad_()
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        out = model(x)
-    leaves = [x, *model.parameters()]
-    return out.float(), torch.autograd.grad((out.float() * w).sum(), leaves)
-
-
 @pytest.mark.parametrize(
     "rpe,sign",
     [("lin", "positive"), ("lin", "free"), ("log", "positive"), ("t5", "positive"), ("kerple_log", "positive")],
@@ -180,7 +157,7 @@ def outputs_and_grads(model, x, w, autocast=False):
 def test_triton_attention_compiled_matches_the_reference(rpe, sign, T):
     """The compiled kernel in float32 (IEEE products) within 1e-5 of the reference, gradients of p included."""
     pytest.importorskip("triton")
-    ref, fused = triton_pair(rpe, sign)
+    ref, fused = triton_pair(rpe, sign, dim=128, device="cuda")
     gen = torch.Generator(device="cuda").manual_seed(T)
     x = torch.randn(3, T, 128, device="cuda", generator=gen)
     w = torch.randn(3, T, 128, device="cuda", generator=gen)
@@ -196,7 +173,7 @@ def test_triton_attention_in_bf16_autocast(rpe):
     """Under bf16 autocast the kernel stays within bf16's round-off of the float32 reference (the
     interpreter has no bf16 matmul, so this is checked here only)."""
     pytest.importorskip("triton")
-    ref, fused = triton_pair(rpe, dim=768, heads=12, scale=True)
+    ref, fused = triton_pair(rpe, dim=768, heads=12, scale=True, device="cuda")
     gen = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(2, 1024, 768, device="cuda", generator=gen)
     w = torch.randn(2, 1024, 768, device="cuda", generator=gen)

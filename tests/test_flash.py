@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import close
+from conftest import close, outputs_and_grads, triton_pair
 
 import sparsemem as sm
 from sparsemem import ModelConfig
@@ -21,33 +21,13 @@ SIGNED = [("lin", "positive"), ("lin", "free"), ("log", "positive"), ("log", "fr
 RPES = SIGNED + [("t5", "positive"), ("kerple_log", "positive"), ("alibi", "positive"), ("none", "positive")]
 
 
-def pair(rpe, sign="positive", *, dim=16, heads=2, dtype=torch.float32, **kw):
-    """A reference attention and a Triton one with the same (trained-looking) parameters."""
-    cfg = dict(dim=dim, heads=heads, rpe=rpe, rpe_sign=sign, rpe_buckets=3, rpe_max_distance=7, **kw)
-    torch.manual_seed(0)
-    ref = Attention(ModelConfig(**cfg, impl="reference")).to(dtype)
-    with torch.no_grad():
-        for p in ref.rpe.parameters():
-            p.add_(0.3 * torch.randn(p.shape, dtype=dtype))
-    fused = Attention(ModelConfig(**cfg, attention_kernel="triton")).to(dtype)
-    fused.load_state_dict(ref.state_dict())
-    return ref, fused
-
-
-def outputs_and_grads(model, x, w):
-    x = x.clone().requires_grad_()
-    out = model(x)
-    leaves = [x, *model.parameters()]
-    return out, torch.autograd.grad((out * w).sum(), leaves)
-
-
 @pytest.mark.parametrize("rpe,sign", RPES)
 @pytest.mark.parametrize("T", [1, 9, 16, 37])
 def test_triton_attention_matches_the_reference(rpe, sign, T):
     """float32 within 1e-5 (relative to the largest entry where it exceeds 1): the output and the gradients
     of the input, W_Q, W_K, W_V, W_O and the RPE's p (and kerple's a); sequences shorter than one tile,
     exactly one, and several with the last cut short; a log-type head's row 0 (no admissible key) is 0."""
-    ref, fused = pair(rpe, sign)
+    ref, fused = triton_pair(rpe, sign)
     assert fused.softmax_kernel("cpu") == "triton"
     gen = torch.Generator().manual_seed(T)
     x = torch.randn(2, T, 16, generator=gen)
@@ -65,7 +45,7 @@ def test_triton_attention_matches_the_reference(rpe, sign, T):
 @pytest.mark.parametrize("head_dim,heads,scale", [(1, 3, False), (20, 2, True), (64, 1, True)])
 def test_triton_attention_head_sizes(head_dim, heads, scale):
     """Head sizes below, between and at the tile's power of two; 1/sqrt(d_k) on or off."""
-    ref, fused = pair("log", dim=heads * head_dim, heads=heads, scale=scale)
+    ref, fused = triton_pair("log", dim=heads * head_dim, heads=heads, scale=scale)
     gen = torch.Generator().manual_seed(head_dim)
     x = torch.randn(3, 21, heads * head_dim, generator=gen)
     w = torch.randn(3, 21, heads * head_dim, generator=gen)
@@ -79,7 +59,7 @@ def test_triton_attention_head_sizes(head_dim, heads, scale):
 def test_triton_attention_in_half_precision_and_without_grad():
     """float16 inputs (the interpreter has no bfloat16 matmul; tests/test_cuda.py checks bf16) within half
     precision's round-off, and a forward under no_grad equal to the one that keeps the graph."""
-    ref, fused = pair("lin", dim=32, heads=4)
+    ref, fused = triton_pair("lin", dim=32, heads=4)
     x = torch.randn(2, 30, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         want = ref(x)
@@ -152,7 +132,7 @@ def test_triton_kernel_under_torch_compile(tmp_path, monkeypatch):
     """torch.compile of a model with the Triton kernel leaves the kernel out of its graphs and gives the
     eager numbers, gradients of p included."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    ref, fused = pair("log", dim=8, heads=2)
+    ref, fused = triton_pair("log", dim=8, heads=2)
     x = torch.randn(2, 19, 8, generator=torch.Generator().manual_seed(5))
     w = torch.randn(2, 19, 8, generator=torch.Generator().manual_seed(6))
     out, grads = outputs_and_grads(torch.compile(fused), x, w)

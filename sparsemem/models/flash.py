@@ -262,16 +262,16 @@ class _FlashLagAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, dtheta, None
 
 
-def lag_jacobians(rpe, length: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lag_jacobians(rpe, length: int, device, grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The RPE's bias table over lags 0..length-1 (H, T) with, for each of its trainable per-head parameter
     tensors (log p, log a or a sign-free p, each (H,)), the table's derivative by it: jac (NJ, H, T) and
     theta (NJ, H), the parameters stacked so that autograd routes their gradients home.
 
     Each head's bias depends on that head's parameters only, so one forward-mode pass with a tangent of
-    ones per tensor gives every head's derivative at once.
+    ones per tensor gives every head's derivative at once. ``grad=False``: no tables (NJ = 0).
     """
     stored = rpe._stored()
-    names = [n for n, t in stored.items() if isinstance(t, torch.nn.Parameter) and t.requires_grad]
+    names = [n for n, t in stored.items() if grad and isinstance(t, torch.nn.Parameter) and t.requires_grad]
 
     def table(*values):
         return rpe.bias_of(rpe.scales({**stored, **dict(zip(names, values))}), length, device, torch.float32)
@@ -292,11 +292,6 @@ def lag_jacobians(rpe, length: int, device) -> tuple[torch.Tensor, torch.Tensor,
     return bias, jac, theta
 
 
-def per_head_params(rpe) -> bool:
-    """Whether every trainable tensor of the RPE holds one number per head (the kernel's case)."""
-    return all(t.shape == (rpe.heads,) for t in rpe._stored().values() if isinstance(t, torch.nn.Parameter))
-
-
 @torch.compiler.disable
 def flash_lag_attention(q, k, v, rpe, scale: float) -> torch.Tensor:
     """Causal softmax attention of (B, H, T, hd) q, k, v under the RPE's lag bias, fused in Triton.
@@ -304,11 +299,9 @@ def flash_lag_attention(q, k, v, rpe, scale: float) -> torch.Tensor:
     Kept out of torch.compile's graphs (a graph break a layer): the kernels are compiled already, and
     dynamo need not trace the forward-mode Jacobians or the kernel launches."""
     T = q.shape[-2]
-    if not per_head_params(rpe):
+    if rpe.entry.table:
         raise ValueError(f"rpe {rpe.kind!r} has parameters per lag: the Triton kernel trains per-head ones")
-    bias, jac, theta = lag_jacobians(rpe, T, q.device)
+    bias, jac, theta = lag_jacobians(rpe, T, q.device, grad=torch.is_grad_enabled())
     if jac.shape[0] > 2:  # the key-block kernel keeps two sums of dS J
         raise ValueError(f"rpe {rpe.kind!r} has {jac.shape[0]} trainable per-head tensors: the Triton kernel takes 2")
-    if not torch.is_grad_enabled():
-        jac, theta = jac[:0], theta[:0].detach()
     return _FlashLagAttention.apply(q, k, v, bias, jac, theta, scale)

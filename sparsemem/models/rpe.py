@@ -84,7 +84,7 @@ class RPE(nn.Module):
             self.register_buffer("log_p", p0.log().float())
         if "a" in entry.params:
             self.log_a = nn.Parameter(torch.zeros(heads))
-        if "table" in entry.params:
+        if entry.table:
             self.table = nn.Parameter(torch.zeros(heads, max_distance))
 
     # the tensors a type may store (parameters, or the fixed slopes' buffer), by state-dict name
@@ -141,7 +141,7 @@ class RPE(nn.Module):
         s = torch.arange(length, device=device, dtype=dtype)
         if reverse:
             s = s.flip(0)
-        if "table" in self.entry.params:
+        if self.entry.table:
             idx = s.long().clamp(max=self.max_distance - 1)
             return scales["table"].to(dtype)[..., idx]
         shape = {"buckets": self.buckets, "max_distance": self.max_distance}
