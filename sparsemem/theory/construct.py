@@ -70,8 +70,13 @@ def fit_readout(model, task, mz: torch.Tensor, width: int, samples: int, seed: i
         b = b - (w @ z.mean(0))
         feats = torch.relu(z @ w.T + b)
         a = torch.cat([feats, torch.ones(samples, 1, dtype=torch.float64)], 1)
+        # ridge least squares as a plain least-squares problem on [a; sqrt(ridge) I] (QR): the normal
+        # equations a^T a would square the features' condition number, and their solve took another
+        # floating-point path on AVX2 than on AVX-512 machines
         ridge = 1e-8 * (a**2).mean()
-        sol = torch.linalg.solve(a.T @ a + ridge * torch.eye(width + 1, dtype=torch.float64), a.T @ y)
+        stacked = torch.cat([a, ridge.sqrt() * torch.eye(width + 1, dtype=torch.float64)])
+        rhs = torch.cat([y, y.new_zeros(width + 1)])
+        sol = torch.linalg.lstsq(stacked, rhs[:, None], driver="gelsd").solution[:, 0]
         model.readout.fc1.weight.copy_(w @ mz)
         model.readout.fc1.bias.copy_(b)
         model.readout.fc2.weight.copy_(sol[:width][None])
@@ -143,6 +148,7 @@ def construct(cfg: RunConfig, heads: int, width: int = 0, samples: int = 20_000,
     return model, {
         **score(model, task, cfg),
         "kernel_l2": [f.l2 for f in fits],
+        "max_head_weight": max(f.max_weight for f in fits),
         "heads_per_memory": [f.heads for f in fits],
         "params": model.num_params(),
         "model_config": mcfg.model_dump(mode="json"),
