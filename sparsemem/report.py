@@ -9,14 +9,53 @@ registered under its name.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 from pathlib import Path
 from typing import Optional, Union
 
 from .experiments import EXPERIMENTS, Results, Verdict
 from .experiments.base import train_settings
+from .experiments.rules import tau_text
 from .plumbing import atomic_write
 from .sweep.store import Store
+
+REPRODUCED = {True: "yes", False: "no", None: "—"}
+RULES_LINE = (
+    "A cell is solved when its relative MSE is at most the experiment's level tau for every seed; two "
+    "solved cells tie, and no verdict rests on a ratio between them (experiments/rules.py)"
+)
+
+
+def seeds_line(found: dict) -> str:
+    """Per experiment: seeds per cell, steps and validation samples its runs really used."""
+    parts = []
+    for name, (_, res, _, _) in found.items():
+        done = [r for r in res.rows if r["status"] in ("done", "diverged")]
+        if not done:
+            continue
+        cells: dict = {}
+        for r in done:
+            cfg = {k: v for k, v in r["config"].items() if k != "name"}  # the name carries the seed
+            train = {k: v for k, v in cfg.get("train", {}).items() if k != "seed"}
+            key = json.dumps({**cfg, "train": train}, sort_keys=True)
+            cells[key] = cells.get(key, 0) + 1
+        steps = sorted({r["config"]["train"]["steps"] for r in done})
+        vals = sorted({r["config"]["train"]["val_samples"] for r in done})
+        counts = sorted(set(cells.values()))
+        parts.append(
+            f"{name} {'/'.join(map(str, counts))} (steps {'/'.join(map(str, steps))}, "
+            f"validation {'/'.join(map(str, vals))})"
+        )
+    return "; ".join(parts) or "none"
+
+
+def verdicts_json(found: dict, profile: str) -> str:
+    """Per experiment and claim: verdict, scope, tau, compared numbers, the paper's number, reproduced."""
+    out = {"profile": profile, "experiments": {}}
+    for name, (exp, _, _, verdict) in found.items():
+        out["experiments"][name] = {"claim": exp.insight, "paper": exp.paper, "rule": exp.rule, **verdict.record()}
+    return json.dumps(out, indent=2, allow_nan=False, default=str) + "\n"
 
 
 def _write(path: Path, text: str) -> None:
@@ -74,8 +113,12 @@ def build_report(
             f"- Paper: {exp.paper}",
             f"- Rule: {exp.rule}.",
             f"- Ours: {verdict.ours}",
-            f"- Verdict: **{verdict.label}**. {verdict.detail}",
+            f"- Verdict: **{verdict.label}**"
+            + (f" (scope: {verdict.scope}; {tau_text(verdict.tau)})" if verdict.tau is not None else "")
+            + f". {verdict.detail}",
         ]
+        if verdict.paper_vs_ours:
+            body.append(f"- Paper vs ours: {verdict.paper_vs_ours}")
         if verdict.diagnostic:
             body.append(f"- Diagnostic: {verdict.diagnostic}.")
         if exp.notes:
@@ -120,12 +163,19 @@ def build_report(
             + "; betas (0.9, 0.999), no weight decay, "
             "D = 64, T = 1000 for the toy experiments.",
         ]
-    header += ["", "| experiment | claim | paper | ours | verdict |", "|---|---|---|---|---|"]
+    header += ["", "Seeds per cell: " + seeds_line(found) + ". " + RULES_LINE]
+    header += ["", "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |"]
+    header += ["|---|---|---|---|---|---|---|"]
     for name, (exp, _, _, verdict) in found.items():
-        header.append(f"| {name} | {exp.insight} | {exp.paper} | {verdict.ours} | **{verdict.label}** |")
+        header.append(
+            f"| {name} | {exp.insight} | **{verdict.label}** | {verdict.scope or '—'} | "
+            f"{verdict.paper_number or exp.paper} | {verdict.ours_number or verdict.ours} | "
+            f"{REPRODUCED.get(verdict.reproduced, 'over seeds: mixed')} |"
+        )
     if failed:
         header += ["", f"{len(failed)} runs failed; first error lines:"]
         header += [f"- `{r['name']}`: {(r['error'] or '').strip().splitlines()[-1][:200]}" for r in failed[:10]]
     text = "\n".join(header) + "\n\n" + "\n".join(sections)
     _write(out / "REPORT.md", text)
+    _write(out / "verdicts.json", verdicts_json(found, profile))
     return verdicts

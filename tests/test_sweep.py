@@ -256,3 +256,18 @@ def test_cli_sweep_and_bad_input(tmp_path):
     )
     assert workers.returncode == 2 and "--workers" in workers.stderr
     assert not (tmp_path / "w.db").exists() and not (tmp_path / "b.db").exists()
+
+
+def test_seed_task_draws_the_task_with_the_seed():
+    """seed_task: seed s sets task.seed = s, so the spread over seeds covers the task draw; the run names
+    stay as without it, and an experiment's sweeps use it."""
+    from sparsemem.experiments import EXPERIMENTS, expand_all
+    from sparsemem.sweep.spec import SweepSpec
+
+    plain = SweepSpec(name="s", grid={"model.heads": [1, 2]}, seeds=[0, 3]).expand()
+    drawn = SweepSpec(name="s", grid={"model.heads": [1, 2]}, seeds=[0, 3], seed_task=True).expand()
+    assert [c.task.seed for c in plain] == [0, 0, 0, 0]
+    assert [(c.train.seed, c.task.seed) for c in drawn] == [(0, 0), (3, 3), (0, 0), (3, 3)]
+    assert [c.name for c in plain] == [c.name for c in drawn]
+    runs = expand_all(EXPERIMENTS["1b"].make_specs("quick"))
+    assert {(c.train.seed, c.task.seed) for c in runs} == {(0, 0), (1, 1)}

@@ -55,7 +55,7 @@ def train_settings(profile: str) -> dict:
     return dict(TRAIN_QUICK if profile == "quick" else TRAIN_PAPER)
 
 
-# Seeds per cell (model initialisation and data stream): verdicts are judged over them.
+# Seeds per cell (task draw, model initialisation and data stream): verdicts are judged over them.
 SEEDS = {"quick": (0, 1), "paper": (0, 1, 2)}
 
 
@@ -201,7 +201,8 @@ class Pivot:
 
 
 def spec(name: str, base: dict, grid: dict, seeds=(0,), cases=None) -> SweepSpec:
-    return SweepSpec(name=name, base=base, grid=grid, seeds=list(seeds), cases=cases or [{}])
+    """An experiment's sweep: seed s draws task s as well as the initialisation and data order."""
+    return SweepSpec(name=name, base=base, grid=grid, seeds=list(seeds), cases=cases or [{}], seed_task=True)
 
 
 def expand_all(specs: list[SweepSpec]) -> list[RunConfig]:

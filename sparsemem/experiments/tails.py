@@ -24,7 +24,8 @@ from .base import (
     truth_label,
 )
 from .floors import FloorSpec
-from .toy import T, base, cell, floor_gap, gain_text, heads_1d
+from .rules import compared, reproduces, reproduces_bound, reproduces_floor, solved
+from .toy import T, base, cell, floor_gap, heads_1d
 
 
 def kernel_spec(name: str, profile: str, kernels: list, rpes: list[str]):
@@ -75,27 +76,81 @@ def kernel_figure(res: Results, path: str, panels: list[tuple[str, dict]], rpes:
     save_figure(fig, path)
 
 
+TAU_4A = 1e-5  # the paper's own bar for one log head; float32 training reaches 1e-7 and below here
+TAU_4B = 1e-7  # the paper's own bar for one lin head at beta = 5; below the residual-only level (4b notes)
+
+
+def cells(res: Results, rpe: str, where: Optional[dict] = None, metric: str = "val_rel") -> dict:
+    """{H: Spread} for an RPE over the heads run."""
+    Hs = sorted({r["config"]["model"]["heads"] for r in res.rows})
+    return {H: res.spread(metric, {"model.rpe": rpe, "model.heads": H, **(where or {})}) for H in Hs}
+
+
+def heads_to_solve(by_h: dict, tau: float) -> Optional[int]:
+    """The fewest heads whose cell is solved for every seed; None where no H is."""
+    return next((H for H, c in sorted(by_h.items()) if solved(c, tau) is True), None)
+
+
+def one_head_rule(res: Results, good: str, bad: str, tau: float, where: Optional[dict] = None):
+    """The tail claims: one head of the `good` RPE type solves the kernel and one head of the `bad` type
+    does not. Returns (truth, text, compared entries, the per-RPE cells)."""
+    got = {r: cells(res, r, where) for r in (good, bad)}
+    g1, b1 = got[good].get(1), got[bad].get(1)
+    if g1 is None or b1 is None:
+        return None, "incomplete", [], got
+    truth = all_of(solved(g1, tau), b1 > tau)
+    need = heads_to_solve(got[bad], tau)
+    text = (
+        f"{good}, 1 head: {fmt_spread(g1)}; {bad}, 1 head: {fmt_spread(b1)}; {bad} best over H: "
+        f"{fmt_spread(min_of(got[bad].values()))}; {bad} solves (<= {fmt(tau)}, every seed) from "
+        + (f"H = {need}" if need else "no H run")
+    )
+    entries = [
+        compared(f"{good} H=1", g1),
+        compared(f"{bad} H=1", b1),
+        compared(f"{bad} best", min_of(got[bad].values())),
+    ]
+    return truth, text, entries, got
+
+
 def analyse_4a(res: Results):
     table = kernel_table(res, "rho(t) = t^-0.5: MSE (relative MSE), FFN-free, DP-free", ["log", "lin"], "power:0.5")
-    log1 = res.spread("val_rel", {"model.rpe": "log", "model.heads": 1})
-    lin_best = min_of(res.spread("val_rel", {"model.rpe": "lin", "model.heads": H}) for H in heads_1d("paper"))
-    if log1 is None or lin_best is None:
+    holds, ours, entries, got = one_head_rule(res, "log", "lin", TAU_4A)
+    if holds is None:
         return [table], Verdict(None, "incomplete")
-    holds = all_of(log1 <= 1e-4, lin_best >= 100 * log1)
-    ours = (
-        f"log, 1 head: {fmt_spread(log1)}; lin, best over H <= 64: {fmt_spread(lin_best)} "
-        f"({gain_text(lin_best / log1)} worse)"
-    )
     detail = (
         "A log-RPE head's kernel is exactly a normalized power law, so one head represents t^-0.5; "
-        "lin heads are sums of exponentials and need many heads for a heavy tail (Thm 5.1)."
+        "lin heads are sums of exponentials and need more heads for a heavy tail (Thm 5.1)."
     )
     detail += floor_gap(res, "kernel", "power:0.5", ["log", "lin"])
-    return [table], Verdict(holds, ours, detail)
+    mse = {r: cells(res, r, metric="val_loss") for r in ("log", "lin")}
+    lin_best = min_of(mse["lin"].values())
+    reproduced = all_of(reproduces_bound(mse["log"].get(1), 1e-5), reproduces_floor(lin_best, 0.19))
+    verdict = Verdict(holds, ours, detail, scope="paper's RPE family: log", tau=TAU_4A, compared=entries)
+    verdict.paper_number = "log, 1 head: MSE < 1e-5; lin, up to 64 heads: 0.19"
+    verdict.ours_number = (
+        f"log, 1 head: MSE {fmt_spread(mse['log'].get(1))}; lin, best over H: MSE {fmt_spread(lin_best)}"
+    )
+    verdict.reproduced = reproduced
+    verdict.paper_vs_ours = (
+        f"One log head reaching MSE < 1e-5 is reproduced ({fmt_spread(mse['log'].get(1))}); lin staying near 0.19 "
+        f"with up to 64 heads is {'reproduced' if reproduced is True else 'not reproduced'}: our lin heads reach "
+        f"MSE {fmt_spread(lin_best)} (one order of magnitude below 0.19 or more counts as not reproduced)."
+    )
+    return [table], verdict
+
+
+def residual_only(kernel: str, length: int = T) -> float:
+    """The relative MSE of a model whose attention outputs nothing (only the residual's lag 0, weighted
+    rho(0)): sum_{s >= 1} rho(s)^2 / sum_s rho(s)^2 for i.i.d. unit-variance tokens."""
+    from ..tasks.kernel import kernel_values
+
+    rho = kernel_values(kernel, length)
+    return float((rho[1:] ** 2).sum() / (rho**2).sum())
 
 
 def analyse_4b(res: Results):
-    tables, parts, verdicts, numbers = [], [], [], {}
+    tables, parts, judged = [], [], {}
     for beta in ("5", "0.5"):
         where = {"task.kernels": [f"exp:{beta}"]}
         tables.append(
@@ -107,24 +162,19 @@ def analyse_4b(res: Results):
                 where,
             )
         )
-        lin1 = res.spread("val_rel", {"model.rpe": "lin", "model.heads": 1, **where})
-        log_best = min_of(
-            res.spread("val_rel", {"model.rpe": "log", "model.heads": H, **where}) for H in heads_1d("paper")
-        )
-        if lin1 is None or log_best is None:
+        truth, text, entries, got = one_head_rule(res, "lin", "log", TAU_4B, where)
+        if truth is None:
             continue
-        ok = all_of(lin1 <= 1e-5, log_best >= 10 * lin1)
-        verdicts.append(ok)
-        numbers[beta] = (
-            f"lin 1 head {fmt_spread(lin1)}, log best {fmt_spread(log_best)} ({gain_text(log_best / lin1)} worse)",
-            ok,
-        )
-        parts.append(f"beta={beta}: {numbers[beta][0]} -> {truth_label(ok)}")
-    holds = verdicts[0] if verdicts else None  # the paper's beta = 5 decides; 0.5 is reported beside it
+        judged[beta] = (truth, entries, got)
+        parts.append(f"beta={beta}: {text}; residual only {fmt(residual_only(f'exp:{beta}'))} -> {truth_label(truth)}")
+    if "5" not in judged:
+        return tables, Verdict(None, "; ".join(parts) or "incomplete")
+    holds, entries, got = judged["5"]  # the paper's beta = 5 decides; 0.5 is reported beside it
+    base_rel = residual_only("exp:5")
     detail = (
-        "At beta = 5 the kernel is nearly a delta at lag 0 (rho(1) = 0.0067), which the residual path "
-        "carries for every RPE type, so a log-RPE model only has to fit a tiny tail; beta = 0.5 tests "
-        "the light-tail claim itself."
+        f"At beta = 5 the kernel is nearly a delta at lag 0 (rho(1) = 0.0067): the residual path carries lag 0 "
+        f"for every RPE type, and a model whose attention outputs nothing already has relative MSE "
+        f"{fmt(base_rel)}; what the heads add is the tail below that."
     )
     for beta in ("5", "0.5"):
         gap = floor_gap(
@@ -132,14 +182,26 @@ def analyse_4b(res: Results):
         )
         detail += f" beta = {beta}:{gap}" if gap else ""
     diagnostic = ""
-    if "0.5" in numbers:  # the explanation: at a tail that is not a near-delta the claim holds
+    if "0.5" in judged:  # the explanation: at a tail that is not a near-delta the claim holds
         diagnostic = diagnosis(
-            "that at beta = 0.5, a light tail without the near-delta at lag 0, the rule holds (one lin head <= "
-            "1e-5 and >= 10x better than the best log cell)",
-            f"at beta = 0.5 {numbers['0.5'][0]}",
-            numbers["0.5"][1],
+            f"that at beta = 0.5, a light tail without the near-delta at lag 0, one lin head solves the kernel "
+            f"(<= {fmt(TAU_4B)}) and one log head does not",
+            parts[-1],
+            judged["0.5"][0],
         )
-    return tables, Verdict(holds, "; ".join(parts) or "incomplete", detail, diagnostic)
+    mse_log = min_of(cells(res, "log", {"task.kernels": ["exp:5"]}, "val_loss").values())
+    mse_lin1 = cells(res, "lin", {"task.kernels": ["exp:5"]}, "val_loss").get(1)
+    verdict = Verdict(holds, "; ".join(parts), detail, diagnostic, "paper's RPE family: lin", TAU_4B, compared=entries)
+    verdict.paper_number = "lin, 1 head: MSE < 1e-7; log, up to 64 heads: 5.3e-4"
+    verdict.ours_number = f"lin, 1 head: MSE {fmt_spread(mse_lin1)}; log, best over H: MSE {fmt_spread(mse_log)}"
+    verdict.reproduced = all_of(reproduces_bound(mse_lin1, 1e-7), reproduces(mse_log, 5.3e-4))
+    word = lambda t: {True: "reproduced", False: "not reproduced"}.get(t, "not decided over seeds")  # noqa: E731
+    verdict.paper_vs_ours = (
+        f"One lin head below MSE 1e-7 is {word(reproduces_bound(mse_lin1, 1e-7))} (ours {fmt_spread(mse_lin1)}); "
+        f"the paper's log level 5.3e-4 is {word(reproduces(mse_log, 5.3e-4))} (ours {fmt_spread(mse_log)}), and "
+        f"5.3e-4 lies above what attention that outputs nothing gives (relative MSE {fmt(base_rel)})."
+    )
+    return tables, verdict
 
 
 EXP_4A = Experiment(

@@ -5,7 +5,7 @@ when it fails for every pairing, and is inconclusive otherwise."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 
@@ -185,10 +185,37 @@ class Verdict:
     ours: str  # our numbers, one line
     detail: str = ""  # why, in a sentence or two
     diagnostic: str = ""  # a run that tests the explanation in `detail`: what it predicts, measured, outcome
+    scope: str = ""  # the RPEs the verdict rests on ("paper's RPE family: lin", "learned only")
+    tau: Optional[float] = None  # the solved level (relative MSE) the rules used
+    paper_number: str = ""  # the paper's number or pattern for this claim
+    ours_number: str = ""  # ours at the same cell
+    reproduced: object = None  # does ours reproduce the paper's number (three-way over seeds; None: no number)
+    paper_vs_ours: str = ""  # one sentence on what is and is not reproduced
+    compared: list = field(default_factory=list)  # the numbers the rules compared (rules.compared)
 
     @property
     def label(self) -> str:
-        return truth_label(self.holds)
+        """The verdict, with its scope where it holds only outside the paper's RPE family."""
+        base = truth_label(self.holds)
+        return f"{base} ({self.scope})" if self.holds is True and self.scope.endswith(" only") else base
+
+    def record(self) -> dict:
+        """The machine-readable verdict (verdicts.json)."""
+        truth = lambda t: None if t is None else truth_label(t)  # noqa: E731
+        return {
+            "verdict": self.label,
+            "truth": truth(self.holds),
+            "scope": self.scope,
+            "tau": self.tau,
+            "paper_number": self.paper_number,
+            "ours_number": self.ours_number,
+            "reproduced": None
+            if self.reproduced is None
+            else {True: "yes", False: "no"}.get(self.reproduced, "inconclusive"),
+            "paper_vs_ours": self.paper_vs_ours,
+            "compared": self.compared,
+            "ours": self.ours,
+        }
 
 
 def fmt(v: Optional[float]) -> str:

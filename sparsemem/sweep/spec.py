@@ -9,6 +9,7 @@
       - {model.layers: 1, model.heads: 8}
       - {model.layers: 2, model.heads: 4}
     seeds: [0, 1]                                     # train.seed values
+    seed_task: true                                   # seed s also sets task.seed = s (default false)
 
 Every expanded run is a full :class:`RunConfig`, keyed by its config hash.
 """
@@ -37,6 +38,9 @@ class SweepSpec(_Strict):
     grid: dict[str, list] = Field(default_factory=dict)
     cases: list[dict[str, Any]] = Field(default_factory=lambda: [{}])
     seeds: list[Annotated[Int, Field(ge=0, le=SEED_MAX)]] = Field(default_factory=lambda: [0])
+    # seed s also draws task s (task.seed: readout weights, nested-lag tables, validation set), so that the
+    # spread over seeds covers the task draw as well as the initialisation and data order
+    seed_task: bool = False
 
     @field_validator("grid")
     @classmethod
@@ -67,9 +71,10 @@ class SweepSpec(_Strict):
             for values in itertools.product(*(self.grid[k] for k in keys)):
                 for seed in self.seeds:
                     # a grid or case over train.seed wins over `seeds`
-                    items = {"train.seed": seed, **case, **dict(zip(keys, values))}
+                    seeded = {"train.seed": seed, **({"task.seed": seed} if self.seed_task else {})}
+                    items = {**seeded, **case, **dict(zip(keys, values))}
                     overrides = [_override(k, v) for k, v in items.items()]
-                    label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in items.items() if k != "train.seed")
+                    label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in items.items() if k not in seeded)
                     cfg = RunConfig.from_dict(base, overrides)
                     runs.append(cfg.model_copy(update={"name": f"{self.name}/{label or 'base'}/s{seed}"}))
         return unique_by_hash(runs)
