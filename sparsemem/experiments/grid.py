@@ -63,13 +63,28 @@ def hm_spec(name: str, profile: str, task: dict, model: Optional[dict] = None, r
     )
 
 
-def floor_specs(quantity: str, target: str):
-    """The floors of every fixed-shape RPE label for H up to the profile's largest."""
+def floor_specs(quantity: str, *targets: str):
+    """The floors of every fixed-shape RPE label for H up to the profile's largest, for each target."""
 
     def specs(profile: str) -> list[FloorSpec]:
-        return [FloorSpec(quantity, target, rpe, grid_hm(profile)[0][-1], T) for rpe in FIT_LABELS]
+        return [FloorSpec(quantity, t, rpe, grid_hm(profile)[0][-1], T) for t in targets for rpe in FIT_LABELS]
 
     return specs
+
+
+def reading_table(res: Results, quantity: str, ours: str, other: str, what: str) -> Table:
+    """The index reading: the paper's x_i read as lag T - i (ours) against as lag i (the other reading), by
+    the best fits found for each fixed-shape RPE at each H (upper bounds on the optimum)."""
+    Hs, _ = grid_of(res)
+    rows = [[H] + [fmt(res.floor(quantity, t, r, H)) for r in FIT_LABELS for t in (ours, other)] for H in Hs]
+    header = ["H"] + [f"{r}: {name}" for r in FIT_LABELS for name in ("lags T - i (ours)", "lags i")]
+    return Table(
+        f"Index reading: the paper writes x_48, x_56, x_99 of x_1..x_1000 read at the last position; we read "
+        f"x_i as lag 1000 - i (lags 952, 944, 901). Best {what} found under either reading ({quantity} "
+        f"floors; 0 = every token read exactly, relative to Var(y) for kernels: MSE)",
+        header,
+        rows,
+    )
 
 
 def value(res: Results, rpe: str, H: int, m: int, metric: str = "val_rel", attention: str = "dp_free"):

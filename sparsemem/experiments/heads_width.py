@@ -21,12 +21,13 @@ from .grid import (
     hm_spec,
     hm_table,
     hm_tables,
+    reading_table,
     rpe_where,
     value,
     variants_line,
 )
 from .rules import TAU
-from .toy import LAG_1, LAGS_3, gain_text
+from .toy import LAG_1, LAGS_3, OTHER_LAG_1, OTHER_LAGS_3, gain_text
 
 
 # -- 1b ------------------------------------------------------------------------
@@ -44,6 +45,9 @@ def analyse_1b(res: Results):
             "(one head with distinct weights on the three lags carries all three Boolean "
             "tokens), so trained cells may sit below it",
         )
+    )
+    tables.append(
+        reading_table(res, "extraction", lags_target(LAGS_3), lags_target(OTHER_LAGS_3), "extraction of three tokens")
     )
     best = {rpe: gains(res, rpe, *grid_of(res))["best"] for rpe in PAPER_RPES}
     ours = "best relative MSE per RPE: " + ", ".join(f"{k} {fmt_spread(v)}" for k, v in best.items())
@@ -95,7 +99,7 @@ EXP_1B = Experiment(
     specs=lambda p: [hm_spec("1b", p, TASK_1B)],
     analyse=analyse_1b,
     figure=lambda res, path: hm_figure(res, path, "1b: relu readout of lags 952, 944, 901"),
-    floors=floor_specs("extraction", lags_target(LAGS_3)),
+    floors=floor_specs("extraction", lags_target(LAGS_3), lags_target(OTHER_LAGS_3)),
 )
 
 
@@ -130,6 +134,7 @@ def analyse_2a(res: Results):
             "affine in x_901, so this is the relative MSE of a linear readout)",
         )
     )
+    tables.append(reading_table(res, "extraction", lags_target(LAG_1), lags_target(OTHER_LAG_1), "extraction of x_99"))
     detail = (
         "With x in {+-1}, any f(x_99) is affine in x_99 (two points), so once a head extracts the lag "
         "the readout needs no width; the error left is the attention's, which more heads reduce."
@@ -205,6 +210,8 @@ def analyse_2b(res: Results):
             metric="val_loss",
         )
     )
+    other = "deltas:" + "+".join(str(t) for t in OTHER_LAGS_3)
+    tables.append(reading_table(res, "kernel", SUM_KERNEL_2B, other, "fit of the sum kernel"))
     detail = (
         "A learned per-distance bias lets one head spread its weight over the three lags, so the sum "
         "is within one head's reach; the best fits found for lin and log heads stay near Var(y) = 3 at every H "
@@ -253,7 +260,7 @@ EXP_2A = Experiment(
     specs=specs_2a,
     analyse=analyse_2a,
     figure=lambda res, path: hm_figure(boolean_only(res), path, "2a: relu readout of lag 901"),
-    floors=floor_specs("extraction", lags_target(LAG_1)),
+    floors=floor_specs("extraction", lags_target(LAG_1), lags_target(OTHER_LAG_1)),
 )
 
 EXP_2B = Experiment(
@@ -261,5 +268,5 @@ EXP_2B = Experiment(
     specs=lambda p: [hm_spec("2b", p, TASK_2B)],
     analyse=analyse_2b,
     figure=lambda res, path: hm_figure(res, path, "2b: sum of lags 952, 944, 901"),
-    floors=floor_specs("kernel", SUM_KERNEL_2B),
+    floors=floor_specs("kernel", SUM_KERNEL_2B, "deltas:" + "+".join(str(t) for t in OTHER_LAGS_3)),
 )

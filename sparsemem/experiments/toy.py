@@ -17,6 +17,9 @@ from .base import Pivot, Results, Spread, fmt, fmt_spread, train_settings
 T = 1000
 LAGS_3 = [952, 944, 901]  # x_48, x_56, x_99
 LAG_1 = [901]  # x_99
+# The other reading of the paper's indices: x_i as lag i (the memory i steps back), for the report's table
+OTHER_LAGS_3 = [48, 56, 99]
+OTHER_LAG_1 = [99]
 DIM = 64
 
 
