@@ -136,21 +136,27 @@ def test_figures_draw_the_spread_across_seeds():
     plt.close(fig)
 
 
-@pytest.mark.parametrize("wide_helps,outcome", [(True, "confirmed"), (False, "refuted")])
-def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, wide_helps, outcome):
-    """2a's explanation (a Boolean token's readout is affine) is tested by the same target on uniform tokens;
-    the diagnostic's runs stay out of the paper setting's cells and verdict."""
+@pytest.mark.parametrize("at_share,outcome", [(1.0, "confirmed"), (0.5, "refuted")])
+def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, at_share, outcome):
+    """2a's diagnostic (the narrowest FFN ends affine on uniform tokens) predicts each m = 16 cell at the
+    non-affine share of Var(y) of its task draw; the diagnostic's runs stay out of the paper setting's
+    cells and verdict, and the verdict states f's two values on +-1."""
+    from sparsemem.experiments.affine import nonaffine_share, two_values
 
     def value_of(c):
         if c.task.input.kind == "uniform":
-            return 1e-1 if c.model.ffn_width == 16 or not wide_helps else 1e-3
+            task = c.to_dict()["task"]
+            return at_share * nonaffine_share(task) if c.model.ffn_width == 16 else 1e-3
         return 0.5
 
     with Store(tmp_path / "r.db") as store:
         fill(store, "2a", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
-    assert verdict.label == "does not hold" and "m=16 1 -> m=256 1" in verdict.ours  # the Boolean cells alone
+    assert verdict.label == "does not hold" and "m=16 0.5 -> m=256 0.5" not in verdict.ours  # MSE = 2 val_rel
+    assert "m=16 1 -> m=256 1" in verdict.ours  # the Boolean cells alone
     assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
+    a, b = two_values({**EXPERIMENTS["2a"].make_specs("quick")[0].base["task"], "seed": 1})
+    assert f"f(+1) = {a:.3g}, f(-1) = {b:.3g} for task seed 1" in verdict.detail
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report
 
@@ -194,21 +200,23 @@ def test_still_falling_over_seeds():
     assert still_falling([None, [(2000, 0.1)]]) is None  # no curve long enough to judge
 
 
-@pytest.mark.parametrize("log_half,outcome", [(1e-2, "confirmed"), (1e-12, "refuted")])
-def test_4b_diagnostic_is_the_light_tail_at_beta_half(tmp_path, log_half, outcome):
-    """4b's explanation (beta = 5 is nearly a delta at lag 0) is tested at beta = 0.5: the rule there
-    decides the diagnostic, the paper's beta = 5 the verdict."""
+@pytest.mark.parametrize("log_tail,outcome", [(1e-2, "confirmed"), (1e-12, "refuted")])
+def test_4b_diagnostic_removes_the_lag_zero_path(tmp_path, log_tail, outcome):
+    """4b's explanation (at beta = 5 the residual carries the near-delta at lag 0) is tested on the same
+    kernel with rho(0) = 0; the paper's beta = 5 decides the verdict: one log head solves it too (a tie)."""
+    from sparsemem.experiments.tails import EXP5_TAIL
 
     def value_of(c):
         if c.model.rpe == "lin":
             return 1e-12 if c.model.heads == 1 else 1e-9
-        return 5e-12 if c.task.kernels == ["exp:5"] else log_half
+        return log_tail if c.task.kernels == [EXP5_TAIL] else 5e-12
 
     with Store(tmp_path / "r.db") as store:
         fill(store, "4b", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4b"]
-    assert verdict.label == "does not hold", verdict.ours  # beta = 5: log only 10x worse for no pairing
-    assert "at beta = 0.5" in verdict.diagnostic and verdict.diagnostic.endswith(outcome), verdict.diagnostic
+    assert verdict.label == "does not hold", verdict.ours  # beta = 5: one log head solves it as well
+    assert "rho(0) = 0" in verdict.diagnostic and verdict.diagnostic.endswith(outcome), verdict.diagnostic
+    assert "residual only 4.54e-05" in verdict.ours  # what attention that outputs nothing leaves at beta = 5
 
 
 @pytest.mark.parametrize(
