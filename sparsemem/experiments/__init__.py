@@ -2,6 +2,7 @@
 
 from .base import PROFILES, Experiment, Results, Table, Verdict, expand_all
 from .dp_fixed import EXP_3A
+from .forensics import EXP_FORENSICS
 from .heads_width import EXP_1B, EXP_2A, EXP_2B
 from .lengthgen import EXP_LENGTH
 from .memory import EXP_MEMORY
@@ -22,6 +23,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         EXP_4A,
         EXP_4B,
         EXP_LENGTH,
+        EXP_FORENSICS,
         EXP_MEMORY,
         EXP_SCALING,
         EXP_1A_TEXT,
@@ -36,7 +38,7 @@ GROUPS = {
     "text": ["1a_text", "3b_text"],
 }
 # what `sparsemem reproduce` runs when no experiment is named
-DEFAULT_EXPERIMENTS = GROUPS["paper"] + ["length_gen"]
+DEFAULT_EXPERIMENTS = GROUPS["paper"] + ["length_gen", "forensics"]
 
 __all__ = [
     "DEFAULT_EXPERIMENTS",

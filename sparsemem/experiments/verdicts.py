@@ -192,10 +192,13 @@ class Verdict:
     reproduced: object = None  # does ours reproduce the paper's number (three-way over seeds; None: no number)
     paper_vs_ours: str = ""  # one sentence on what is and is not reproduced
     compared: list = field(default_factory=list)  # the numbers the rules compared (rules.compared)
+    judged: bool = True  # False: the experiment judges no claim (forensics), it only reports
 
     @property
     def label(self) -> str:
         """The verdict, with its scope where it holds only outside the paper's RPE family."""
+        if not self.judged:
+            return "no claim judged"
         base = truth_label(self.holds)
         return f"{base} ({self.scope})" if self.holds is True and self.scope.endswith(" only") else base
 
