@@ -37,8 +37,9 @@ def seeds_line(found: dict) -> str:
         cells: dict = {}
         for r in done:
             cfg = {k: v for k, v in r["config"].items() if k != "name"}  # the name carries the seed
-            train = {k: v for k, v in cfg.get("train", {}).items() if k != "seed"}
-            key = json.dumps({**cfg, "train": train}, sort_keys=True)
+            # a cell is a config up to its seed: train.seed, and task.seed where the seed draws the task
+            unseeded = {part: {k: v for k, v in cfg.get(part, {}).items() if k != "seed"} for part in ("train", "task")}
+            key = json.dumps({**cfg, **unseeded}, sort_keys=True)
             cells[key] = cells.get(key, 0) + 1
         steps = sorted({r["config"]["train"]["steps"] for r in done})
         vals = sorted({r["config"]["train"]["val_samples"] for r in done})
@@ -159,7 +160,8 @@ def build_report(
         header += [
             "",
             "One AdamW setting for every toy cell (the paper does not give its own): "
-            + ", ".join(f"{k} {v}" for k, v in tr.items())
+            + ", ".join(f"{k} {v}" for k, v in tr.items() if k not in ("steps", "val_samples", "eval_every"))
+            + "; steps and validation samples per experiment as in the next line"
             + "; betas (0.9, 0.999), no weight decay, "
             "D = 64, T = 1000 for the toy experiments.",
         ]

@@ -323,3 +323,25 @@ def test_3b_sets_dp_free_models_against_the_stored_linear_floor(tmp_path, free, 
         store.add_computed("3b_synthetic", floors.compute_rows(EXPERIMENTS["3b_synthetic"].floors("quick")))
     verdict = build_report(tmp_path / "r.db", tmp_path / "b")["3b_synthetic"]
     assert "relative MSE 0.52" in verdict.detail and want in verdict.detail and verdict.holds is True
+
+
+def test_verdicts_json_beside_the_report(tmp_path):
+    """verdicts.json: per experiment the verdict, its RPE scope, tau, the compared numbers with their range
+    over seeds, the paper's number and whether ours reproduces it; the summary table says the same."""
+    import json
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "4a", fake_4a(1e-7, 1e-4))
+        fill(store, "2b", lambda c: 1e-1 / c.model.heads if c.model.rpe == "learned" else 1.0)
+    build_report(tmp_path / "r.db", tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "verdicts.json").read_text())
+    four, two = data["experiments"]["4a"], data["experiments"]["2b"]
+    assert four["verdict"] == "holds" and four["scope"] == "paper's RPE family: log" and four["tau"] == 1e-5
+    assert four["reproduced"] == "no"  # lin reaches MSE 2e-4 at H = 64, far below the paper's 0.19
+    assert {c["name"] for c in four["compared"]} == {"log H=1", "lin H=1", "lin best"}
+    assert all({"median", "lo", "hi", "seeds"} <= set(c) for c in four["compared"])
+    assert two["verdict"] == "does not hold" and two["truth"] == "does not hold"  # 1e-1 -> 1/640: under 100x
+    assert two["paper_number"].startswith("MSE 1.16 -> 1e-6") and two["reproduced"] == "no"
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |" in report
+    assert "- Paper vs ours: " in report and "Seeds per cell: 2a" not in report and "4a 2 (steps 2000, validation 2000)" in report

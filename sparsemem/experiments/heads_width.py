@@ -39,7 +39,8 @@ def analyse_1b(res: Results):
             res,
             "extraction",
             lags_target(LAGS_3),
-            "1b: best trained relative MSE over m beside the extraction floor of lags 952, 944, "
+            "1b: best trained relative MSE over m beside the best extraction found (an upper bound on the "
+            "optimum) of lags 952, 944, "
             "901 (mean over the lags of the error of reading each token linearly from H heads; "
             "1 = nothing read; learned: H heads read min(H, 3) of the tokens exactly, in the "
             "limit of large biases). The floor is for a linear reading: an FFN can decode more "
@@ -130,7 +131,8 @@ def analyse_2a(res: Results):
             res,
             "extraction",
             lags_target(LAG_1),
-            "2a: best trained relative MSE over m beside the linear-readout floor of lag 901 "
+            "2a: best trained relative MSE over m beside the best linear extraction found (an upper bound on "
+            "the optimum) of lag 901 "
             "(the error of reading x_901 linearly from H heads; with Boolean tokens f is "
             "affine in x_901, so this is the relative MSE of a linear readout)",
         )
@@ -217,7 +219,7 @@ def floor_note_2b(res: Results) -> str:
     return (
         f" lin and log cells (either sign) stay at or above the best linear readout of their heads (closest: "
         f"{closest[1]} H={closest[2]} at {closest[0]:.3g}x its {fmt(closest[3])}), which itself stays near "
-        "Var(y) = 3: their kernels cannot single out lags near 900 (see head_scaling)."
+        "Var(y) = 3 (best fits found, see head_scaling)."
     )
 
 
@@ -228,7 +230,7 @@ def analyse_2b(res: Results):
             res,
             "kernel",
             SUM_KERNEL_2B,
-            "2b: best trained MSE over m against the optimal fit of the kernel 1{s in {952, 944, "
+            "2b: best trained MSE over m against the best fit found of the kernel 1{s in {952, 944, "
             "901}} by H heads (the floor of a linear readout; Var(y) = 3; a learned bias carries "
             "the sum with one head: 0, in the limit of large biases)",
             metric="val_loss",

@@ -89,11 +89,11 @@ def floor_gap(
                 below.append(f"{rpe} H={H}")
             gaps.append((got / max(fl, 1e-12), rpe, H))  # floors below 1e-12 are float noise
     if below:
-        return f" Trained MSE below the optimal floor at {', '.join(below)}: a bug in the fit or the model."
+        return f" Trained MSE below the best fit found at {', '.join(below)}: a bug in the fit or the model."
     if not gaps:
         return ""
     worst = max(gaps)
     return (
-        f" No trained cell beats its optimal floor; the largest optimization gap is {worst[1]} RPE at "
+        f" No trained cell beats the best fit found for it; the largest optimization gap is {worst[1]} RPE at "
         f"H={worst[2]} ({worst[0]:.2g}x the floor, floors taken as at least 1e-12)."
     )
