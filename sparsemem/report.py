@@ -28,7 +28,8 @@ RULES_LINE = (
 
 
 def seeds_line(found: dict) -> str:
-    """Per experiment: seeds per cell, steps and validation samples its runs really used."""
+    """Per experiment: seeds per cell, steps and validation samples its runs really used, and whether the
+    seeds drew the task too (a store written before they did holds one task draw for every seed)."""
     parts = []
     for name, (_, res, _, _) in found.items():
         done = [r for r in res.rows if r["status"] in ("done", "diverged")]
@@ -44,9 +45,10 @@ def seeds_line(found: dict) -> str:
         steps = sorted({r["config"]["train"]["steps"] for r in done})
         vals = sorted({r["config"]["train"]["val_samples"] for r in done})
         counts = sorted(set(cells.values()))
+        drawn = any(r["config"].get("task", {}).get("seed", 0) != r["config"]["train"]["seed"] for r in done)
         parts.append(
             f"{name} {'/'.join(map(str, counts))} (steps {'/'.join(map(str, steps))}, "
-            f"validation {'/'.join(map(str, vals))})"
+            f"validation {'/'.join(map(str, vals))}, {'one task draw' if drawn else 'seed s draws task s'})"
         )
     return "; ".join(parts) or "none"
 

@@ -344,4 +344,8 @@ def test_verdicts_json_beside_the_report(tmp_path):
     assert two["paper_number"].startswith("MSE 1.16 -> 1e-6") and two["reproduced"] == "no"
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |" in report
-    assert "- Paper vs ours: " in report and "Seeds per cell: 2a" not in report and "4a 2 (steps 2000, validation 2000)" in report
+    assert (
+        "- Paper vs ours: " in report
+        and "Seeds per cell: 2a" not in report
+        and "4a 2 (steps 2000, validation 2000, seed s draws task s)" in report
+    )
