@@ -27,6 +27,14 @@ RULES_LINE = (
 )
 
 
+QUICK_LINE = (
+    "The quick profile trains 2,000 steps where the paper's trains 10,000: a cell still above tau here may "
+    "reach it with more steps, so a verdict that rests on an unsolved cell (1b, 3a: the best learned cells; 1a: "
+    "which arm gets there first) is a verdict about 2,000 steps and may differ in the paper profile "
+    "(docs/reproduction.md sets the two side by side)."
+)
+
+
 def seeds_line(found: dict) -> str:
     """Per experiment: seeds per cell, steps and validation samples its runs really used, and whether the
     seeds drew the task too (a store written before they did holds one task draw for every seed)."""
@@ -51,6 +59,15 @@ def seeds_line(found: dict) -> str:
             f"validation {'/'.join(map(str, vals))}, {'one task draw' if drawn else 'seed s draws task s'})"
         )
     return "; ".join(parts) or "none"
+
+
+def span_text(found: dict) -> str:
+    """From the first run's start to the last run's finish, over every leg that trained the store."""
+    rows = [r for _, res, _, _ in found.values() for r in res.rows if r.get("created") and r.get("updated")]
+    if not rows:
+        return ""
+    span = max(r["updated"] for r in rows) - min(r["created"] for r in rows)
+    return f"; its runs span {span / 3600:.1f} h from the first start to the last finish"
 
 
 def verdicts_json(found: dict, profile: str) -> str:
@@ -146,7 +163,7 @@ def build_report(
         f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with "
         f"`sparsemem report --store {store_path} --out {out_dir}`.",
         f"Machine: {platform.machine()}, {meta.get('device', 'cpu')}, torch {meta.get('torch', '?')}; "
-        f"sweep wall time {meta.get('seconds', '?')} s.",
+        f"sweep wall time {meta.get('seconds', '?')} s (the last leg){span_text(found)}.",
         "",
         "Metric: final validation MSE on a fixed validation set; verdict rules use relative MSE "
         "(MSE / Var(y)); tables show MSE (relative MSE).",
@@ -168,6 +185,8 @@ def build_report(
             "D = 64, T = 1000 for the toy experiments.",
         ]
     header += ["", "Seeds per cell: " + seeds_line(found) + ". " + RULES_LINE]
+    if profile == "quick":
+        header += ["", QUICK_LINE]
     header += ["", "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |"]
     header += ["|---|---|---|---|---|---|---|"]
     for name, (exp, _, _, verdict) in found.items():

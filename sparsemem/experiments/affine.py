@@ -17,13 +17,13 @@ import torch
 
 
 def two_values(task: dict) -> tuple[float, float]:
-    """(f(+1), f(-1)) of a one-lag relu_net task (a task config as a dict)."""
-    from ..config import task_config
-    from ..tasks import make_task
+    """(f(+1), f(-1)) of a one-lag relu_net task (a task config as a dict, as a store keeps it; the readout
+    alone is rebuilt, the way the task draws it from task.seed, so older stores' task schemas read too)."""
+    from ..tasks.readouts import Readout, ReadoutConfig
 
-    t = make_task(task_config(task))
-    f = t.readout(torch.tensor([[1.0], [-1.0]], dtype=torch.float64))
-    return float(f[0]), float(f[1])
+    f = Readout(ReadoutConfig(**task["readout"]), len(task["lags"]), seed=task.get("seed", 0))
+    out = f(torch.tensor([[1.0], [-1.0]], dtype=torch.float64))
+    return float(out[0]), float(out[1])
 
 
 def nonaffine_share(task: dict) -> float:

@@ -59,7 +59,11 @@ def claim_1b(res: Results, verdict: Verdict) -> Verdict:
     verdict.paper_vs_ours = paper_sentence(
         verdict.reproduced,
         f"cell H = {H}, m = {m} solving the task",
-        "Solved cells exist only under " + (", ".join(r for r, t in per.items() if t is True) or "no RPE") + ".",
+        (
+            "Solved cells exist only under " + ", ".join(r for r, t in per.items() if t is True) + "."
+            if any(t is True for t in per.values())
+            else "No RPE has a solved cell."
+        ),
     )
     return verdict
 

@@ -74,7 +74,10 @@ def diagnostic_1b(res: Results, learned) -> str:
     floors = {r: res.floor("extraction", lags_target(LAGS_3), r, Hs[-1]) for r in ("lin", "log")}
     if None in floors.values():
         return ""
-    predicts = f"that the extraction floor of lin and log heads at H={Hs[-1]} stays above 1e-2"
+    predicts = (
+        f"that the best linear extraction found for lin and log heads at H={Hs[-1]} stays above 1e-2 (a best "
+        "fit found bounds the optimum from above only)"
+    )
     measured = ", ".join(f"{r} {fmt(v)}" for r, v in floors.items())
     outcome = all(v > 1e-2 for v in floors.values())
     if learned is not None and (learned <= TAU) is not True:

@@ -77,12 +77,6 @@ def reproduces_bound(ours: Optional[Spread], bound: float):
     return None if ours is None else ours <= bound
 
 
-def reproduces_floor(ours: Optional[Spread], level: float, decades: float = 1.0):
-    """The paper reports a level its cells stay at (0.19 'up to 64 heads'): ours no more than ``decades``
-    orders of magnitude below it, every seed (a higher error reproduces a failure too)."""
-    return None if ours is None else ours >= level / 10**decades
-
-
 def count_cells(pairs, tau: float = TAU, factor: float = 10.0) -> tuple[int, int]:
     """(k, n): of n (small, large) cell pairs, k where ``helps`` holds over every pairing of seeds."""
     known = [(a, b) for a, b in pairs if a is not None and b is not None]
