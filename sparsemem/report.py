@@ -100,7 +100,7 @@ def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
 def build_report(
     store_path: Union[str, Path], out_dir: Union[str, Path], names: Optional[list[str]] = None
 ) -> dict[str, Verdict]:
-    """Write tables/, figures/ and REPORT.md into out_dir; return the verdicts."""
+    """Write tables/, figures/, REPORT.md and verdicts.json into out_dir; return the verdicts."""
     from .preflight import check_writable_dir
 
     out = Path(out_dir)
@@ -113,55 +113,62 @@ def build_report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     profile = meta.get("profile", "unknown")
-    verdicts = {}
-    sections = []
-    for name, (exp, res, tables, verdict) in found.items():
-        verdicts[name] = verdict
-        _write(out / "tables" / f"{name}.md", "\n\n".join(t.markdown() for t in tables) + "\n")
-        for k, t in enumerate(tables, 1):
-            _write(out / "tables" / f"{name}_{k}.csv", t.csv())
-        fig = out / "figures" / f"{name}.png"
-        if res.rows or res.computed:
-            exp.figure(res, str(fig))
-        run_counts = {}
-        for row in res.rows:
-            run_counts[row["status"]] = run_counts.get(row["status"], 0) + 1
-        body = [
-            f"## {name}: {exp.title}",
-            "",
-            f"- Claim: {exp.insight}",
-            f"- Paper: {exp.paper}",
-            f"- Rule: {exp.rule}.",
-            f"- Ours: {verdict.ours}",
-            f"- Verdict: **{verdict.label}**"
-            + (f" (scope: {verdict.scope}; {tau_text(verdict.tau)})" if verdict.tau is not None else "")
-            + f". {verdict.detail}",
-        ]
-        if verdict.paper_vs_ours:
-            body.append(f"- Paper vs ours: {verdict.paper_vs_ours}")
-        if verdict.diagnostic:
-            body.append(f"- Diagnostic: {verdict.diagnostic}.")
-        if exp.notes:
-            body.append(f"- Notes: {exp.notes}")
-        body += [
-            f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
-            f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`",
-            "",
-        ]
-        body += [t.markdown() + "\n" for t in tables]
-        if fig.exists():
-            body.append(f"![{name}](figures/{name}.png)\n")
-        sections.append("\n".join(body))
+    sections = [section(name, *entry, out, profile, meta) for name, entry in found.items()]
+    rebuild = f"`sparsemem report --store {store_path} --out {out_dir}`"
+    header = header_lines(found, meta, counts, profile, Path(store_path).name, rebuild)
+    if failed:
+        header += ["", f"{len(failed)} runs failed; first error lines:"]
+        header += [f"- `{r['name']}`: {(r['error'] or '').strip().splitlines()[-1][:200]}" for r in failed[:10]]
+    _write(out / "REPORT.md", "\n".join(header) + "\n\n" + "\n".join(sections))
+    _write(out / "verdicts.json", verdicts_json(found, profile))
+    return {name: verdict for name, (_, _, _, verdict) in found.items()}
 
+
+def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: str, meta: dict) -> str:
+    """One experiment's part of REPORT.md; writes its tables and figure."""
+    _write(out / "tables" / f"{name}.md", "\n\n".join(t.markdown() for t in tables) + "\n")
+    for k, t in enumerate(tables, 1):
+        _write(out / "tables" / f"{name}_{k}.csv", t.csv())
+    fig = out / "figures" / f"{name}.png"
+    if res.rows or res.computed:
+        exp.figure(res, str(fig))
+    run_counts: dict = {}
+    for row in res.rows:
+        run_counts[row["status"]] = run_counts.get(row["status"], 0) + 1
+    scope = f" (scope: {verdict.scope}; {tau_text(verdict.tau)})" if verdict.tau is not None else ""
+    body = [
+        f"## {name}: {exp.title}",
+        "",
+        f"- Claim: {exp.insight}",
+        f"- Paper: {exp.paper}",
+        f"- Rule: {exp.rule}.",
+        f"- Ours: {verdict.ours}",
+        f"- Verdict: **{verdict.label}**{scope}. {verdict.detail}",
+    ]
+    body += [f"- Paper vs ours: {verdict.paper_vs_ours}"] if verdict.paper_vs_ours else []
+    body += [f"- Diagnostic: {verdict.diagnostic}."] if verdict.diagnostic else []
+    body += [f"- Notes: {exp.notes}"] if exp.notes else []
+    body += [
+        f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
+        f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`",
+        "",
+    ]
+    body += [t.markdown() + "\n" for t in tables]
+    if fig.exists():
+        body.append(f"![{name}](figures/{name}.png)\n")
+    return "\n".join(body)
+
+
+def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str, rebuild: str) -> list[str]:
+    """REPORT.md's head: what ran, how, the rules, and the summary table."""
     header = [
         "# sparsemem: reproduction of Wang and E (NeurIPS 2024), App. H.2",
         "",
         f"Profile **{profile}**"
         + (f" ({meta['profile_reason']})" if meta.get("profile_reason") else "")
-        + f", built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{Path(store_path).name}` "
+        + f", built {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from `{store}` "
         f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}).",
-        f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with "
-        f"`sparsemem report --store {store_path} --out {out_dir}`.",
+        f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with {rebuild}.",
         f"Machine: {platform.machine()}, {meta.get('device', 'cpu')}, torch {meta.get('torch', '?')}; "
         f"sweep wall time {meta.get('seconds', '?')} s (the last leg){span_text(found)}.",
         "",
@@ -181,12 +188,10 @@ def build_report(
             "One AdamW setting for every toy cell (the paper does not give its own): "
             + ", ".join(f"{k} {v}" for k, v in tr.items() if k not in ("steps", "val_samples", "eval_every"))
             + "; steps and validation samples per experiment as in the next line"
-            + "; betas (0.9, 0.999), no weight decay, "
-            "D = 64, T = 1000 for the toy experiments.",
+            + "; betas (0.9, 0.999), no weight decay, D = 64, T = 1000 for the toy experiments.",
         ]
     header += ["", "Seeds per cell: " + seeds_line(found) + ". " + RULES_LINE]
-    if profile == "quick":
-        header += ["", QUICK_LINE]
+    header += ["", QUICK_LINE] if profile == "quick" else []
     header += ["", "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |"]
     header += ["|---|---|---|---|---|---|---|"]
     for name, (exp, _, _, verdict) in found.items():
@@ -195,10 +200,4 @@ def build_report(
             f"{verdict.paper_number or exp.paper} | {verdict.ours_number or verdict.ours} | "
             f"{REPRODUCED.get(verdict.reproduced, 'over seeds: mixed')} |"
         )
-    if failed:
-        header += ["", f"{len(failed)} runs failed; first error lines:"]
-        header += [f"- `{r['name']}`: {(r['error'] or '').strip().splitlines()[-1][:200]}" for r in failed[:10]]
-    text = "\n".join(header) + "\n\n" + "\n".join(sections)
-    _write(out / "REPORT.md", text)
-    _write(out / "verdicts.json", verdicts_json(found, profile))
-    return verdicts
+    return header
