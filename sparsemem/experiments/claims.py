@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .base import Results, Verdict, all_of, any_of, fmt_spread, min_of
 from .grid import PAPER_RPES, RPES, gains, grid_of, rpe_where, value
-from .rules import TAU, beats, compared, helps, no_gain, reproduces, reproduces_bound, scoped, solved, tie
+from .rules import PAPER_FAMILY, TAU, beats, compared, helps, no_gain, reproduces, reproduces_bound, scoped, solved, tie
 
 PAPER_CELL_1B = (32, 256)  # "H = 32, m = 256 suffice" (1b, 3a)
 
@@ -22,7 +22,7 @@ def present(res: Results) -> list[str]:
 
 def family_truth(per: dict):
     """Some RPE of the paper's family reproduces (three-way; None where none was judged)."""
-    fam = [t for r, t in per.items() if r in ("lin", "log") and t is not None]
+    fam = [t for r, t in per.items() if r in PAPER_FAMILY and t is not None]
     return any_of(*fam) if fam else None
 
 
@@ -37,9 +37,9 @@ def judge(verdict: Verdict, per: dict, tau: float, reproduced: dict, paper_numbe
 
 
 def paper_sentence(reproduced, what: str, instead: str) -> str:
-    word = {True: "reproduced", False: "not reproduced"}.get(reproduced, "not decided over seeds")
-    if reproduced is None:
-        word = "not comparable"
+    word = {True: "reproduced", False: "not reproduced", None: "not comparable"}.get(
+        reproduced, "not decided over seeds"
+    )
     return f"The paper's {what}: {word} under the paper's RPE family (lin, log). {instead}".strip()
 
 
@@ -71,7 +71,7 @@ def claim_1b(res: Results, verdict: Verdict) -> Verdict:
 def claim_2a(res: Results, verdict: Verdict) -> Verdict:
     """Raising m helps (>= 10x with the small-m cell unsolved), raising H gives no 2x gain."""
     Hs, ms = grid_of(res)
-    per, rep = {}, {}
+    per, rep, parts = {}, {}, []
     for r in present(res):
         small_m, large_m = value(res, r, Hs[-1], ms[0]), value(res, r, Hs[-1], ms[-1])
         small_h = value(res, r, Hs[0], ms[-1])
@@ -83,11 +83,8 @@ def claim_2a(res: Results, verdict: Verdict) -> Verdict:
             compared(f"{r} H={Hs[-1]} m={ms[-1]}", large_m),
         ]
         verdict.compared += [compared(f"{r} H={Hs[0]} m={ms[-1]}", small_h)]
-    ours = "; ".join(
-        f"{r} MSE m={ms[0]} {fmt_spread(value(res, r, Hs[-1], ms[0], 'val_loss'))} -> m={ms[-1]} "
-        f"{fmt_spread(value(res, r, Hs[-1], ms[-1], 'val_loss'))}"
-        for r in present(res)
-    )
+        parts.append(f"{r} MSE m={ms[0]} {fmt_spread(mse[0])} -> m={ms[-1]} {fmt_spread(mse[1])}")
+    ours = "; ".join(parts)
     judge(verdict, per, TAU, rep, "MSE 0.49 -> 0.002 as m rises; no gain from H", f"at H={Hs[-1]}: {ours}")
     verdict.paper_vs_ours = paper_sentence(
         verdict.reproduced,
@@ -101,7 +98,7 @@ def claim_2a(res: Results, verdict: Verdict) -> Verdict:
 def claim_2b(res: Results, verdict: Verdict) -> Verdict:
     """Raising H helps (>= 100x with the one-head cell unsolved), raising m gives no 2x gain."""
     Hs, ms = grid_of(res)
-    per, rep, notes = {}, {}, []
+    per, rep, notes, parts = {}, {}, [], []
     for r in present(res):
         one, top = value(res, r, Hs[0], ms[0]), value(res, r, Hs[-1], ms[0])
         wide = value(res, r, Hs[-1], ms[-1])
@@ -112,11 +109,8 @@ def claim_2b(res: Results, verdict: Verdict) -> Verdict:
             notes.append(f"{r} already solves it with {Hs[0]} head ({fmt_spread(one)})")
         verdict.compared += [compared(f"{r} H={Hs[0]} m={ms[0]}", one), compared(f"{r} H={Hs[-1]} m={ms[0]}", top)]
         verdict.compared += [compared(f"{r} H={Hs[-1]} m={ms[-1]}", wide)]
-    ours = "; ".join(
-        f"{r} MSE H={Hs[0]} {fmt_spread(value(res, r, Hs[0], ms[0], 'val_loss'))} -> H={Hs[-1]} "
-        f"{fmt_spread(value(res, r, Hs[-1], ms[0], 'val_loss'))}"
-        for r in present(res)
-    )
+        parts.append(f"{r} MSE H={Hs[0]} {fmt_spread(mse_one)} -> H={Hs[-1]} {fmt_spread(mse_top)}")
+    ours = "; ".join(parts)
     judge(verdict, per, TAU, rep, "MSE 1.16 -> 1e-6 as H rises; no gain from m", f"at m={ms[0]}: {ours}")
     verdict.paper_vs_ours = paper_sentence(
         verdict.reproduced,

@@ -177,10 +177,14 @@ def diagnostic_2a(uniform: Results, m: int) -> str:
     """The explanation 'on uniform tokens the narrowest FFN fails by optimisation, not capacity: its
     readout ends affine in x_99 (f = A relu(x) + B relu(-x) needs two units)' predicts that every m = 16
     cell sits at the non-affine share of Var(y) of its task draw (affine.py), within 5%, at every H."""
-    ratios = []
+    ratios, shares = [], {}  # one share per task draw
     for row in uniform.select({"model.ffn_width": m}):
         if row["status"] == "done" and row.get("val_rel") is not None:
-            ratios.append(row["val_rel"] / nonaffine_share(row["config"]["task"]))
+            task = row["config"]["task"]
+            seed = task.get("seed", 0)
+            if seed not in shares:
+                shares[seed] = nonaffine_share(task)
+            ratios.append(row["val_rel"] / shares[seed])
     if not ratios:
         return ""
     close = [abs(r - 1) <= 0.05 for r in ratios]
