@@ -27,12 +27,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     path, overrides = _split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
-    from .preflight import check_runs, check_writable_dir
+    from .plumbing import check_writable_dir
+    from .preflight import check_runs
     from .runfiles import strict_json, summary_line
     from .train import train
 
     check_runs([cfg])
-    check_writable_dir(out, "--out")
+    check_writable_dir(out, "--out", ConfigError)
 
     from .distributed import finish, rank
 
@@ -323,17 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--profile",
-        choices=("auto", "quick", "paper"),
+        choices=("auto", "quick", "paper", "text"),
         default="auto",
-        help="quick: CPU-sized grids and 2000 steps; paper: the paper's grids, 10,000 steps; auto "
+        help="quick: CPU-sized grids and 2000 steps; paper: the paper's grids, 10,000 steps; text: small BPE "
+        "language models for 1a_text and 3b_text on 2 CPU cores, 3 seeds (needs --corpus); auto "
         "(default): paper where the runs go to a CUDA device, quick otherwise",
     )
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default results)")
     _runner_args(p)
     p.add_argument(
         "--corpus",
-        metavar="DIR",
-        help="a folder of text files (or openwebtext) for 1a_text and 3b_text; with it, they run by default too",
+        metavar="NAME|DIR",
+        help="shakespeare (fetched once and split by play), openwebtext or a folder of text files, for 1a_text "
+        "and 3b_text; with it, they run by default too",
     )
     p.add_argument(
         "--device",

@@ -17,7 +17,8 @@ from typing import Optional, Union
 import torch
 
 from .config import ConfigError, RunConfig
-from .preflight import check_runs, check_writable_dir
+from .plumbing import check_writable_dir
+from .preflight import check_runs
 from .runfiles import DamagedFile, _restart, _trim_metrics, _try_resume, _write_text, save_checkpoint, write_final
 from .tasks import make_task
 from .trackers import Trackers
@@ -219,7 +220,7 @@ def train_fleet(
     check_runs(cfgs)
     for d in [fleet_dir, *(out_dirs or [])]:
         if d is not None:
-            check_writable_dir(d, "run folder")
+            check_writable_dir(d, "run folder", ConfigError)
     device = resolve_device(tc.device)
     keep_freed_memory()
     dtype = DTYPES[tc.dtype]

@@ -1,8 +1,10 @@
-"""Small pieces several layers share: atomic writes, the concrete device, de-duplication by config hash."""
+"""Small pieces several layers share: atomic writes, a writable-folder check, the concrete device,
+de-duplication by config hash."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Union
 
@@ -39,3 +41,26 @@ def unique_by_hash(configs: Iterable) -> list:
             seen.add(h)
             out.append(cfg)
     return out
+
+
+def check_writable_dir(path: Union[str, Path], what: str, error: type) -> None:
+    """``path`` is a folder that exists and takes new files, or one that can be made: else ``error``.
+
+    Probes the nearest existing folder by making and removing one temporary file in it, so a read-only
+    filesystem is caught as well as missing permissions; nothing is left behind.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise error(f"{what} {str(p)!r} is a file, not a folder")
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise error(f"{what} {str(p)!r} cannot be made: {str(probe)!r} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise error(f"{what} {str(p)!r} cannot be written ({str(probe)!r}: {err.strerror or err})") from None

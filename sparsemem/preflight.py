@@ -16,37 +16,12 @@ device's memory (physical RAM on a CPU); SPARSEMEM_MEMORY_LIMIT overrides it
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional
 
 from .config import ConfigError, RunConfig
 
 EVAL_CHUNK = 500  # rows per evaluation forward (train.evaluate)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def check_writable_dir(path: Union[str, Path], what: str, error: type = ConfigError) -> None:
-    """``path`` is a folder that exists and takes new files, or one that can be made: else ``error``.
-
-    Probes the nearest existing folder by making and removing one temporary file in it, so a read-only
-    filesystem is caught as well as missing permissions; nothing is left behind.
-    """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise error(f"{what} {str(p)!r} is a file, not a folder")
-    probe = p
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise error(f"{what} {str(p)!r} cannot be made: {str(probe)!r} is a file")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as err:
-        raise error(f"{what} {str(p)!r} cannot be written ({str(probe)!r}: {err.strerror or err})") from None
 
 
 def check_device(name: str, field: str = "train.device") -> None:

@@ -27,6 +27,16 @@ RULES_LINE = (
 )
 
 
+TEXT_METRIC_LINE = (
+    "Metric: final validation cross-entropy (nats per token) on held-out text; a language model's tables show "
+    "the median and range over seeds, its parameters, tokens seen and seconds."
+)
+TEXT_RULES_LINE = (
+    "An arm beats another when its loss is lower for every pairing of their seeds, loses when it is not lower "
+    "for any pairing, else the comparison is inconclusive (experiments/text.py)"
+)
+
+
 QUICK_LINE = (
     "The quick profile trains 2,000 steps where the paper's trains 10,000: a cell still above tau here may "
     "reach it with more steps, so a verdict that rests on an unsolved cell (1b, 3a: the best learned cells; 1a: "
@@ -54,9 +64,13 @@ def seeds_line(found: dict) -> str:
         vals = sorted({r["config"]["train"]["val_samples"] for r in done})
         counts = sorted(set(cells.values()))
         drawn = any(r["config"].get("task", {}).get("seed", 0) != r["config"]["train"]["seed"] for r in done)
+        text = all(r["config"].get("task", {}).get("kind") == "text" for r in done)
+        draws = (
+            "the same held-out windows for every seed" if text else "one task draw" if drawn else "seed s draws task s"
+        )
         parts.append(
             f"{name} {'/'.join(map(str, counts))} (steps {'/'.join(map(str, steps))}, "
-            f"validation {'/'.join(map(str, vals))}, {'one task draw' if drawn else 'seed s draws task s'})"
+            f"validation {'/'.join(map(str, vals))}, {draws})"
         )
     return "; ".join(parts) or "none"
 
@@ -101,7 +115,8 @@ def build_report(
     store_path: Union[str, Path], out_dir: Union[str, Path], names: Optional[list[str]] = None
 ) -> dict[str, Verdict]:
     """Write tables/, figures/, REPORT.md and verdicts.json into out_dir; return the verdicts."""
-    from .preflight import check_writable_dir
+    from .config import ConfigError
+    from .plumbing import check_writable_dir
 
     out = Path(out_dir)
     with Store(store_path, readonly=True) as store:  # never creates or changes the store
@@ -109,7 +124,7 @@ def build_report(
         found = analyse(store, names)
         counts = store.counts()
         failed = store.rows(status=["failed"])
-    check_writable_dir(out, "--out")  # only after the store read well: a bad store leaves no folders
+    check_writable_dir(out, "--out", ConfigError)  # only after the store read well: a bad store leaves no folders
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     profile = meta.get("profile", "unknown")
@@ -172,7 +187,9 @@ def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str
         f"Machine: {platform.machine()}, {meta.get('device', 'cpu')}, torch {meta.get('torch', '?')}; "
         f"sweep wall time {meta.get('seconds', '?')} s (the last leg){span_text(found)}.",
         "",
-        "Metric: final validation MSE on a fixed validation set; verdict rules use relative MSE "
+        TEXT_METRIC_LINE
+        if profile == "text"
+        else "Metric: final validation MSE on a fixed validation set; verdict rules use relative MSE "
         "(MSE / Var(y)); tables show MSE (relative MSE).",
     ]
     if meta.get("overrides"):
@@ -190,7 +207,10 @@ def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str
             + "; steps and validation samples per experiment as in the next line"
             + "; betas (0.9, 0.999), no weight decay, D = 64, T = 1000 for the toy experiments.",
         ]
-    header += ["", "Seeds per cell: " + seeds_line(found) + ". " + RULES_LINE]
+    header += [
+        "",
+        "Seeds per cell: " + seeds_line(found) + ". " + (TEXT_RULES_LINE if profile == "text" else RULES_LINE),
+    ]
     header += ["", QUICK_LINE] if profile == "quick" else []
     header += ["", "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |"]
     header += ["|---|---|---|---|---|---|---|"]

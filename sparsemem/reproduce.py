@@ -62,7 +62,8 @@ def reproduce(
     check_runner_args(workers, backend, fleet, fleet_size, compile)
     device = concrete_device(device)  # so a CPU machine's runs keep the hashes of --device cpu
     profile, why = resolve_profile(profile, device)
-    names = list(names or (DEFAULT_EXPERIMENTS + GROUPS["text"] if corpus else DEFAULT_EXPERIMENTS))
+    default = GROUPS["text"] if profile == "text" else DEFAULT_EXPERIMENTS + (GROUPS["text"] if corpus else [])
+    names = list(names or default)
     names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
     for name in names:
         if name not in EXPERIMENTS:
@@ -76,7 +77,8 @@ def reproduce(
         planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs] for name, runs in planned.items()}
     import torch
 
-    from .preflight import check_device, check_runs, check_writable_dir
+    from .plumbing import check_writable_dir
+    from .preflight import check_device, check_runs
     from .sweep.store import check_store_path
 
     if device != "cpu":
@@ -94,7 +96,7 @@ def reproduce(
         }
     check_runs(c for runs in planned.values() for c in runs)
     out = Path(out)
-    check_writable_dir(out, "--out")
+    check_writable_dir(out, "--out", ConfigError)
     store_path = out / "results.db"
     check_store_path(store_path)
     if store_path.exists() and store_path.stat().st_size:

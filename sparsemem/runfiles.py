@@ -152,11 +152,12 @@ def strict_json(obj):
 
 
 def summary_line(result: dict, out) -> str:
-    """One line for a finished run; a run that diverged before its first evaluation has no val MSE."""
+    """One line for a finished run: the validation loss (MSE, or cross-entropy in nats per token for a text
+    task, which has no relative MSE); a run that diverged before its first evaluation has none."""
     val, rel = result.get("val_loss"), result.get("val_rel")
     summary = (
         f"{result['status']}: {result['steps']} steps, "
-        + (f"val MSE {val:.4g}" if val is not None else "no evaluation")
+        + (f"val loss {val:.4g}" if val is not None else "no evaluation")
         + (f" (relative {rel:.3g})" if rel is not None else "")
         + f", {result['params']} parameters, {result['seconds']:.1f} s -> {out}"
     )

@@ -20,8 +20,8 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .models import is_memory_parameter, make_model
-from .plumbing import concrete_device
-from .preflight import check_device, check_runs, check_writable_dir
+from .plumbing import check_writable_dir, concrete_device
+from .preflight import check_device, check_runs
 from .runfiles import (
     DamagedFile,
     _read_json,
@@ -247,7 +247,7 @@ def train(
     if ddp is not None and not ddp.writer:
         out_dir, progress = None, False  # rank 0 alone writes the run folder
     if out_dir is not None:
-        check_writable_dir(out_dir, "run folder")
+        check_writable_dir(out_dir, "run folder", ConfigError)
     device = resolve_device(local_device(tc.device))
     peak = peak_flops(device, tc.autocast) if cfg.task.kind == "text" else None  # before anything is written
     peak = peak * (ddp.world if ddp is not None else 1) if peak else None  # every process's device

@@ -83,7 +83,7 @@ def test_text_corpus_too_small(tmp_path):
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "a.txt").write_text("tiny")
     cfg = sm.RunConfig.from_dict({}, ["task.kind=text", "task.output=all", f"task.corpus={tmp_path / 'c'}"])
-    with pytest.raises(sm.ConfigError, match="byte tokens is too few"):
+    with pytest.raises(sm.ConfigError, match="byte tokens are too few for seq_len 64; each split needs at least"):
         sm.make_task(cfg.task)
 
 
@@ -104,7 +104,7 @@ def test_text_experiments_need_a_corpus(corpus, tmp_path):
 def test_the_paper_profile_of_the_text_experiments_follows_the_paper(corpus):
     """GPT-2-small-class decoders on GPT-2 tokens, about 100k tokens an iteration for 10,000 iterations
     (about 1B tokens a model), nine models; 1a's +heads model as large as its +layer model."""
-    from sparsemem.experiments.text import lm_params, variants_1a
+    from sparsemem.experiments.text import SHAPES, lm_params, variants_1a
 
     runs = {n: expand_all(EXPERIMENTS[n].make_specs("paper", str(corpus))) for n in ("1a_text", "3b_text")}
     assert len(runs["1a_text"]) == 3 and len(runs["3b_text"]) == 6
@@ -113,12 +113,12 @@ def test_the_paper_profile_of_the_text_experiments_follows_the_paper(corpus):
         assert 90_000 <= r.train.batch_size * r.task.seq_len <= 110_000
         assert r.model.layer_norm and r.model.head_size == 64
     assert {r.model.dim for r in runs["3b_text"]} == {512, 768, 1024}
+    (L, D, H) = SHAPES["paper"]["bases_1a"][0]
     v = variants_1a("paper")
-    plus_layer, plus_heads = (
-        lm_params("paper", layers=v["+layer"][0], heads=v["+layer"][1]),
-        lm_params("paper", layers=v["+heads"][0], heads=v["+heads"][1]),
-    )
-    assert v["+heads"][0] == v["base"][0] and abs(plus_heads / plus_layer - 1) < 0.05
+    plus_layer = lm_params("paper", (L, D, H), **v["+layer"])
+    plus_heads = lm_params("paper", (L, D, H), **v["+heads"])
+    assert v["+layer"] == {"layers": L + 1} and set(v["+heads"]) == {"heads"}
+    assert plus_heads >= plus_layer and abs(plus_heads / plus_layer - 1) < 0.05
 
 
 def test_text_analyses_read_the_variants_off_the_stored_runs():
@@ -135,7 +135,7 @@ def test_text_analyses_read_the_variants_off_the_stored_runs():
 
     res = Results([row(6, 768, 12, "dp", 3.0), row(7, 768, 12, "dp", 2.5), row(6, 768, 19, "dp", 2.9)])
     _, verdict = EXPERIMENTS["1a_text"].analyse(res)
-    assert verdict.holds is True and "from a layer 0.5" in verdict.ours
+    assert verdict.holds is True and "drop from layer 0.5" in verdict.ours
     res = Results(
         [
             row(2, 64, 2, "dp", 2.0),

@@ -34,7 +34,7 @@ from .verdicts import (
     truth_label,
 )
 
-PROFILES = ("quick", "paper")
+PROFILES = ("quick", "paper", "text")  # text: the language-model experiments only (text.py)
 
 # One AdamW setting for every cell of every toy experiment (the paper does not
 # give its own), recorded in the report: the optimizer is TrainConfig's defaults, written out so a store's
@@ -110,10 +110,17 @@ class Experiment:
                 from ..config import ConfigError
 
                 raise ConfigError(
-                    f"experiment {self.name} trains language models: give --corpus DIR "
-                    "(a folder of text files) or --corpus openwebtext"
+                    f"experiment {self.name} trains language models: give --corpus shakespeare (fetched "
+                    "once), --corpus DIR (a folder of text files) or --corpus openwebtext"
                 )
             return self.specs(profile, corpus)
+        if profile == "text":
+            from ..config import ConfigError
+
+            raise ConfigError(
+                f"--profile text sizes the language-model experiments (1a_text, 3b_text) only; "
+                f"run {self.name} with --profile quick or paper"
+            )
         return self.specs(profile)
 
 

@@ -116,6 +116,6 @@ def check_store_path(path: Union[str, Path], readonly: bool = False) -> None:
     elif readonly:
         raise StoreError(f"store {str(p)!r} does not exist; give the results.db a sweep or reproduce wrote")
     else:
-        from ..preflight import check_writable_dir
+        from ..plumbing import check_writable_dir
 
         check_writable_dir(p.parent, "store folder", StoreError)

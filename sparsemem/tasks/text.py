@@ -1,11 +1,11 @@
 """Language modelling on a text corpus: predict every next token.
 
-The corpus is a local folder (every regular file under it, in sorted order,
-read as bytes and joined by newlines) or ``openwebtext`` through the
-`datasets` library where the network allows. It is tokenized once into a
-memory-mapped token file (``tokens.py``: bytes, GPT-2's BPE or a BPE trained
-on the corpus). The last tenth of the tokens is held out for validation. x and
-y are (B, T) token ids, y shifted by one.
+The corpus is a named one (``corpora.py``: ``shakespeare``, fetched once and split by work), a local
+folder (every regular file under it, in sorted order, read as bytes and joined by newlines) or
+``openwebtext`` through the `datasets` library where the network allows. It is tokenized once into a
+memory-mapped token file (``tokens.py``: bytes, GPT-2's BPE or a BPE trained on the training split).
+A named corpus holds out whole works for validation; a folder or openwebtext holds out the last tenth
+of its tokens. x and y are (B, T) token ids, y shifted by one.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .base import VALIDATION_SEED_OFFSET, Task, TaskConfigBase
 
 
 class TextTaskConfig(TaskConfigBase):
-    """Next-byte prediction on a corpus: a folder of text files, or openwebtext (needs `datasets`)."""
+    """Next-token prediction on a corpus: a named corpus (shakespeare), a folder of text files, or openwebtext
+    (needs `datasets`)."""
 
     kind: Literal["text"] = "text"
     corpus: Optional[str] = None
@@ -34,10 +35,13 @@ class TextTaskConfig(TaskConfigBase):
 
     @model_validator(mode="after")
     def _check(self) -> "TextTaskConfig":
+        from .corpora import CORPORA
+
+        named = ", ".join([*CORPORA, "openwebtext"])
         if not self.corpus:
-            raise FieldError("corpus", self.corpus, "a text task needs a corpus: a folder of text files or openwebtext")
-        if self.corpus != "openwebtext" and not Path(self.corpus).is_dir():
-            raise FieldError("corpus", self.corpus, "not a folder; give a folder of text files or openwebtext")
+            raise FieldError("corpus", self.corpus, f"a text task needs a corpus: a folder of text files or {named}")
+        if self.corpus != "openwebtext" and self.corpus not in CORPORA and not Path(self.corpus).is_dir():
+            raise FieldError("corpus", self.corpus, f"not a folder nor a named corpus; give a folder or one of {named}")
         if self.output != "all":
             raise FieldError("output", self.output, "a text task predicts every next byte: output must be all")
         return self
@@ -82,24 +86,29 @@ class TextTask(Task):
         self.seq_len = cfg.seq_len
         self.dim = 1
 
-        def read() -> bytes:
-            if cfg.corpus == "openwebtext":
-                return read_openwebtext(cfg.max_bytes)
-            return read_folder(cfg.corpus, cfg.max_bytes)
-
+        from .corpora import CORPORA, read_split
         from .tokens import token_file
+
+        def read() -> tuple[bytes, Optional[bytes]]:
+            if cfg.corpus in CORPORA:
+                train, val = read_split(CORPORA[cfg.corpus])
+                return train[: cfg.max_bytes], val
+            if cfg.corpus == "openwebtext":
+                return read_openwebtext(cfg.max_bytes), None
+            return read_folder(cfg.corpus, cfg.max_bytes), None
 
         data, self.tokenizer, self.token_meta = token_file(
             cfg.corpus, cfg.max_bytes, cfg.tokenizer, cfg.vocab_size, read
         )
         self.vocab = self.tokenizer.vocab_size
-        cut = int(len(data) * 0.9)
+        cut = self.token_meta.get("train_count")
+        cut = int(len(data) * 0.9) if cut is None else cut
         self.train_data, self.val_data = data[:cut], data[cut:]
         need = cfg.seq_len + 2
         if len(self.val_data) < need or len(self.train_data) < need:
             raise ConfigError(
-                f"task.corpus = {cfg.corpus!r}: {len(data)} {cfg.tokenizer} tokens is too few for seq_len "
-                f"{cfg.seq_len}; need at least {10 * need}"
+                f"task.corpus = {cfg.corpus!r}: {len(self.train_data)} training and {len(self.val_data)} validation "
+                f"{cfg.tokenizer} tokens are too few for seq_len {cfg.seq_len}; each split needs at least {need}"
             )
 
     def _windows(self, data, batch: int, generator: torch.Generator):

@@ -30,8 +30,10 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from ..config.loading import ConfigError
+from ..plumbing import check_writable_dir
 
 PIECE = 1 << 20  # characters per encoding call (cut at a line end)
+DIGEST_LIMIT = 1 << 30  # token files up to this size are checked against their SHA-256 when read
 
 
 class ByteTokenizer:
@@ -133,7 +135,12 @@ def cache_dir() -> Path:
 
 
 def corpus_identity(corpus: str, max_bytes: int) -> str:
-    """What the token file's key digests: the files of a folder (path, size, mtime) or the dataset name."""
+    """What the token file's key digests: a named corpus's archive and split, the files of a folder (path,
+    size, mtime) or the dataset name."""
+    from .corpora import CORPORA, identity
+
+    if corpus in CORPORA:
+        return json.dumps([identity(CORPORA[corpus]), max_bytes])
     if corpus == "openwebtext":
         return f"openwebtext:{max_bytes}"
     root = Path(corpus).resolve()
@@ -147,25 +154,23 @@ def token_file(
     max_bytes: int,
     tokenizer: str,
     vocab_size: int,
-    read: Callable[[], bytes],
+    read: Callable[[], tuple[bytes, Optional[bytes]]],
     folder: Optional[Path] = None,
 ):
-    """The token ids of a corpus as a read-only memory map, and the tokenizer: built (and kept) on the
-    first call, read from the cache after. ``read`` returns the corpus's bytes."""
+    """The token ids of a corpus as a read-only memory map, the tokenizer and the sidecar's metadata: built
+    (and kept) on the first call, read from the cache after. ``read`` returns the corpus's training and
+    validation bytes (validation None: one text, split by position later). With a validation text the
+    training tokens come first, ``meta["train_count"]`` of them, and a BPE learns from them alone. A cache
+    whose token file, sidecar or tokenizer is missing, short or unreadable is built again."""
     folder = Path(folder) if folder is not None else cache_dir()
     key = hashlib.sha256(
         json.dumps([corpus_identity(corpus, max_bytes), tokenizer, vocab_size if tokenizer == "bpe" else None]).encode()
     ).hexdigest()[:24]
     bin_path, meta_path, tok_path = (folder / f"{key}{ext}" for ext in (".bin", ".json", ".tokenizer.json"))
-    meta, tok = _read_meta(meta_path), None
-    if meta is None or not bin_path.exists() or bin_path.stat().st_size != meta["count"] * meta["itemsize"]:
-        meta, tok = _build(read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
-    elif tokenizer == "byte":
-        tok = ByteTokenizer()
-    elif tokenizer == "gpt2":
-        tok = TiktokenTokenizer()
-    else:
-        tok = BPETokenizer.load(tok_path)
+    meta = _read_meta(meta_path)
+    tok = _cached_tokenizer(tokenizer, tok_path) if _sound(meta, bin_path) else None
+    if tok is None:
+        meta, tok = _build(*read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
     dtype = np.uint16 if meta["itemsize"] == 2 else np.uint32
     ids = np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["count"],)) if meta["count"] else np.zeros(0, dtype)
     return ids, tok, meta
@@ -173,19 +178,60 @@ def token_file(
 
 def _read_meta(path: Path) -> Optional[dict]:
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sound(meta: Optional[dict], bin_path: Path) -> bool:
+    """The sidecar is whole and the token file has exactly the bytes it names (and, up to DIGEST_LIMIT
+    bytes, the SHA-256 it names: checking a larger one would cost more than a cache is meant to save)."""
+    try:
+        count, itemsize, cut = int(meta["count"]), int(meta["itemsize"]), meta.get("train_count")
+        size = bin_path.stat().st_size
+        if size != count * itemsize or not (cut is None or 0 < int(cut) <= count):
+            return False
+        return size > DIGEST_LIMIT or meta.get("sha256") in (None, _file_digest(bin_path))
+    except (TypeError, KeyError, ValueError, OSError):
+        return False
+
+
+def _cached_tokenizer(tokenizer: str, tok_path: Path):
+    """The cached tokenizer, or None where its file is missing or unreadable (the cache is then rebuilt)."""
+    if tokenizer == "byte":
+        return ByteTokenizer()
+    if tokenizer == "gpt2":
+        return TiktokenTokenizer()
+    try:
+        return BPETokenizer.load(tok_path)
+    except ImportError:
+        raise ConfigError("task.tokenizer = bpe needs tokenizers: pip install 'sparsemem[text]'") from None
+    except Exception:  # noqa: BLE001 - a missing or damaged tokenizer file: rebuild
         return None
 
 
 def _build(
-    raw: bytes, tokenizer: str, vocab_size: int, bin_path: Path, meta_path: Path, tok_path: Path, corpus: str
+    raw: bytes,
+    val: Optional[bytes],
+    tokenizer: str,
+    vocab_size: int,
+    bin_path: Path,
+    meta_path: Path,
+    tok_path: Path,
+    corpus: str,
 ) -> tuple:
-    """Tokenize ``raw`` into the token file and its sidecar; returns (meta, tokenizer)."""
+    """Tokenize ``raw`` (and ``val`` after it) into the token file and its sidecar; returns (meta, tokenizer)."""
     folder = bin_path.parent
-    from ..preflight import check_writable_dir
-
-    check_writable_dir(folder, "token cache ($SPARSEMEM_TOKEN_CACHE)")
+    check_writable_dir(folder, "token cache ($SPARSEMEM_TOKEN_CACHE)", ConfigError)
     folder.mkdir(parents=True, exist_ok=True)
     if tokenizer == "byte":
         tok = ByteTokenizer()
@@ -197,17 +243,23 @@ def _build(
         tok.save(tmp)
         os.replace(tmp, tok_path)
     ids = tok.encode(raw)
+    train_count = None
+    if val is not None:
+        train_count = int(len(ids))
+        ids = np.concatenate([ids, tok.encode(val)])
     itemsize = 2 if tok.vocab_size <= 1 << 16 else 4
     tmp = bin_path.with_name(bin_path.name + ".partial")
     ids.astype(np.uint16 if itemsize == 2 else np.uint32).tofile(tmp)
     os.replace(tmp, bin_path)
     meta = {
+        "sha256": _file_digest(bin_path),
         "tokenizer": tokenizer,
         "vocab_size": tok.vocab_size,
         "count": int(len(ids)),
         "itemsize": itemsize,
+        "train_count": train_count,
         "corpus": corpus,
-        "bytes": len(raw),
+        "bytes": len(raw) + (len(val) + 1 if val is not None else 0),
     }
     tmp = meta_path.with_name(meta_path.name + ".partial")
     tmp.write_text(json.dumps(meta))
