@@ -3,10 +3,12 @@ de-duplication by config hash."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 
 def atomic_write(path: Union[str, Path], data: Union[str, bytes, Callable[[Path], None]]) -> None:
@@ -21,6 +23,40 @@ def atomic_write(path: Union[str, Path], data: Union[str, bytes, Callable[[Path]
     else:
         data(tmp)
     os.replace(tmp, path)
+
+
+def first_missing(path: Path) -> Optional[Path]:
+    """The outermost folder of ``path`` that does not exist yet (what making ``path`` would create), or
+    None when ``path`` exists."""
+    path = Path(path).absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+@contextlib.contextmanager
+def building(folder: Path, lock_name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder/lock_name`` for the block, so one process at a time builds a cache
+    entry (parallel workers that need the same corpus wait for the first, then read what it built). If
+    the block raises, the folders it made are removed: a failed build leaves nothing behind. Without
+    fcntl (Windows) the block runs unlocked."""
+    made = first_missing(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(folder / lock_name, "a") as handle:
+            try:
+                import fcntl
+
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - not POSIX
+                pass
+            yield
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def concrete_device(name: str) -> str:

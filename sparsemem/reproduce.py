@@ -80,6 +80,7 @@ def reproduce(
     from .plumbing import check_writable_dir
     from .preflight import check_device, check_runs
     from .sweep.store import check_store_path
+    from .tasks.text import prepare as prepare_text
 
     if device != "cpu":
         from .config import TrainConfig
@@ -95,6 +96,7 @@ def reproduce(
             for name, runs in planned.items()
         }
     check_runs(c for runs in planned.values() for c in runs)
+    prepare_text(c for runs in planned.values() for c in runs)  # corpora fetched and tokenized once, here
     out = Path(out)
     check_writable_dir(out, "--out", ConfigError)
     store_path = out / "results.db"

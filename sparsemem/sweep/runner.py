@@ -199,6 +199,7 @@ def run_spec(spec_path, overrides=(), *, store=None, **options) -> dict:
     results/<sweep name>/results.db); options as for ``run_sweep``. Returns the sweep's summary with its
     name, the store's path and the store's counts."""
     from ..preflight import check_runs
+    from ..tasks.text import prepare as prepare_text
     from .spec import load_spec
 
     check_runner_args(
@@ -213,6 +214,7 @@ def run_spec(spec_path, overrides=(), *, store=None, **options) -> dict:
     if not runs:
         raise ConfigError(f"sweep spec {str(spec_path)!r} expands to no runs (an empty grid, cases or seeds list)")
     check_runs(runs)
+    prepare_text(runs)  # corpora fetched and tokenized once, before any worker starts
     path = Path(store) if store else Path("results") / spec.name / "results.db"
     try:
         check_store_path(path)

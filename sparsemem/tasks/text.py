@@ -131,3 +131,18 @@ class TextTask(Task):
 
     def variance(self, y: torch.Tensor):
         return None
+
+
+def prepare(cfgs) -> int:
+    """Fetch, split and tokenize each corpus the text runs among ``cfgs`` read, once, in this process: before
+    parallel workers start (they then read the caches) and before a command writes anything, so a corpus
+    that cannot be had or is too small stops it with one line. Returns how many text tasks were checked."""
+    seen = set()
+    for cfg in cfgs:
+        if cfg.task.kind != "text":
+            continue
+        key = cfg.task.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            TextTask(cfg.task)
+    return len(seen)

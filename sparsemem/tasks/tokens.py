@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from ..config.loading import ConfigError
-from ..plumbing import check_writable_dir
+from ..plumbing import building, check_writable_dir
 
 PIECE = 1 << 20  # characters per encoding call (cut at a line end)
 DIGEST_LIMIT = 1 << 30  # token files up to this size are checked against their SHA-256 when read
@@ -170,7 +170,12 @@ def token_file(
     meta = _read_meta(meta_path)
     tok = _cached_tokenizer(tokenizer, tok_path) if _sound(meta, bin_path) else None
     if tok is None:
-        meta, tok = _build(*read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
+        check_writable_dir(folder, "token cache ($SPARSEMEM_TOKEN_CACHE)", ConfigError)
+        with building(folder, f"{key}.lock"):
+            meta = _read_meta(meta_path)  # another process may have built it while this one waited
+            tok = _cached_tokenizer(tokenizer, tok_path) if _sound(meta, bin_path) else None
+            if tok is None:
+                meta, tok = _build(*read(), tokenizer, vocab_size, bin_path, meta_path, tok_path, corpus)
     dtype = np.uint16 if meta["itemsize"] == 2 else np.uint32
     ids = np.memmap(bin_path, dtype=dtype, mode="r", shape=(meta["count"],)) if meta["count"] else np.zeros(0, dtype)
     return ids, tok, meta
@@ -230,9 +235,6 @@ def _build(
     corpus: str,
 ) -> tuple:
     """Tokenize ``raw`` (and ``val`` after it) into the token file and its sidecar; returns (meta, tokenizer)."""
-    folder = bin_path.parent
-    check_writable_dir(folder, "token cache ($SPARSEMEM_TOKEN_CACHE)", ConfigError)
-    folder.mkdir(parents=True, exist_ok=True)
     if tokenizer == "byte":
         tok = ByteTokenizer()
     elif tokenizer == "gpt2":
