@@ -29,6 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/import_layers.py
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -215,7 +215,7 @@ def cmd_theory_construct(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .registry import catalogue
+    from .config import catalogue
 
     for group, names in catalogue().items():
         print(f"{group}: {', '.join(names)}")

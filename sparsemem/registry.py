@@ -223,22 +223,3 @@ INPUTS = ("rademacher", "gaussian", "uniform", "discrete")
 READOUTS = ("sum", "product", "linear", "relu_net")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.log names -> the package each needs
-
-
-def catalogue() -> dict[str, tuple[str, ...]]:
-    """What `sparsemem list` prints: each kind of name and the names that exist."""
-    from .config import ADAPTIVE_EXAMPLES
-    from .config.loading import examples
-
-    return {
-        "arch": tuple(ARCHS),
-        "rpe": tuple(RPES),
-        "attention": tuple(ATTENTION),
-        "task": tuple(TASKS),
-        "adaptive example": ADAPTIVE_EXAMPLES,
-        "input": INPUTS,
-        "readout": READOUTS,
-        "kernel": KERNEL_FORMS,
-        "tracker": tuple(TRACKERS),
-        "example": tuple(examples()),
-    }

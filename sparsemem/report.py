@@ -131,12 +131,35 @@ def build_report(
     sections = [section(name, *entry, out, profile, meta) for name, entry in found.items()]
     rebuild = f"`sparsemem report --store {store_path} --out {out_dir}`"
     header = header_lines(found, meta, counts, profile, Path(store_path).name, rebuild)
+    header += companion_rows(out, found) if profile != "text" else []
     if failed:
         header += ["", f"{len(failed)} runs failed; first error lines:"]
         header += [f"- `{r['name']}`: {(r['error'] or '').strip().splitlines()[-1][:200]}" for r in failed[:10]]
     _write(out / "REPORT.md", "\n".join(header) + "\n\n" + "\n".join(sections))
     _write(out / "verdicts.json", verdicts_json(found, profile))
     return {name: verdict for name, (_, _, _, verdict) in found.items()}
+
+
+def companion_rows(out: Path, found: dict) -> list[str]:
+    """Summary rows for experiments this store lacks that a text-profile report beside ``out`` (a sibling
+    folder holding a ``verdicts.json`` of profile text) judged, each linked to that report."""
+    rows = []
+    for sibling in sorted(p for p in out.resolve().parent.iterdir() if p.is_dir() and p != out.resolve()):
+        try:
+            data = json.loads((sibling / "verdicts.json").read_text())
+            if data.get("profile") != "text":
+                continue
+            judged = {n: e for n, e in data["experiments"].items() if n not in found}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        link = f"[{sibling.name}](../{sibling.name}/REPORT.md)"
+        for name, e in judged.items():
+            rows.append(
+                f"| {name} (text profile: {link}) | {e.get('claim', '')} | **{e.get('verdict', '?')}** | "
+                f"{e.get('scope') or '—'} | {e.get('paper_number') or e.get('paper', '')} | "
+                f"{e.get('ours_number') or e.get('ours', '')} | {e.get('reproduced') or '—'} |"
+            )
+    return rows
 
 
 def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: str, meta: dict) -> str:

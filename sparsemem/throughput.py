@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .config.loading import ConfigError
+from .fields import ConfigError
 
 # dense bf16 TFLOP/s, by a piece of torch.cuda.get_device_name (first match wins)
 BF16_PEAK_TFLOPS = (

@@ -462,6 +462,3 @@ def train(
     if out is not None:
         write_final(out / "final.json", result)
     return RunResult(result, model)
-
-
-from .fleet_train import FLEET_SHARED_TRAIN, FleetAdamW, evaluate_fleet, fleet_key, train_fleet  # noqa: E402,F401

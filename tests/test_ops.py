@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import close
 
-from sparsemem.models.ops import causal_conv, num_params, toeplitz_bias
+from sparsemem.convolution import causal_conv
+from sparsemem.models.ops import num_params, toeplitz_bias
 from sparsemem.models.rpe import RPE
 from sparsemem.registry import RPES
 

@@ -349,3 +349,34 @@ def test_verdicts_json_beside_the_report(tmp_path):
         and "Seeds per cell: 2a" not in report
         and "4a 2 (steps 2000, validation 2000, seed s draws task s)" in report
     )
+
+
+def test_a_text_report_beside_the_paper_report_adds_its_rows(tmp_path):
+    """A report gains summary rows, linked, for the experiments a text-profile report in a sibling folder
+    judged; another profile's or a damaged verdicts.json adds nothing."""
+    import json
+
+    with Store(tmp_path / "r.db") as store:
+        store.set_meta(profile="paper")
+        fill(store, "4a", fake_4a(1e-7, 1e-4))
+    entry = {"claim": "(3b) DP is needed", "verdict": "inconclusive", "scope": "lin RPE", "reproduced": "inconclusive"}
+    entry |= {"paper_number": "5.796 vs 5.83", "ours_number": "L=1: 4.5 vs 4.6"}
+    (tmp_path / "text-report").mkdir()
+    (tmp_path / "text-report" / "verdicts.json").write_text(
+        json.dumps({"profile": "text", "experiments": {"3b_text": entry, "4a": {"verdict": "x"}}})
+    )
+    (tmp_path / "quick-report").mkdir()
+    (tmp_path / "quick-report" / "verdicts.json").write_text(
+        json.dumps({"profile": "quick", "experiments": {"1b": {"verdict": "holds"}}})
+    )
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "verdicts.json").write_text("{not json")
+    build_report(tmp_path / "r.db", tmp_path / "paper-report")
+    head = (tmp_path / "paper-report" / "REPORT.md").read_text().split("\n## ")[0]
+    rows = [line for line in head.splitlines() if line.startswith("| ")]
+    assert rows[-1] == (
+        "| 3b_text (text profile: [text-report](../text-report/REPORT.md)) | (3b) DP is needed | **inconclusive** "
+        "| lin RPE | 5.796 vs 5.83 | L=1: 4.5 vs 4.6 | inconclusive |"
+    )
+    assert sum("text profile" in r for r in rows) == 1  # 4a is in this store; quick and broken add nothing
+    assert rows[-2].startswith("| 4a |")

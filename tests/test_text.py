@@ -8,6 +8,7 @@ import torch
 
 import sparsemem as sm
 from sparsemem.experiments import EXPERIMENTS, expand_all
+from sparsemem.experiments.verdicts import INCONCLUSIVE
 from sparsemem.tasks.text import read_folder
 
 
@@ -146,3 +147,96 @@ def test_text_analyses_read_the_variants_off_the_stored_runs():
     )
     _, verdict = EXPERIMENTS["3b_text"].analyse(res)
     assert verdict.holds is False
+
+
+def test_the_text_profile_builds_matched_arms_over_three_seeds():
+    """36 distinct runs (1a's two bases share their configs with two of 3b's DP models), every seed on the
+    same held-out windows, each 1a arm at least as large as +layer and within 3% of it."""
+    from sparsemem.experiments.text import SHAPES, lm_params, variants_1a
+
+    runs = {n: expand_all(EXPERIMENTS[n].make_specs("text", "shakespeare")) for n in ("1a_text", "3b_text")}
+    assert len(runs["1a_text"]) == 24 and len(runs["3b_text"]) == 18
+    everything = runs["1a_text"] + runs["3b_text"]
+    assert len({r.config_hash() for r in everything}) == 36
+    for r in everything:
+        assert (r.task.corpus, r.task.tokenizer, r.task.vocab_size, r.task.seq_len) == ("shakespeare", "bpe", 2048, 128)
+        assert r.model.rpe == "lin" and r.model.layer_norm
+    assert len({r.task.model_dump_json() for r in everything}) == 1  # one task: the same validation windows
+    for name, group in runs.items():
+        models = {}
+        for r in group:
+            models.setdefault(r.model.model_dump_json(), set()).add(r.train.seed)
+        assert all(seeds == {0, 1, 2} for seeds in models.values()), name
+    for base in SHAPES["text"]["bases_1a"]:
+        arms = variants_1a("text", base)
+        assert set(arms) == {"base", "+layer", "+heads", "+width"}
+        layer = lm_params("text", base, **arms["+layer"])
+        for arm in ("+heads", "+width"):
+            assert 1.0 <= lm_params("text", base, **arms[arm]) / layer < 1.03, (base, arm)
+
+
+def _lm_row(seed, L, D, H, W, loss, attention="dp"):
+    model = {"layers": L, "dim": D, "heads": H, "ffn_width": W, "attention": attention}
+    train, task = {"batch_size": 32, "seed": seed}, {"seq_len": 128}
+    return {
+        "name": f"x/L{L}D{D}H{H}W{W}{attention}/s{seed}",
+        "config": {"model": model, "train": train, "task": task},
+        "status": "done",
+        "val_loss": loss,
+        "params": L * D + H + W,
+        "steps": 300,
+        "seconds": 60.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "heads,holds",
+    [
+        ((2.90, 2.95, 2.92), True),  # +layer lower at every pairing of seeds
+        ((2.54, 2.60, 2.53), INCONCLUSIVE),  # the spreads overlap: inconclusive
+        ((2.30, 2.31, 2.32), False),  # +heads lower at every pairing: the claim fails
+    ],
+)
+def test_1a_text_is_three_way_over_seeds(heads, holds):
+    from sparsemem.experiments.base import Results
+
+    cells = {
+        (1, 64, 2, 256): (3.00, 3.10, 3.05),
+        (2, 64, 2, 256): (2.50, 2.52, 2.55),
+        (1, 64, 9, 256): heads,
+        (1, 64, 2, 656): (2.80, 2.85, 2.82),
+    }
+    rows = [_lm_row(s, *shape, loss) for shape, losses in cells.items() for s, loss in enumerate(losses)]
+    tables, verdict = EXPERIMENTS["1a_text"].analyse(Results(rows))
+    assert verdict.holds is holds
+    assert verdict.reproduced is holds  # the paper's direction: a layer beats heads
+    assert "drop from layer 0.53" in verdict.ours and "0.802" in verdict.paper_number
+    assert [r[0] for r in tables[0].rows] == ["D=64 base", "D=64 +layer", "D=64 +heads", "D=64 +width"]
+    assert tables[0].rows[0][5] == 300 * 32 * 128  # tokens seen
+
+
+@pytest.mark.parametrize(
+    "free,holds",
+    [
+        ((5.1, 5.2, 5.15), True),  # DP lower at every size and pairing
+        ((5.02, 4.9, 5.1), INCONCLUSIVE),  # overlaps at the largest size
+        ((4.8, 4.85, 4.9), False),  # DP-free at least as good at every pairing at one size
+    ],
+)
+def test_3b_text_is_three_way_over_seeds(free, holds):
+    from sparsemem.experiments.base import Results
+
+    cells = {
+        ((1, 64, 2, 256), "dp"): (5.80, 5.82, 5.81),
+        ((1, 64, 2, 256), "dp_free"): (5.90, 5.95, 5.92),
+        ((2, 128, 4, 512), "dp"): (5.00, 5.01, 5.03),
+        ((2, 128, 4, 512), "dp_free"): free,
+    }
+    rows = [
+        _lm_row(s, *shape, loss, attention=att)
+        for (shape, att), losses in cells.items()
+        for s, loss in enumerate(losses)
+    ]
+    _, verdict = EXPERIMENTS["3b_text"].analyse(Results(rows))
+    assert verdict.holds is holds and verdict.reproduced is holds
+    assert "5.796 vs 5.83" in verdict.paper_number

@@ -16,8 +16,10 @@ mapping ``{kind: NAME, ...}`` or the bare string ``NAME``.
 
 from __future__ import annotations
 
+from ..fields import SEED_MAX, Bool, ConfigError, FieldError, Float, Int, Strict, kind_shorthand, listify
+from ..registry import ARCHS as ARCH_NAMES
+from ..registry import ATTENTION, KERNEL_FORMS, RPES, TASKS, TRACKERS
 from ..registry import INPUTS as INPUT_KINDS
-from ..registry import KERNEL_FORMS
 from ..registry import READOUTS as READOUT_KINDS
 from ..tasks.adaptive import ADAPTIVE_EXAMPLES, ADAPTIVE_PRESETS, AdaptiveTaskConfig, table_key
 from ..tasks.fixed import DEFAULT_LAGS as DEFAULT_FIXED_LAGS
@@ -26,8 +28,7 @@ from ..tasks.inputs import InputConfig
 from ..tasks.kernel import KernelTaskConfig, parse_kernel
 from ..tasks.readouts import ReadoutConfig
 from ..tasks.text import TextTaskConfig
-from .fields import SEED_MAX, Bool, Float, Int, Strict, kind_shorthand, listify
-from .loading import ConfigError, FieldError, apply_overrides, load_yaml, parse_yaml, validate_config
+from .loading import apply_overrides, examples, load_yaml, parse_yaml, validate_config
 from .schemas import (
     ARCHS,
     ATTENTION_KINDS,
@@ -46,7 +47,22 @@ from .schemas import (
     task_config,
 )
 
-_Strict = Strict  # the name older code imports
+
+def catalogue() -> dict[str, tuple[str, ...]]:
+    """What `sparsemem list` prints: each kind of name and the names that exist."""
+    return {
+        "arch": tuple(ARCH_NAMES),
+        "rpe": tuple(RPES),
+        "attention": tuple(ATTENTION),
+        "task": tuple(TASKS),
+        "adaptive example": ADAPTIVE_EXAMPLES,
+        "input": INPUT_KINDS,
+        "readout": READOUT_KINDS,
+        "kernel": KERNEL_FORMS,
+        "tracker": tuple(TRACKERS),
+        "example": tuple(examples()),
+    }
+
 
 __all__ = [
     "ADAPTIVE_EXAMPLES",
@@ -83,6 +99,7 @@ __all__ = [
     "TextTaskConfig",
     "TrainConfig",
     "apply_overrides",
+    "catalogue",
     "kind_shorthand",
     "listify",
     "load_yaml",

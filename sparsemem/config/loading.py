@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-
-class ConfigError(ValueError):
-    """A bad configuration value; ``str(err)`` is one line for the user."""
-
-
-class FieldError(ValueError):
-    """Raised inside validators to blame one field (relative to the model validated)."""
-
-    def __init__(self, field: str, value: Any, message: str):
-        super().__init__(message)
-        self.field, self.value, self.message = field, value, message
+from ..fields import ConfigError, FieldError
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

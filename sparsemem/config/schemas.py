@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
 
+from ..fields import SEED_MAX, Bool, Float, Int, Strict
 from ..registry import ARCHS as _ARCHS
 from ..registry import ATTENTION, RPES, TASKS, TRACKERS, rpes
 from ..tasks.adaptive import AdaptiveTaskConfig
 from ..tasks.fixed import FixedTaskConfig
 from ..tasks.kernel import KernelTaskConfig
 from ..tasks.text import TextTaskConfig
-from .fields import SEED_MAX, Bool, Float, Int, Strict
 from .loading import TAGGED, FieldError, apply_overrides, load_yaml, validate_config
 
 RPE_TYPES = tuple(RPES)

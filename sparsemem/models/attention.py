@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, ModelConfig
-from .ops import _BiasAttention, _LinBiasAttention, _TokenSoftmax, causal_conv, masked_softmax, toeplitz_bias
+from ..convolution import causal_conv
+from .ops import _BiasAttention, _LinBiasAttention, _TokenSoftmax, masked_softmax, toeplitz_bias
 from .rpe import RPE
 
 

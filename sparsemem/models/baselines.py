@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..convolution import causal_conv
 from .block import FFN
-from .ops import causal_conv, num_params
+from .ops import num_params
 
 
 def _readout(cfg: ModelConfig, width: int) -> nn.Module:

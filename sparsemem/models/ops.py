@@ -1,7 +1,5 @@
 """Kernels the models share, each beside the plain computation it replaces.
 
-- ``causal_conv``: a causal convolution by FFT (DP-free heads over all
-  positions, the linear recurrence, and the kernel tasks' targets).
 - ``toeplitz_bias`` with ``_Toeplitz``: lag-indexed biases to a (T, T) mask whose
   gradient sums diagonals with one skew instead of T^2 scattered adds.
 - ``_LinBiasAttention``: softmax attention with a trainable lin bias through the
@@ -286,16 +284,3 @@ def masked_softmax(logits: torch.Tensor, dead_rows: bool = True) -> torch.Tensor
     alive = (logits > -math.inf).any(-1, keepdim=True)
     safe = torch.where(alive, logits, torch.zeros_like(logits))
     return torch.softmax(safe, -1) * alive.to(logits.dtype)
-
-
-def causal_conv(kernel: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """out[b, t, k, c] = sum_{s<=t} kernel[k, s] v[b, t-s, k, c], by FFT in float64.
-
-    kernel: (K, T); v: (B, T, K or 1, C): each of K channels with its own kernel (attention heads,
-    recurrence states), or one signal under K kernels (a task's memories). Returns (B, T, K, C), float64.
-    """
-    T = v.shape[1]
-    n = 2 * T
-    fv = torch.fft.rfft(v.to(torch.float64), n=n, dim=1)  # (B, F, H, hd)
-    fk = torch.fft.rfft(kernel.to(torch.float64), n=n, dim=1)  # (H, F)
-    return torch.fft.irfft(fv * fk.T[None, :, :, None], n=n, dim=1)[:, :T]

@@ -32,7 +32,8 @@ def run_job(
     """
     import torch
 
-    from ..train import train, train_fleet
+    from ..fleet_train import train_fleet
+    from ..train import train
 
     if threads:
         torch.set_num_threads(threads)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import Field, field_validator
 
-from ..config import SEED_MAX, Int, RunConfig, _Strict, load_yaml, validate_config
+from ..config import SEED_MAX, Int, RunConfig, Strict, load_yaml, validate_config
 from ..config.loading import resolve_config_path
 from ..plumbing import unique_by_hash
 
@@ -32,7 +32,7 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 
-class SweepSpec(_Strict):
+class SweepSpec(Strict):
     name: str
     base: Union[dict, str] = Field(default_factory=dict)
     grid: dict[str, list] = Field(default_factory=dict)

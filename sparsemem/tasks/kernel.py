@@ -14,10 +14,9 @@ from typing import Any, Literal, Optional, Union
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from ..config.fields import Float, listify
-from ..config.loading import FieldError
+from ..fields import FieldError, Float, listify
 from ..registry import KERNEL_FORMS
-from .base import ReadoutTaskConfig, Task, causal_conv
+from .base import ReadoutTaskConfig, Task, memory_conv
 
 
 def parse_kernel(spec: Union[str, list[float]]) -> tuple[str, Any]:
@@ -113,5 +112,5 @@ class KernelTask(Task):
             # (X*rho)(T-1) = sum_s x_{T-1-s} rho(s)
             z = torch.einsum("btd,mt->bmd", x.flip(1), rho.to(x.dtype))[:, None]
         else:
-            z = causal_conv(x, rho)  # (B, T, M, d)
+            z = memory_conv(x, rho)  # (B, T, M, d)
         return self._finish(self.readout(z.flatten(-2)))

@@ -7,8 +7,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, model_validator
 
-from ..config.fields import Float, Int, Strict
-from ..config.loading import FieldError
+from ..fields import FieldError, Float, Int, Strict
 from ..registry import READOUTS
 
 

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from ..config.fields import Int
-from ..config.loading import ConfigError, FieldError
+from ..fields import ConfigError, FieldError, Int
 from .base import VALIDATION_SEED_OFFSET, Task, TaskConfigBase
 
 

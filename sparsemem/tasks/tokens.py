@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from ..config.loading import ConfigError
+from ..fields import ConfigError
 from ..plumbing import building, check_writable_dir
 
 PIECE = 1 << 20  # characters per encoding call (cut at a line end)

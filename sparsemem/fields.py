@@ -1,4 +1,6 @@
-"""The field types every config schema shares: numbers that refuse booleans, strict models."""
+"""The schema vocabulary, the ground every config schema stands on: numbers that refuse booleans, strict
+models, the two shorthands, and the errors a bad value raises. It imports nothing of the project, so a
+layer's schema (a task family's beside its generator) can use it without importing the config package."""
 
 from __future__ import annotations
 
@@ -27,7 +29,9 @@ Bool = Annotated[bool, BeforeValidator(_only_bool)]
 SEED_MAX = 2**63 - 1  # seeds are 64-bit signed integers (torch.Generator, numpy)
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A schema that refuses unknown keys and non-finite floats."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=False, allow_inf_nan=False)
 
 
@@ -39,4 +43,13 @@ def listify(value: Any) -> Any:
     return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else value
 
 
-Strict = _Strict
+class ConfigError(ValueError):
+    """A bad configuration value; ``str(err)`` is one line for the user."""
+
+
+class FieldError(ValueError):
+    """Raised inside validators to blame one field (relative to the model validated)."""
+
+    def __init__(self, field: str, value: Any, message: str):
+        super().__init__(message)
+        self.field, self.value, self.message = field, value, message
