@@ -41,9 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sparsemem as sm  # noqa: E402
-from sparsemem.fleet_train import train_fleet  # noqa: E402
 from sparsemem.sweep.runner import plan_jobs  # noqa: E402
-from sparsemem.train import train  # noqa: E402
+from sparsemem.training import train, train_fleet  # noqa: E402
 
 EXP1B = [
     "task.kind=fixed",

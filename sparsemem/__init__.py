@@ -10,12 +10,11 @@ df = sm.load_results("results/results.db")   # one row per run, dotted config co
 """
 
 from .config import ConfigError, ModelConfig, RunConfig, TaskConfig, TrainConfig
-from .fleet_train import train_fleet
 from .frames import export, load_curves, load_results  # pandas is imported when they are called
 from .models import make_model
 from .reproduce import reproduce
 from .tasks import make_task
-from .train import train  # noqa: F811  (the function shadows the module name on purpose)
+from .training import train, train_fleet
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .plumbing import check_writable_dir
     from .preflight import check_runs
     from .runfiles import strict_json, summary_line
-    from .train import train
+    from .training import train
 
     check_runs([cfg])
     check_writable_dir(out, "--out", ConfigError)

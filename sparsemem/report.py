@@ -162,6 +162,12 @@ def companion_rows(out: Path, found: dict) -> list[str]:
     return rows
 
 
+def corpus_arg(exp, res) -> str:
+    """`` --corpus NAME`` for an experiment that reads a corpus (the one its runs read), else nothing."""
+    corpora = {r["config"].get("task", {}).get("corpus") for r in res.rows} - {None}
+    return f" --corpus {sorted(corpora)[0]}" if getattr(exp, "needs_corpus", False) and corpora else ""
+
+
 def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: str, meta: dict) -> str:
     """One experiment's part of REPORT.md; writes its tables and figure."""
     _write(out / "tables" / f"{name}.md", "\n\n".join(t.markdown() for t in tables) + "\n")
@@ -188,7 +194,8 @@ def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: s
     body += [f"- Notes: {exp.notes}"] if exp.notes else []
     body += [
         f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",
-        f"- Command: `sparsemem reproduce {name} --profile {profile} --out {meta.get('out', 'DIR')}`",
+        f"- Command: `sparsemem reproduce {name} --profile {profile}{corpus_arg(exp, res)} "
+        f"--out {meta.get('out', 'DIR')}`",
         "",
     ]
     body += [t.markdown() + "\n" for t in tables]

@@ -22,11 +22,11 @@ from .config import ConfigError
 from .plumbing import atomic_write
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def _trim_metrics(path: Path, start: int, interval: Optional[int] = None) -> Optional[list[dict]]:
+def trim_metrics(path: Path, start: int, interval: Optional[int] = None) -> Optional[list[dict]]:
     """Keep the lines of a metrics file up to step `start`; unreadable lines (a partial last line) are dropped.
 
     With ``interval``, the lines kept must be exactly the evaluations at its multiples up to ``start``;
@@ -44,7 +44,7 @@ def _trim_metrics(path: Path, start: int, interval: Optional[int] = None) -> Opt
     if interval is not None and [r["step"] for r in kept] != list(range(interval, start + 1, interval)):
         return None
     if path.exists():
-        _write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 
@@ -65,7 +65,7 @@ def save_checkpoint(state: dict, path: Path) -> None:
     torch.save(state, buf)
     data = buf.getvalue()
     atomic_write(path, data)
-    _write_text(_digest_path(path), hashlib.sha256(data).hexdigest() + "\n")
+    write_text(_digest_path(path), hashlib.sha256(data).hexdigest() + "\n")
 
 
 def load_checkpoint(path: Path, device) -> dict:
@@ -99,10 +99,10 @@ def _result_digest(result: dict) -> str:
 def write_final(path: Path, result: dict) -> None:
     """A run's final.json: its result (without the model) and a sha256 of that result."""
     data = {k: v for k, v in result.items() if k != "model"}
-    _write_text(path, json.dumps({**data, "sha256": _result_digest(data)}, indent=2))
+    write_text(path, json.dumps({**data, "sha256": _result_digest(data)}, indent=2))
 
 
-def _read_json(path: Path, healed: list) -> Optional[dict]:
+def read_final(path: Path, healed: list) -> Optional[dict]:
     """A run's final.json, or None if absent; a damaged one (unreadable, or failing its sha256) is noted
     in ``healed`` and removed."""
     if not path.exists():
@@ -120,7 +120,7 @@ def _read_json(path: Path, healed: list) -> Optional[dict]:
     return None
 
 
-def _try_resume(path: Path, device, restore: Callable[[dict], tuple], what: str) -> tuple:
+def try_resume(path: Path, device, restore: Callable[[dict], tuple], what: str) -> tuple:
     """(restore(checkpoint at path), None), or (None, a note of the damage) when the checkpoint or the files
     ``restore`` checks are damaged; the caller then starts afresh. A ConfigError from ``restore`` (a folder of
     another run) is the user's to fix and propagates."""
@@ -132,7 +132,7 @@ def _try_resume(path: Path, device, restore: Callable[[dict], tuple], what: str)
         return None, f"{err if isinstance(err, DamagedFile) else f'{path.name}: {err}'}; {what} restarted from step 0"
 
 
-def _restart(out: Path, keep_checkpoint: bool = False) -> None:
+def restart(out: Path, keep_checkpoint: bool = False) -> None:
     """Clear a run folder's state files, so the run starts at step 0."""
     for name in ("final.json", "metrics.jsonl") + (
         () if keep_checkpoint else ("checkpoint.pt", "checkpoint.pt.sha256")

@@ -117,7 +117,7 @@ def test_sweep_on_cuda(tmp_path):
 @pytest.mark.parametrize("rpe,att,norm", MODEL_COMBOS)
 def test_fleet_on_cuda_matches_its_single_runs(rpe, att, norm, tmp_path):
     """A fleet on the GPU (data sampled there) against the same runs trained alone on the GPU."""
-    from sparsemem.fleet_train import train_fleet
+    from sparsemem.training import train_fleet
 
     base = [
         "task.kind=fixed",

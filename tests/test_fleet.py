@@ -7,10 +7,9 @@ import torch
 from conftest import MODEL_COMBOS, RPE_TYPES
 
 import sparsemem as sm
-from sparsemem.fleet_train import FleetAdamW, train_fleet
 from sparsemem.models.fleet import FleetModel, squad_key
 from sparsemem.sweep.runner import plan_jobs, step_elements
-from sparsemem.train import DATA_SEED_OFFSET, lr_factor
+from sparsemem.training import DATA_SEED_OFFSET, FleetAdamW, lr_factor, train_fleet
 
 SMALL = [
     "task.kind=fixed",

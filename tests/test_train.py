@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sparsemem as sm
-from sparsemem.train import lr_factor
+from sparsemem.training import lr_factor
 
 SMALL = [
     "task.lags=[2,5]",

@@ -93,7 +93,10 @@ def load_yaml(path: Union[str, Path]) -> dict:
     except RecursionError:
         raise ConfigError(f"config file {str(p)!r} nests too deeply") from None
     if data is None:
-        return {}
+        raise ConfigError(
+            f"config file {str(p)!r} is empty (or only comments); a config is a mapping of task, model, "
+            "train (a sweep spec: name, base, grid); to train the defaults give no file"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"config file {str(p)!r} must hold a mapping with task, model, train; got {type(data).__name__}"

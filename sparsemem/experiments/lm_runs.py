@@ -82,7 +82,8 @@ def figure_1a(res, path: str) -> None:
         ax.set_title(f"1a (text): base D = {D}")
         ax.set_xlabel("tokens seen")
         ax.set_ylabel("validation loss (nats per token)")
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
@@ -100,5 +101,6 @@ def figure_3b(res, path: str) -> None:
     ax.set_title("3b (text): DP against DP-free")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation loss (nats per token)")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     save_figure(fig, path)

@@ -1,6 +1,6 @@
 """K models of the Transformer family as one: parameters with a leading member axis.
 
-A fleet trains K runs together (``sparsemem.fleet_train.train_fleet``). Its members
+A fleet trains K runs together (``sparsemem.training.train_fleet``). Its members
 fall into squads, one per model structure; a squad is one module of the
 family evaluated under ``torch.func.vmap`` over its members' stacked
 parameters, so the model code is the very code a single run executes.

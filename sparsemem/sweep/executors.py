@@ -32,8 +32,7 @@ def run_job(
     """
     import torch
 
-    from ..fleet_train import train_fleet
-    from ..train import train
+    from ..training import train, train_fleet
 
     if threads:
         torch.set_num_threads(threads)

@@ -100,8 +100,8 @@ def plan_jobs(
     and resumes them from their checkpoints. Jobs keep the order of their first run. With
     ``compile="auto"``, single runs on a CPU whose step holds more than ``CPU_MEMBER_ELEMENTS`` elements
     train through torch.compile."""
-    from ..fleet_train import fleet_key
     from ..models.fleet import fleet_supports, squad_key
+    from ..training import fleet_key
 
     def single(c: RunConfig) -> Job:
         big = compile == "auto" and not _on_gpu(c.train.device) and step_elements(c) > CPU_MEMBER_ELEMENTS
