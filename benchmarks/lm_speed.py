@@ -115,6 +115,7 @@ def row(label, model, shape, args, device, peak) -> dict:
     tps = tokens_per_s(
         model, shape["vocab"], shape["seq_len"], args.batch, device, args.autocast, args.compile, args.seconds
     )
+    tps = round(tps) or tps  # the FLOP rates below agree with the tokens/s printed (a slow CPU's few hundred)
     out = {"model": label, "params": n, "tokens_per_s": round(tps), "model_tflops": float(f"{fpt * tps / 1e12:.4g}")}
     if peak:
         out["mfu"] = float(f"{fpt * tps / peak:.4g}")

@@ -15,9 +15,10 @@ says the sweep is over. Rank 0 alone touches the store and writes the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -133,3 +134,41 @@ def finish(ok: bool = True) -> None:
         if ok:
             torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+@contextlib.contextmanager
+def ending() -> Iterator[None]:
+    """The block is this process's last use of the process group: ended after it, at once on an error."""
+    try:
+        yield
+    except BaseException:
+        finish(ok=False)
+        raise
+    finish()
+
+
+@contextlib.contextmanager
+def reproduction(device: str, workers: int, backend: str, train_job: Callable) -> Iterator[bool]:
+    """`sparsemem reproduce` under torchrun: rank 0 runs the sweep (one worker, no fleets) and hands each job
+    to the other ranks, which train it data-parallel with ``train_job(job)`` until rank 0 releases them.
+    Yields True where the sweep runs (rank 0, or a single process), False on a following rank (its work
+    is then done); however the sweep ends, the followers are released and the group ended."""
+    if world() == 1:
+        yield True
+        return
+    if workers != 1 or backend != "local":
+        raise ConfigError(
+            f"--workers = {workers}, --backend = {backend}: under torchrun every run trains "
+            "data-parallel over all the processes, one run at a time; use --workers 1 --backend local"
+        )
+    start(device)
+    if rank() != 0:
+        follow(train_job)
+        finish()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release()  # the other ranks stop following, whether the sweep ended well or not
+        finish()

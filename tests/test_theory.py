@@ -499,3 +499,23 @@ def test_sign_free_fit_is_the_mse_of_a_model_with_those_heads():
     got = torch.tensor(model.attention_kernels(S)[0])  # (H, S)
     kernel = fit.c0 * torch.eye(S, dtype=torch.float64)[0] + torch.tensor(fit.c, dtype=torch.float64) @ got
     assert torch.allclose(kernel, fit.kernel, atol=1e-10)
+
+
+def test_theory_verbs_take_their_options_from_the_specs():
+    """Every field of a theory spec is an option of its verb, with the spec's default in its help."""
+    from sparsemem.cli import build_parser
+    from sparsemem.cli.theory import VERBS
+    from sparsemem.theory import specs
+
+    parser = build_parser()
+    theory = next(
+        a for a in parser._subparsers._group_actions[0].choices["theory"]._actions if a.dest == "theory_command"
+    )
+    for verb, (name, _, _) in VERBS.items():
+        spec, sub = getattr(specs, name), theory.choices[verb]
+        options = {a.dest: a for a in sub._actions}
+        for field, info in spec.model_fields.items():
+            assert field in options, (verb, field)
+            assert options[field].required == info.is_required()
+            if not info.is_required():
+                assert f"(default {specs.default_text(spec, field)})" in options[field].help

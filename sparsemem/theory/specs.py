@@ -76,10 +76,10 @@ class FitSpec(TheorySpec):
     weights by least squares. For i.i.d. unit-variance inputs l2 is the MSE floor of a 1-layer FFN-free
     model on the linear target with that kernel."""
 
-    kernel: str  # exp:B, power:B, delta:T, or deltas:T1+T2+...
-    rpe: list[str] = Field(default_factory=lambda: ["lin", "log"])  # RPE types
-    heads: list[Int] = Field(default_factory=lambda: [1, 2, 4, 8])  # head counts
-    seq_len: Int = Field(1000, ge=2)  # number of lags S
+    kernel: str = Field(description="exp:BETA, power:BETA, delta:T, or a sum of deltas deltas:T1+T2+...")
+    rpe: list[str] = Field(default_factory=lambda: ["lin", "log"], description="comma-separated RPE types")
+    heads: list[Int] = Field(default_factory=lambda: [1, 2, 4, 8], description="comma-separated head counts")
+    seq_len: Int = Field(1000, ge=2, description="number of lags S")
 
     _lists = field_validator("heads", mode="before")(_ints)
     _rpes = field_validator("rpe", mode="before")(_names)
@@ -128,10 +128,14 @@ class MemorySpec(TheorySpec):
     N exponentials: the span of N lin-RPE heads) and the fewest log-RPE heads whose optimal fit reaches
     the target relative MSE."""
 
-    kernels: list[str] = Field(default_factory=lambda: ["power:0.5", "power:1.5", "exp:0.5"])
-    lengths: list[Int] = Field(default_factory=lambda: [64, 128, 256, 512, 1024])  # sequence lengths
-    target: Float = Field(1e-3, gt=0, lt=1)  # relative MSE to reach
-    max_heads: Int = Field(64, ge=1)  # largest N or H tried
+    kernels: list[str] = Field(
+        default_factory=lambda: ["power:0.5", "power:1.5", "exp:0.5"], description="comma-separated kernels"
+    )
+    lengths: list[Int] = Field(
+        default_factory=lambda: [64, 128, 256, 512, 1024], description="comma-separated sequence lengths"
+    )
+    target: Float = Field(1e-3, gt=0, lt=1, description="relative MSE to reach")
+    max_heads: Int = Field(64, ge=1, description="largest N or H tried")
 
     _lists = field_validator("lengths", mode="before")(_ints)
     _kernels = field_validator("kernels", mode="before")(_names)
@@ -178,11 +182,15 @@ class ScalingSpec(TheorySpec):
     arithmetic (mpmath), the l1 error of T - 1 such heads at six scales. With --rate-heads N, also the
     optimal l2 error of the Thm 5.1 kernels with 1..N heads and the fitted slope in log H."""
 
-    lags: list[Int] = Field(default_factory=lambda: [8, 16, 32, 64, 128, 256, 512, 1024])  # lags T
-    rpe: list[str] = Field(default_factory=lambda: ["lin", "log"])
-    eps: list[Float] = Field(default_factory=lambda: [0.1, 0.01])  # l1 targets
-    check: list[Int] = Field(default_factory=lambda: [4, 8])  # lags (2..16) for the exact T - 1 check
-    rate_heads: Int = Field(8, ge=0)  # Thm 5.1 rates with 1..N heads (0: skip)
+    lags: list[Int] = Field(
+        default_factory=lambda: [8, 16, 32, 64, 128, 256, 512, 1024], description="comma-separated lags T"
+    )
+    rpe: list[str] = Field(default_factory=lambda: ["lin", "log"], description="lin, log or both")
+    eps: list[Float] = Field(default_factory=lambda: [0.1, 0.01], description="comma-separated l1 targets")
+    check: list[Int] = Field(
+        default_factory=lambda: [4, 8], description="lags (2..16) for the exact T - 1 check; '' for none"
+    )
+    rate_heads: Int = Field(8, ge=0, description="Thm 5.1 rates with 1..N heads, 0: skip")
 
     _lists = field_validator("lags", mode="before")(_ints)
 
@@ -268,9 +276,11 @@ class ConstructSpec(TheorySpec):
     task.example=nested_product) in a normalization-free model, H exponentials per lag. Then score it on
     the validation set."""
 
-    heads: Int = Field(ge=1)  # per memory (fixed, kernel) or exponentials per lag (adaptive)
-    width: Int = Field(0, ge=0)  # readout width m; 0: linear
-    attention: Literal["dp", "tmx"] = "dp"  # adaptive tasks: the gates' attention
+    heads: Int = Field(ge=1, description="heads per memory (adaptive: exponentials per lag)")
+    width: Int = Field(0, ge=0, description="readout width m, 0 = linear")
+    attention: Literal["dp", "tmx"] = Field(
+        "dp", description="adaptive tasks: gates by the dot product (dp) or by TMX heads (Prop 4.3)"
+    )
 
     def run(self, cfg) -> tuple[Any, dict]:
         """(model, info) for a RunConfig: Thm 4.1 / 4.4 gates for an adaptive task, Thm 3.1 / 5.1 otherwise."""
