@@ -309,7 +309,7 @@ def test_two_sweeps_on_one_store_train_each_shared_run_once(fleet, tmp_path):
 
 
 def test_a_claim_of_a_dead_owner_is_taken_over(tmp_path):
-    from sparsemem.sweep.store import owner_gone
+    from sparsemem.sweep.claims import owner_gone
 
     cfg = cfg_of()
     with Store(tmp_path / "r.db") as store:

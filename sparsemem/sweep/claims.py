@@ -12,8 +12,15 @@ import uuid
 from pathlib import Path
 from typing import Optional, Union
 
+from .schema import FINISHED
+
 LEASE_SECONDS = 60.0  # a claim lasts this long unless renewed; the heartbeat renews it 4 times as often
 _RENEW_SQL = "UPDATE runs SET lease = ? WHERE owner = ? AND status = 'running'"
+_CLAIM_SQL = (
+    "UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, error = NULL, updated = ? "
+    "WHERE hash = ?"
+)
+EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
 
 
 def new_owner() -> str:
@@ -38,7 +45,7 @@ def owner_gone(owner: Optional[str]) -> bool:
     return False
 
 
-def _held_elsewhere(row: dict, owner: str, now: float) -> bool:
+def held_elsewhere(row: dict, owner: str, now: float) -> bool:
     """A row running under another owner's claim that is still live (lease ahead, owner not known dead)."""
     return (
         row["status"] == "running"
@@ -74,3 +81,32 @@ class Heartbeat:
                     pass
         finally:
             db.close()
+
+
+def claim_runs(db: sqlite3.Connection, hashes: list[str], owner: str, lease: float) -> list[str]:
+    """Within the caller's transaction: mark those of ``hashes`` nobody else holds as running under
+    ``owner`` until now + ``lease``, logging each takeover of another owner's expired claim; returns them."""
+    if not hashes:
+        return []
+    now = time.time()
+    marks = ", ".join("?" * len(hashes))
+    rows = db.execute(f"SELECT hash, status, owner, lease FROM runs WHERE hash IN ({marks})", hashes).fetchall()
+    state = {r["hash"]: dict(r) for r in rows}
+    taken = []
+    for h in hashes:
+        r = state.get(h)
+        if r is None or r["status"] in FINISHED or held_elsewhere(r, owner, now):
+            continue
+        if r["status"] == "running" and r["owner"] != owner:
+            db.execute(
+                EVENT_SQL, (now, h, "takeover", f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}")
+            )
+        taken.append(h)
+    db.executemany(_CLAIM_SQL, [(owner, now + lease, now, h) for h in taken])
+    return taken
+
+
+def claim_one(db: sqlite3.Connection, run_hash: str, owner: Optional[str]) -> None:
+    """Claim one run regardless of other claims (an explicit, single-process use)."""
+    now = time.time()
+    db.execute(_CLAIM_SQL, (owner, now + LEASE_SECONDS if owner else None, now, run_hash))

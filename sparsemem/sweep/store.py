@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-from .claims import LEASE_SECONDS, _held_elsewhere, owner_gone  # noqa: F401  (owner_gone: tests)
+from .claims import EVENT_SQL, LEASE_SECONDS, claim_one, claim_runs, held_elsewhere
 from .schema import (
     CLAIM_COLUMNS,
     FINISHED,
@@ -42,8 +42,6 @@ from .schema import (
     _reason,
     check_store_path,
 )
-
-_EVENT_SQL = "INSERT INTO events (time, hash, kind, detail) VALUES (?, ?, ?, ?)"
 
 
 class Store:
@@ -220,52 +218,22 @@ class Store:
         sweeps never claim one run.
         """
         hashes = list(hashes)
-        now = time.time()
         with self._tx() as db:
-            rows = (
-                db.execute(
-                    f"SELECT hash, status, owner, lease FROM runs WHERE hash IN ({', '.join('?' * len(hashes))})",
-                    hashes,
-                ).fetchall()
-                if hashes
-                else []
-            )
-            state = {r["hash"]: dict(r) for r in rows}
-            taken = []
-            for h in hashes:
-                r = state.get(h)
-                if r is None or r["status"] in FINISHED or _held_elsewhere(r, owner, now):
-                    continue
-                if r["status"] == "running" and r["owner"] != owner:
-                    db.execute(
-                        _EVENT_SQL,
-                        (now, h, "takeover", f"claim of {r['owner'] or 'an older sparsemem'} taken over by {owner}"),
-                    )
-                taken.append(h)
-            db.executemany(
-                "UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
-                "error = NULL, updated = ? WHERE hash = ?",
-                [(owner, now + lease, now, h) for h in taken],
-            )
-        return taken
+            return claim_runs(db, hashes, owner, lease)
 
     def mark_running(self, run_hash: str, owner: Optional[str] = None) -> None:
         """Claim one run regardless of other claims (an explicit, single-process use)."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET status = 'running', owner = ?, lease = ?, attempts = attempts + 1, "
-                "error = NULL, updated = ? WHERE hash = ?",
-                (owner, time.time() + LEASE_SECONDS if owner else None, time.time(), run_hash),
-            )
+            claim_one(db, run_hash, owner)
 
     def held_elsewhere(self, hashes: Iterable[str], owner: str) -> list[str]:
         """Those of ``hashes`` running under another owner's live claim."""
         now = time.time()
-        return [h for h, r in self.by_hash(hashes).items() if _held_elsewhere(r, owner, now)]
+        return [h for h, r in self.by_hash(hashes).items() if held_elsewhere(r, owner, now)]
 
     def log_event(self, run_hash: Optional[str], kind: str, detail: str) -> None:
         with self._tx() as db:
-            db.execute(_EVENT_SQL, (time.time(), run_hash, kind, detail))
+            db.execute(EVENT_SQL, (time.time(), run_hash, kind, detail))
 
     def events(self, run_hash: Optional[str] = None) -> list[dict]:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
