@@ -13,16 +13,26 @@ from typing import Callable, Iterable, Iterator, Optional, Union
 
 def atomic_write(path: Union[str, Path], data: Union[str, bytes, Callable[[Path], None]]) -> None:
     """Write text, bytes, or whatever ``data(tmp_path)`` writes, to ``path`` all at once: a reader sees
-    the old file or the new one, never half of it (a temporary beside it, then os.replace)."""
+    the old file or the new one, never half of it (a temporary beside it, then os.replace; the temporary is
+    removed when the write fails)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    if isinstance(data, str):
-        tmp.write_text(data)
-    elif isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        data(tmp)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data)
+        elif isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk: no half-written temporary stays behind, and the error names the file
+        tmp.unlink(missing_ok=True)
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror, str(tmp)) from err
+        raise
+    except BaseException:  # a kill
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def first_missing(path: Path) -> Optional[Path]:

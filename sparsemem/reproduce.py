@@ -62,74 +62,23 @@ def reproduce(
     check_runner_args(workers, backend, fleet, fleet_size, compile)
     device = concrete_device(device)  # so a CPU machine's runs keep the hashes of --device cpu
     profile, why = resolve_profile(profile, device)
-    default = GROUPS["text"] if profile == "text" else DEFAULT_EXPERIMENTS + (GROUPS["text"] if corpus else [])
-    names = list(names or default)
-    names = list(dict.fromkeys(n for name in names for n in GROUPS.get(name, [name])))  # expand groups
-    for name in names:
-        if name not in EXPERIMENTS:
-            raise ConfigError(
-                f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)} and the groups {', '.join(GROUPS)}"
-            )
-    specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
-    planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
+    names = expand_names(names, profile, corpus)
     overrides = list(overrides)
-    if overrides:
-        planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs] for name, runs in planned.items()}
+    planned = plan(names, profile, corpus, overrides, device)
+    out = Path(out)
+    store_path = out / "results.db"
+    check_out(out, store_path, profile, overrides)
     import torch
 
-    from .plumbing import check_writable_dir
-    from .preflight import check_device, check_runs
-    from .sweep.store import check_store_path
-    from .tasks.text import prepare as prepare_text
-
-    if device != "cpu":
-        from .config import TrainConfig
-
-        try:
-            TrainConfig(device=device)
-        except ValueError as err:
-            msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
-            raise ConfigError(f"--device = {device!r}: {msg.removeprefix('Value error, ')}") from None
-        check_device(device, "--device")
-        planned = {
-            name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})}) for c in runs]
-            for name, runs in planned.items()
-        }
-    check_runs(c for runs in planned.values() for c in runs)
-    prepare_text(c for runs in planned.values() for c in runs)  # corpora fetched and tokenized once, here
-    out = Path(out)
-    check_writable_dir(out, "--out", ConfigError)
-    store_path = out / "results.db"
-    check_store_path(store_path)
-    if store_path.exists() and store_path.stat().st_size:
-        with Store(store_path, readonly=True) as store:
-            had = store.meta().get("profile")
-            had_overrides = store.meta().get("overrides", [])
-        if had and had != profile:
-            raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
-        if had and had_overrides != overrides:
-            raise ConfigError(
-                f"--out {str(out)!r} holds a reproduction with overrides "
-                f"{' '.join(had_overrides) or '(none)'}; pick another --out for "
-                f"{' '.join(overrides) or 'none'}"
-            )
-    runs_by_hash = {}
     with Store(store_path) as store:
-        # CUDA's presence was checked above for a cuda device
+        # CUDA's presence was checked in plan() for a cuda device
         label = f"cuda ({torch.cuda.get_device_name()})" if device == "cuda" else device
-        store.set_meta(
-            profile=profile,
-            profile_reason=why,
-            out=str(out),
-            command=command,
-            torch=torch.__version__,
-            device=label,
-            overrides=overrides,
-        )
+        meta = dict(out=str(out), command=command, torch=torch.__version__, device=label, overrides=overrides)
+        store.set_meta(profile=profile, profile_reason=why, **meta)
+        runs_by_hash = {}
         for name in names:
-            runs = planned[name]
-            store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
-            for c in runs:
+            store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in planned[name]])
+            for c in planned[name]:
                 runs_by_hash.setdefault(c.config_hash(), c)
         todo = sorted(runs_by_hash.values(), key=cost, reverse=True)
         t0 = time.perf_counter()
@@ -147,19 +96,88 @@ def reproduce(
             fleet_size=fleet_size,
             compile=compile,
         )
-        meta = store.meta()
-        show = progress if progress is not None else sys.stderr.isatty()
-        for name in names:  # what experiments compute besides training: computed once, kept in the store
-            exp = EXPERIMENTS[name]
-            if exp.compute and f"computed:{name}" not in meta:
-                store.set_meta(**{f"computed:{name}": exp.compute(profile)})
-            wanted = exp.floors(profile) if exp.floors else []
-            lengths = {c.task.seq_len for c in planned[name]}
-            if overrides and len(lengths) == 1:  # floors at the length the (overridden) runs train at
-                wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f for f in wanted]
-            todo_floors = floors.missing(wanted, store.computed(name))
-            if todo_floors:
-                store.add_computed(name, floors.compute_rows(todo_floors, show))
-        store.set_meta(seconds=round(meta.get("seconds", 0.0) + time.perf_counter() - t0, 1))
+        seconds = store.meta().get("seconds", 0.0)
+        compute_extras(store, names, planned, profile, overrides, progress)
+        store.set_meta(seconds=round(seconds + time.perf_counter() - t0, 1))
     verdicts = build_report(store_path, out, names)
     return {"summary": summary, "verdicts": verdicts}
+
+
+def expand_names(names: Optional[list[str]], profile: str, corpus: Optional[str]) -> list[str]:
+    """The experiments to run, groups expanded, in order, each once; an unknown name is refused."""
+    default = GROUPS["text"] if profile == "text" else DEFAULT_EXPERIMENTS + (GROUPS["text"] if corpus else [])
+    names = list(dict.fromkeys(n for name in (names or default) for n in GROUPS.get(name, [name])))
+    for name in names:
+        if name not in EXPERIMENTS:
+            raise ConfigError(
+                f"experiment {name!r} is unknown; known: {', '.join(EXPERIMENTS)} and the groups {', '.join(GROUPS)}"
+            )
+    return names
+
+
+def plan(names: list[str], profile: str, corpus: Optional[str], overrides: list[str], device: str) -> dict:
+    """Every experiment's run configs, validated and checked before anything is written; text corpora are
+    fetched and tokenized here, once."""
+    from .preflight import check_device, check_runs
+    from .tasks.text import prepare as prepare_text
+
+    specs = {name: EXPERIMENTS[name].make_specs(profile, corpus) for name in names}
+    planned = {name: expand_all(s) for name, s in specs.items()}  # validates every config before writing
+    if overrides:
+        planned = {name: [RunConfig.from_dict(c.to_dict(), overrides) for c in runs] for name, runs in planned.items()}
+    if device != "cpu":
+        from .config import TrainConfig
+
+        try:
+            TrainConfig(device=device)
+        except ValueError as err:
+            msg = err.errors()[0]["msg"] if hasattr(err, "errors") else str(err)
+            raise ConfigError(f"--device = {device!r}: {msg.removeprefix('Value error, ')}") from None
+        check_device(device, "--device")
+        planned = {
+            name: [c.model_copy(update={"train": c.train.model_copy(update={"device": device})}) for c in runs]
+            for name, runs in planned.items()
+        }
+    check_runs(c for runs in planned.values() for c in runs)
+    prepare_text(c for runs in planned.values() for c in runs)
+    return planned
+
+
+def check_out(out: Path, store_path: Path, profile: str, overrides: list[str]) -> None:
+    """--out must be writable and hold no reproduction of another profile or other overrides."""
+    from .plumbing import check_writable_dir
+    from .sweep.store import check_store_path
+
+    check_writable_dir(out, "--out", ConfigError)
+    check_writable_dir(out / "runs", "runs folder", ConfigError)
+    check_store_path(store_path)
+    if not (store_path.exists() and store_path.stat().st_size):
+        return
+    with Store(store_path, readonly=True) as store:
+        had = store.meta().get("profile")
+        had_overrides = store.meta().get("overrides", [])
+    if had and had != profile:
+        raise ConfigError(f"--out {str(out)!r} holds a {had} reproduction; pick another --out for {profile}")
+    if had and had_overrides != overrides:
+        raise ConfigError(
+            f"--out {str(out)!r} holds a reproduction with overrides "
+            f"{' '.join(had_overrides) or '(none)'}; pick another --out for "
+            f"{' '.join(overrides) or 'none'}"
+        )
+
+
+def compute_extras(store: Store, names: list[str], planned: dict, profile: str, overrides: list[str], progress) -> None:
+    """What experiments compute besides training (tables, fits), computed once and kept in the store."""
+    meta = store.meta()
+    show = progress if progress is not None else sys.stderr.isatty()
+    for name in names:
+        exp = EXPERIMENTS[name]
+        if exp.compute and f"computed:{name}" not in meta:
+            store.set_meta(**{f"computed:{name}": exp.compute(profile)})
+        wanted = exp.floors(profile) if exp.floors else []
+        lengths = {c.task.seq_len for c in planned[name]}
+        if overrides and len(lengths) == 1:  # floors at the length the (overridden) runs train at
+            wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f for f in wanted]
+        todo_floors = floors.missing(wanted, store.computed(name))
+        if todo_floors:
+            store.add_computed(name, floors.compute_rows(todo_floors, show))

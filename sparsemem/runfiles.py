@@ -102,19 +102,28 @@ def write_final(path: Path, result: dict) -> None:
     write_text(path, json.dumps({**data, "sha256": _result_digest(data)}, indent=2))
 
 
+def load_final(path: Path) -> Optional[dict]:
+    """A run's final.json if it is there and intact (readable, matching its sha256); None otherwise. Reads
+    only: a finished run is served from a read-only folder."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict):
+        digest = data.pop("sha256", None)
+        if digest is None or digest == _result_digest(data):  # older versions wrote none
+            return data
+    return None
+
+
 def read_final(path: Path, healed: list) -> Optional[dict]:
     """A run's final.json, or None if absent; a damaged one (unreadable, or failing its sha256) is noted
     in ``healed`` and removed."""
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-        if isinstance(data, dict):
-            digest = data.pop("sha256", None)
-            if digest is None or digest == _result_digest(data):  # older versions wrote none
-                return data
-    except (ValueError, UnicodeDecodeError):
-        pass
+    data = load_final(path)
+    if data is not None:
+        return data
     healed.append(f"{path.name} is damaged; the run goes on from its checkpoint")
     path.unlink()
     return None

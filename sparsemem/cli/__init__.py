@@ -9,6 +9,7 @@ line on stderr and an exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ..config import ConfigError
@@ -57,6 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{flag}: " if isinstance(err, StoreError) else ""
         print(f"sparsemem: error: {where}{err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system refused (a full disk, a read-only mount): one line, no traceback
+        if err.errno is None:
+            raise
+        print(f"sparsemem: error: {file_fault(err)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("sparsemem: interrupted", file=sys.stderr)
         return 130
+
+
+def file_fault(err: OSError) -> str:
+    """One line for a file-system error: the file (a temporary named as the file it stood for), the
+    reason, and for a full disk what to do; atomic writes leave no temporary behind."""
+    name = str(err.filename).removesuffix(".tmp") if err.filename else "a file"
+    hint = ""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = "; nothing half-written was kept: free space and run the same command to go on from the last checkpoint"
+    return f"{name}: {err.strerror or err}{hint}"

@@ -24,7 +24,6 @@ def split_positionals(items: list[str]) -> tuple[str | None, list[str]]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .. import distributed
-    from ..plumbing import check_writable_dir
     from ..preflight import check_runs
     from ..runfiles import strict_json, summary_line
     from ..training import train
@@ -32,8 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     path, overrides = split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
-    check_runs([cfg])
-    check_writable_dir(out, "--out", ConfigError)
+    check_runs([cfg])  # the run folder is checked by train(), after a finished run is served from it
     with distributed.ending():
         result = dict(train(cfg, out_dir=out, progress=False if args.no_progress else None, compile=args.compile))
     if distributed.rank() != 0:  # a data-parallel rank other than 0: rank 0 reports the run

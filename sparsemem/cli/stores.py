@@ -26,6 +26,21 @@ def cmd_store_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import json
+
+    from ..runfiles import strict_json
+    from ..sweep.retrain import retrain
+
+    out = retrain(args.store, args.run, progress=False if args.no_progress else None)
+    how = "alone" if out["engine"] == "single" else f"in its fleet of {out['fleet_size']}"
+    same = "bit-identical" if out["rel_diff"] == 0.0 else f"relative difference {out['rel_diff']:.3g}"
+    print(f"retrain {out['hash'][:12]} {how}: stored val_loss {out['stored']}, now {out['retrained']} ({same})")
+    if args.json:
+        print(json.dumps(strict_json(out)))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from ..config import catalogue
 
@@ -63,6 +78,19 @@ def add(sub) -> None:
     p.add_argument("stores", nargs="+", metavar="STORE.db")
     p.add_argument("--out", required=True, metavar="ALL.db", help="the merged store (must not exist)")
     p.set_defaults(func=cmd_store_merge)
+
+    p = sub.add_parser(
+        "retrain",
+        help="train a stored run again exactly as it was trained (alone, or in its fleet) and compare",
+        description="Train a run of a store again with the engine that trained it (alone, or in a fleet with "
+        "the same members in the same order) and print the stored and the new validation loss. The store is "
+        "only read.",
+    )
+    p.add_argument("run", metavar="RUN", help="a run name, or 6 or more characters of its config hash")
+    p.add_argument("--store", required=True, metavar="PATH", help="the results.db to read")
+    p.add_argument("--json", action="store_true", help="also print the comparison as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
     p.set_defaults(func=cmd_list)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..config import ConfigError, RunConfig
+from ..plumbing import check_writable_dir
 from .claims import LEASE_SECONDS, Heartbeat, new_owner
 from .executors import InProcess, PoolExecutor, RayExecutor
 from .plan import COMPILE_MODES, Job, _subjob, plan_jobs, step_elements  # noqa: F401  (step_elements: tests)
@@ -117,11 +118,12 @@ def run_sweep(
     another sweep held and finished while this one waited).
     """
     check_runner_args(workers, backend, fleet, fleet_size, compile)
+    runs_dir = Path(runs_dir) if runs_dir is not None else store.path.parent / "runs"
+    check_writable_dir(runs_dir, "runs folder", ConfigError)  # before any run is registered or claimed
     if sweep is not None:
         store.add(sweep, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
     known = store.by_hash(c.config_hash() for c in runs)
     todo = [c for c in runs if known[c.config_hash()]["status"] not in FINISHED]
-    runs_dir = Path(runs_dir) if runs_dir is not None else store.path.parent / "runs"
     jobs = plan_jobs(todo, runs_dir, fleet, fleet_size, workers, compile)
     summary = {
         "total": len(runs),
@@ -146,52 +148,63 @@ def run_sweep(
             if on_result is not None:
                 on_result(run_hash, status)
 
-    if backend == "ray":
-        executor = RayExecutor(address=address, workers=workers, temp_dir=ray_temp_dir)
-    elif workers == 1:
-        executor = InProcess()
-    else:
-        executor = PoolExecutor(workers)
+    def elsewhere(finished: set) -> None:
+        summary["elsewhere"] += len(finished)
+        for _ in finished:
+            bar.update("elsewhere")
+
     by_hash = {c.config_hash(): c for c in todo}
+
+    def replan(free: set) -> list[Job]:
+        return plan_jobs([by_hash[h] for h in sorted(free)], runs_dir, fleet, fleet_size, workers, compile)
+
+    executor = _executor(backend, address, workers, ray_temp_dir)
     owner = new_owner()
     try:
         with Heartbeat(store.path, owner, lease):
-            pending, running, waiting = list(jobs), 0, set()
-            while pending or running or waiting:
-                while pending and running < executor.slots:  # a window: `running` in the store means running
-                    job = pending.pop(0)
-                    taken = store.claim(job.hashes, owner, lease)
-                    waiting |= set(store.held_elsewhere(set(job.hashes) - set(taken), owner))
-                    if not taken:
-                        continue
-                    executor.submit(job if len(taken) == len(job.hashes) else _subjob(job, taken, runs_dir))
-                    running += 1
-                if running:
-                    job, results = executor.wait()
-                    running -= 1
-                    done(job, results)
-                    continue
-                if pending or not waiting:
-                    continue
-                # what is left is held by other sweeps: wait for it, take over what their owners leave
-                rows = store.by_hash(waiting)
-                finished = {h for h in waiting if rows[h]["status"] in FINISHED}
-                summary["elsewhere"] += len(finished)
-                for _ in finished:
-                    bar.update("elsewhere")
-                held = set(store.held_elsewhere(waiting - finished, owner))
-                free = waiting - finished - held
-                waiting = held
-                if free:
-                    pending = plan_jobs(
-                        [by_hash[h] for h in sorted(free)], runs_dir, fleet, fleet_size, workers, compile
-                    )
-                elif waiting:
-                    time.sleep(min(5.0, lease / 4))
+            _drive(executor, jobs, store, owner, lease, runs_dir, done, replan, elsewhere)
     finally:
         executor.close()
         bar.close()
     return summary
+
+
+def _executor(backend: str, address: Optional[str], workers: int, ray_temp_dir: Optional[str]):
+    if backend == "ray":
+        return RayExecutor(address=address, workers=workers, temp_dir=ray_temp_dir)
+    return InProcess() if workers == 1 else PoolExecutor(workers)
+
+
+def _drive(executor, jobs, store: Store, owner: str, lease: float, runs_dir: Path, done, replan, elsewhere) -> None:
+    """Keep the executor's slots full, claiming each job's runs first (`running` in the store means running);
+    when all that is left is held by other sweeps, wait for it and take over what their owners leave."""
+    pending, running, waiting = list(jobs), 0, set()
+    while pending or running or waiting:
+        while pending and running < executor.slots:
+            job = pending.pop(0)
+            taken = store.claim(job.hashes, owner, lease)
+            waiting |= set(store.held_elsewhere(set(job.hashes) - set(taken), owner))
+            if not taken:
+                continue
+            executor.submit(job if len(taken) == len(job.hashes) else _subjob(job, taken, runs_dir))
+            running += 1
+        if running:
+            job, results = executor.wait()
+            running -= 1
+            done(job, results)
+            continue
+        if pending or not waiting:
+            continue
+        rows = store.by_hash(waiting)
+        finished = {h for h in waiting if rows[h]["status"] in FINISHED}
+        elsewhere(finished)
+        held = set(store.held_elsewhere(waiting - finished, owner))
+        free = waiting - finished - held
+        waiting = held
+        if free:
+            pending = replan(free)
+        elif waiting:
+            time.sleep(min(5.0, lease / 4))
 
 
 def run_spec(spec_path, overrides=(), *, store=None, **options) -> dict:
@@ -220,6 +233,7 @@ def run_spec(spec_path, overrides=(), *, store=None, **options) -> dict:
         check_store_path(path)
     except ConfigError as err:
         raise ConfigError(f"--store: {err}") from None
+    check_writable_dir(options.get("runs_dir") or path.parent / "runs", "runs folder", ConfigError)
     with Store(path) as st:
         summary = run_sweep(runs, st, spec.name, ray_temp_dir=str(path.parent.resolve() / "ray"), **options)
         return {**summary, "name": spec.name, "store": str(path), "counts": st.counts(spec.name)}

@@ -202,26 +202,11 @@ def construct_adaptive(
             "(task.kind=adaptive, task.output=last)"
         )
     task = make_task(tc)
-    T, M, K = tc.seq_len, len(tc.lags), tc.depth
+    T, M = tc.seq_len, len(tc.lags)
     values = torch.tensor(task.values, dtype=torch.float64)  # x_t at the query is a token, never the pad
     symbols = torch.tensor(task.symbols, dtype=torch.float64)  # a memory can be the pad 0 before the start
 
-    def nodes(n: int) -> torch.Tensor:
-        return torch.linspace(-1.0, 1.0, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
-
-    S = len(task.symbols)
-    plan = []  # (stage, memory, lag, argument coordinates, B nodes per argument, gate coefficients)
-    for i, table in enumerate(task.tables):
-        a = tc.g_arity(i)
-        points = [values] + [symbols] * (a - 1)
-        coords = [0] + [2 + j for j in range(a - 1)]
-        # table codes run over symbols for every argument; x_t takes token values only
-        codes = [k for k in range(S**a) if k // S ** (a - 1) < len(task.values)]
-        lags = [int(table[k]) for k in codes]
-        for l in sorted(set(lags)):
-            indicator = torch.tensor([1.0 if g == l else 0.0 for g in lags], dtype=torch.float64)
-            bs = [nodes(len(u)) for u in points]
-            plan.append((min(i, K), i, l, coords, bs, _gate_solve(bs, points, indicator)))
+    plan = _adaptive_plan(task, tc, values, symbols)
     fits = {
         l: fit_heads(torch.eye(T, dtype=torch.float64)[l], "lin", heads, residual=False)[-1]
         for l in sorted({l for _, _, l, *_ in plan})
@@ -241,39 +226,7 @@ def construct_adaptive(
         scale=False,
     )
     model = make_model(mcfg, task).double()
-    s = torch.arange(T, dtype=torch.float64)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        model.embed.weight[0, 0] = 1.0  # coordinate 0: x_t
-        model.embed.bias[1] = 1.0  # coordinate 1: the constant every key reads
-        for k in range(layers):
-            attn, ps, h = model.attn[k], [], 0
-            for stage, i, l, coords, bs, beta in plan:
-                if stage != k:
-                    continue
-                for flat, coef in enumerate(beta):
-                    # the gate's multi-index j over the arguments, row-major like the Kronecker product
-                    idx, rest = [], flat
-                    for b in reversed(bs):
-                        idx.append(rest % len(b))
-                        rest //= len(b)
-                    idx.reverse()
-                    for p, c in zip(fits[l].p, fits[l].c):
-                        for coord, b, j in zip(coords, bs, idx):
-                            if attention == "dp":  # query B . u against the constant key
-                                attn.q.weight[h, coord] = b[j]
-                            else:  # tmx: p (w . h_t) = B . u
-                                attn.w.weight[h, coord] = b[j] / p
-                        if attention == "dp":
-                            attn.k.weight[h, 1] = 1.0
-                        attn.v.weight[h, 0] = 1.0
-                        # the fit's heads are normalized over the window, normalization-free ones are not
-                        attn.o.weight[2 + i, h] = coef * c / torch.exp(-p * s).sum()
-                        ps.append(p)
-                        h += 1
-            ps += [1.0] * (H - len(ps))  # unused heads: zero weights, any scale
-            attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
+    _set_adaptive_weights(model, plan, fits, layers, H, T, attention)
     mz = torch.zeros(1 + M, 2 + M, dtype=torch.float64)  # z = (x_t, memory 1, ..., memory M)
     mz[0, 0] = 1.0
     for i in range(M):
@@ -289,6 +242,69 @@ def construct_adaptive(
         "attention_params": sum(p.numel() for a in model.attn for p in a.parameters()),
         "model_config": mcfg.model_dump(mode="json"),
     }
+
+
+def _adaptive_plan(task, tc, values: torch.Tensor, symbols: torch.Tensor) -> list[tuple]:
+    """Per memory i and lag value l of g_i: (stage, i, l, argument coordinates, B nodes per argument, gate
+    coefficients); the stage is the layer that builds the memory, min(i, K)."""
+
+    def nodes(n: int) -> torch.Tensor:
+        return torch.linspace(-1.0, 1.0, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+
+    S, plan = len(task.symbols), []
+    for i, table in enumerate(task.tables):
+        a = tc.g_arity(i)
+        points = [values] + [symbols] * (a - 1)
+        coords = [0] + [2 + j for j in range(a - 1)]
+        # table codes run over symbols for every argument; x_t takes token values only
+        codes = [k for k in range(S**a) if k // S ** (a - 1) < len(task.values)]
+        lags = [int(table[k]) for k in codes]
+        for l in sorted(set(lags)):
+            indicator = torch.tensor([1.0 if g == l else 0.0 for g in lags], dtype=torch.float64)
+            bs = [nodes(len(u)) for u in points]
+            plan.append((min(i, tc.depth), i, l, coords, bs, _gate_solve(bs, points, indicator)))
+    return plan
+
+
+def _multi_index(flat: int, sizes: list[int]) -> list[int]:
+    """The gate's multi-index over the arguments, row-major like the Kronecker product."""
+    idx = []
+    for n in reversed(sizes):
+        idx.append(flat % n)
+        flat //= n
+    return idx[::-1]
+
+
+def _set_adaptive_weights(model, plan: list[tuple], fits: dict, layers: int, H: int, T: int, attention: str) -> None:
+    """Write the plan's heads into a zeroed model: one head per (memory, lag, gate, fitted lin head)."""
+    s = torch.arange(T, dtype=torch.float64)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.embed.weight[0, 0] = 1.0  # coordinate 0: x_t
+        model.embed.bias[1] = 1.0  # coordinate 1: the constant every key reads
+        for k in range(layers):
+            attn, ps, h = model.attn[k], [], 0
+            for stage, i, l, coords, bs, beta in plan:
+                if stage != k:
+                    continue
+                for flat, coef in enumerate(beta):
+                    idx = _multi_index(flat, [len(b) for b in bs])
+                    for p, c in zip(fits[l].p, fits[l].c):
+                        for coord, b, j in zip(coords, bs, idx):
+                            if attention == "dp":  # query B . u against the constant key
+                                attn.q.weight[h, coord] = b[j]
+                            else:  # tmx: p (w . h_t) = B . u
+                                attn.w.weight[h, coord] = b[j] / p
+                        if attention == "dp":
+                            attn.k.weight[h, 1] = 1.0
+                        attn.v.weight[h, 0] = 1.0
+                        # the fit's heads are normalized over the window, normalization-free ones are not
+                        attn.o.weight[2 + i, h] = coef * c / torch.exp(-p * s).sum()
+                        ps.append(p)
+                        h += 1
+            ps += [1.0] * (H - len(ps))  # unused heads: zero weights, any scale
+            attn.rpe.log_p.copy_(torch.tensor(ps, dtype=torch.float64).log())
 
 
 def save_construction(model, info: dict, cfg: RunConfig, out) -> None:

@@ -147,6 +147,13 @@ def json_number(v: float):
     return v if math.isfinite(v) else str(v)
 
 
+def fleet_engine(hashes: list[str], member: int) -> dict:
+    """How a fleet member was trained, for its result: the fleet's size and its members' config hashes in
+    order (a member's numbers depend on the fleet it shared: alone and in a fleet differ by up to 5e-5
+    relative; see docs/performance.md), so that ``sparsemem retrain`` can train it exactly again."""
+    return {"engine": "fleet", "fleet_size": len(hashes), "fleet_members": list(hashes), "fleet_member": member}
+
+
 def new_result(
     cfg: RunConfig, chash: str, var_y, params: int, device, steps: int = 0, history: Optional[list] = None
 ) -> dict:

@@ -27,6 +27,7 @@ from .basics import (
     RunResult,
     blowup_limit,
     evaluate_lengths,
+    fleet_engine,
     keep_freed_memory,
     mean_loss,
     new_result,
@@ -225,7 +226,7 @@ def train_fleet(
     task = make_task(cfgs[0].task)
     engine = FleetEngine(cfgs, task, device, Path(fleet_dir) if fleet_dir is not None else None)
     engine.results = [
-        {**new_result(c, h, engine.var_y, engine.fleet.num_params(i), device), "fleet_size": K}
+        {**new_result(c, h, engine.var_y, engine.fleet.num_params(i), device), **fleet_engine(engine.hashes, i)}
         for i, (c, h) in enumerate(zip(cfgs, engine.hashes))
     ]
     outs = [Path(d) if d is not None else None for d in (out_dirs or [None] * K)]

@@ -35,8 +35,12 @@ class RunRecord:
         r.update(steps=row["step"], val_loss=row["val_loss"], val_rel=row["val_rel"], train_loss=row["train_loss"])
         r.setdefault("curve", []).append(curve_point(row))  # a fleet's checkpoint may predate curves
         if self.out is not None:
-            with open(self.out / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            path = self.out / "metrics.jsonl"
+            try:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+            except OSError as err:  # a full disk: a partial last line is dropped on resume; name the file
+                raise OSError(err.errno, err.strerror, str(path)) from err
         if self.trackers is not None:
             self.trackers.log(row)
 

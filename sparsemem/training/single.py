@@ -24,6 +24,7 @@ from ..preflight import check_runs
 from ..runfiles import (
     DamagedFile,
     load_checkpoint,
+    load_final,
     read_final,
     restart,
     save_checkpoint,
@@ -189,6 +190,21 @@ class SingleEngine:
             save_checkpoint(state, self.out / "checkpoint.pt")
 
 
+def _served(out: Path, cfg: RunConfig, parts: Parts, device) -> Optional[RunResult]:
+    """A finished run of this config whose final.json and weights are intact, read without writing
+    anything; None otherwise (``_open`` then heals what is damaged)."""
+    done = load_final(out / "final.json") if out.is_dir() else None
+    if done is None or done.get("config_hash") != cfg.config_hash():
+        return None
+    ckpt = out / "checkpoint.pt"
+    try:
+        if ckpt.exists():
+            parts.model.load_state_dict(load_checkpoint(ckpt, device)["model"])
+    except DamagedFile:
+        return None
+    return RunResult(done, parts.model)
+
+
 def _open(out: Path, cfg: RunConfig, parts: Parts, resume: bool, device, ddp, healed: list) -> tuple:
     """The run folder's state: (start, seconds before, metrics history, parts, a finished result or None).
     A finished run of this config is returned as it is; a damaged checkpoint or metrics file is healed
@@ -264,8 +280,6 @@ def train(
     ddp = context(tc.device, tc.batch_size)  # None unless torchrun started several processes
     if ddp is not None and not ddp.writer:
         out_dir, progress = None, False  # rank 0 alone writes the run folder
-    if out_dir is not None:
-        check_writable_dir(out_dir, "run folder", ConfigError)
     device = resolve_device(local_device(tc.device))
     if cfg.task.kind == "text":
         peak_flops(device, tc.autocast)  # an unknown device's peak fails here, before anything is written
@@ -275,6 +289,12 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     start, elapsed, history, healed = 0, 0.0, [], []
     if out is not None:
+        finished = _served(out, cfg, parts, device) if resume else None
+        if finished is not None:  # read without writing: a finished run is served from a read-only folder
+            if ddp is not None:
+                ddp.broadcast({"finished": dict(finished)})
+            return finished
+        check_writable_dir(out, "run folder", ConfigError)
         start, elapsed, history, parts, finished = _open(out, cfg, parts, resume, device, ddp, healed)
         if finished is not None:
             return finished
@@ -299,6 +319,9 @@ def _run(cfg, task, parts: Parts, ddp, device, out, at: tuple, progress, compile
     engine = SingleEngine(cfg, task, parts, ddp, device, clock, compile, {})
     result = new_result(cfg, engine.chash, engine.var_y, parts.model.num_params(), device, start, history)
     result.update(engine.result)  # compiled, when asked for
+    result["engine"] = "single"
+    if ddp is not None:
+        result["processes"] = ddp.world
     engine.result, engine.out = result, out
     result["seconds"] = elapsed
     if healed:
