@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 import sparsemem as sm
 from sparsemem.models.attention import Attention
-from sparsemem.models.ops import lin_bias_mask
+from sparsemem.models.fused import lin_bias_mask
 
 SHAPE = {
     "gpt2-small": {"batch": 8, "heads": 12, "seq_len": 1024, "head_size": 64},

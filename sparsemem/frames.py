@@ -152,7 +152,7 @@ def export(store, out: Union[str, Path], sweep: Optional[str] = None, curves: bo
     for col in frame.columns:
         if frame[col].map(lambda v: isinstance(v, tuple)).any():
             frame[col] = frame[col].map(lambda v: json.dumps(list(v)) if isinstance(v, tuple) else v)
-    from .plumbing import check_writable_dir
+    from .files import check_writable_dir
 
     check_writable_dir(out.parent, "export folder", ConfigError)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -130,3 +130,12 @@ def check_runs(cfgs: Iterable[RunConfig]) -> None:
                 f"train.val_samples = {cfg.train.val_samples}), more than the {_gib(limit)} "
                 "limit; shrink it, or raise the limit with SPARSEMEM_MEMORY_LIMIT (e.g. 256G, or off)"
             )
+
+
+def concrete_device(name: str) -> str:
+    """``auto`` as the device it stands for here (cuda where present, else cpu); other names unchanged."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

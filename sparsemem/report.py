@@ -17,7 +17,7 @@ from typing import Optional, Union
 from .experiments import EXPERIMENTS, Results, Verdict
 from .experiments.base import train_settings
 from .experiments.rules import tau_text
-from .plumbing import atomic_write
+from .files import atomic_write
 from .sweep.store import Store
 
 REPRODUCED = {True: "yes", False: "no", None: "—"}
@@ -116,7 +116,7 @@ def build_report(
 ) -> dict[str, Verdict]:
     """Write tables/, figures/, REPORT.md and verdicts.json into out_dir; return the verdicts."""
     from .config import ConfigError
-    from .plumbing import check_writable_dir
+    from .files import check_writable_dir
 
     out = Path(out_dir)
     with Store(store_path, readonly=True) as store:  # never creates or changes the store

@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 
 from .config import ConfigError, RunConfig
 from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, GROUPS, PROFILES, expand_all, floors
-from .plumbing import concrete_device
+from .preflight import concrete_device
 from .report import build_report
 from .sweep.runner import check_runner_args, run_sweep
 from .sweep.store import Store
@@ -145,7 +145,7 @@ def plan(names: list[str], profile: str, corpus: Optional[str], overrides: list[
 
 def check_out(out: Path, store_path: Path, profile: str, overrides: list[str]) -> None:
     """--out must be writable and hold no reproduction of another profile or other overrides."""
-    from .plumbing import check_writable_dir
+    from .files import check_writable_dir
     from .sweep.store import check_store_path
 
     check_writable_dir(out, "--out", ConfigError)

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import torch
 
 from .config import ConfigError
-from .plumbing import atomic_write
+from .files import atomic_write
 
 
 def write_text(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ from conftest import MODEL_COMBOS, RPE_TYPES
 
 import sparsemem as sm
 from sparsemem.models.fleet import FleetModel, squad_key
-from sparsemem.sweep.runner import plan_jobs, step_elements
+from sparsemem.sweep.plan import plan_jobs, step_elements
 from sparsemem.training import DATA_SEED_OFFSET, FleetAdamW, lr_factor, train_fleet
 
 SMALL = [

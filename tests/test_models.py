@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from sparsemem import ModelConfig, RunConfig, make_model
 from sparsemem.models.attention import Attention
-from sparsemem.models.rpe import RPE, t5_bucket
-from sparsemem.models.transformer import round_with_precision
+from sparsemem.models.block import round_with_precision
+from sparsemem.models.rpe import RPE
+from sparsemem.registry import t5_bucket
 
 
 def build(rpe, att, norm, output, impl="fast", dtype=torch.float64, seed=0, **kw):

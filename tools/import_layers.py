@@ -30,7 +30,7 @@ LAYERS = [
     "throughput",
     "config",
     "tasks",
-    "registry fields convolution plumbing plotting",
+    "registry fields convolution files plotting",
 ]
 
 

@@ -12,7 +12,7 @@ from .runs import runner_args, runner_options
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .. import distributed
-    from ..plumbing import concrete_device
+    from ..preflight import concrete_device
     from ..reproduce import reproduce
     from ..sweep.executors import run_job
 

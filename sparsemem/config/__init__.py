@@ -45,6 +45,7 @@ from .schemas import (
     TaskConfig,
     TrainConfig,
     task_config,
+    unique_by_hash,
 )
 
 
@@ -98,6 +99,7 @@ __all__ = [
     "TaskConfig",
     "TextTaskConfig",
     "TrainConfig",
+    "unique_by_hash",
     "apply_overrides",
     "catalogue",
     "kind_shorthand",

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..fields import ConfigError, FieldError
+from ..tasks import TASK_CONFIGS
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -135,7 +136,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 # tag -> schema, for the discriminated unions (the task families): an error inside one names the tag
-TAGGED: dict[str, type[BaseModel]] = {}
+TAGGED: dict[str, type[BaseModel]] = TASK_CONFIGS
 
 
 def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:

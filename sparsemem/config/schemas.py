@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Iterable, Literal, Optional, Union
 
 import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator, model_validator
@@ -16,11 +16,9 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, fi
 from ..fields import SEED_MAX, Bool, Float, Int, Strict
 from ..registry import ARCHS as _ARCHS
 from ..registry import ATTENTION, RPES, TASKS, TRACKERS, rpes
-from ..tasks.adaptive import AdaptiveTaskConfig
+from ..tasks import TASK_CONFIGS
 from ..tasks.fixed import FixedTaskConfig
-from ..tasks.kernel import KernelTaskConfig
-from ..tasks.text import TextTaskConfig
-from .loading import TAGGED, FieldError, apply_overrides, load_yaml, validate_config
+from .loading import FieldError, apply_overrides, load_yaml, validate_config
 
 RPE_TYPES = tuple(RPES)
 ATTENTION_KINDS = tuple(ATTENTION)
@@ -29,13 +27,6 @@ TASK_KINDS = tuple(TASKS)
 TMX_RPE_TYPES = rpes(tmx=True)  # phi extends to real arguments, as TMX attention needs
 SIGNED_RPE_TYPES = rpes(signed=True)  # a trainable p, which `model.rpe_sign = free` may let turn negative
 
-TASK_CONFIGS = {
-    "fixed": FixedTaskConfig,
-    "adaptive": AdaptiveTaskConfig,
-    "kernel": KernelTaskConfig,
-    "text": TextTaskConfig,
-}
-TAGGED.update(TASK_CONFIGS)
 # A target family's schema, chosen by its `kind`.
 TaskConfig = Annotated[
     Union[tuple(Annotated[cls, Tag(kind)] for kind, cls in TASK_CONFIGS.items())],
@@ -296,3 +287,14 @@ class RunConfig(Strict):
                 del payload[section][key]
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def unique_by_hash(configs: Iterable) -> list:
+    """The configs in order, each config hash once (the first wins)."""
+    out, seen = [], set()
+    for cfg in configs:
+        h = cfg.config_hash()
+        if h not in seen:
+            seen.add(h)
+            out.append(cfg)
+    return out

@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import HASH_NEUTRAL, RunConfig, TrainConfig
-from ..plumbing import unique_by_hash
+from ..config import HASH_NEUTRAL, RunConfig, TrainConfig, unique_by_hash
 from ..sweep.spec import SweepSpec
 from .verdicts import (
     INCONCLUSIVE,
+    Inconclusive,
     Spread,
     Table,
     Verdict,
-    _Inconclusive,
     all_of,
     any_of,
     diagnosis,

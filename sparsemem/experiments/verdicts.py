@@ -40,7 +40,7 @@ class Table:
         return buf.getvalue()
 
 
-class _Inconclusive:
+class Inconclusive:
     """The third truth value: a rule that holds for some pairings of seeds and fails for others."""
 
     _instance = None
@@ -57,7 +57,7 @@ class _Inconclusive:
         return "INCONCLUSIVE"
 
 
-INCONCLUSIVE = _Inconclusive()
+INCONCLUSIVE = Inconclusive()
 
 
 def all_of(*truths):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..config import ModelConfig
 from .attention import Attention
 from .baselines import LinearRNN, LSTMBaseline
+from .block import FFN
 from .lm import LanguageModel
 from .rpe import RPE
-from .transformer import FFN, Transformer
+from .transformer import Transformer
 
 
 def is_memory_parameter(name: str) -> bool:

@@ -22,7 +22,7 @@ same numbers faster:
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
   * dp with softmax over all positions (``model.attention_kernel``): chunks of
     query rows with a hand-written backward that also gives the RPE its gradient
-    (``_BiasAttention``, the CPU's default); ``scaled_dot_product_attention``
+    (``BiasAttention``, the CPU's default); ``scaled_dot_product_attention``
     with the RPE as a float mask (the GPU's default); or a fused Triton kernel
     that trains the RPE's per-head parameters inside it (``flash.py``).
 Note that with softmax, tmx's query term is constant over s and cancels:
@@ -40,7 +40,7 @@ from torch import nn
 
 from ..config import ConfigError, ModelConfig
 from ..convolution import causal_conv
-from .ops import _BiasAttention, _LinBiasAttention, _TokenSoftmax, masked_softmax, toeplitz_bias
+from .fused import BiasAttention, LinBiasAttention, TokenSoftmax, masked_softmax, toeplitz_bias
 from .rpe import RPE
 
 
@@ -172,7 +172,7 @@ class Attention(nn.Module):
             alpha = (qk @ embed.weight) * self.scale  # (B, H, d)
         if self.kind == "dp" and self.normalize and not self._dead_last(T):
             # beta = <qk, b_E> is the same for every key: it cancels in the softmax
-            u, w = _TokenSoftmax.apply(logits, alpha, x)  # (B, H, d), weights summing to 1
+            u, w = TokenSoftmax.apply(logits, alpha, x)  # (B, H, d), weights summing to 1
             sigma = None
         else:
             if self.kind == "dp":
@@ -227,9 +227,9 @@ class Attention(nn.Module):
 
     def softmax_qkv(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: str) -> torch.Tensor:
         """Causal softmax attention of (B, H, T, hd) heads under this layer's RPE through one kernel: chunked
-        (``_BiasAttention``: faster on a CPU than the fused kernel, frozen bias or not, and no math kernel
+        (``BiasAttention``: faster on a CPU than the fused kernel, frozen bias or not, and no math kernel
         for a trainable one), triton (``flash.flash_lag_attention``) or sdpa (the RPE as a float mask; a
-        trainable lin bias without a mask gradient, ``_LinBiasAttention``)."""
+        trainable lin bias without a mask gradient, ``LinBiasAttention``)."""
         T = q.shape[-2]
         if kernel == "triton":
             from .flash import flash_lag_attention  # imports triton
@@ -237,9 +237,9 @@ class Attention(nn.Module):
             return flash_lag_attention(q, k, v, self.rpe, self.scale)
         if kernel == "chunked":
             bias = self.rpe(T, q.device, q.dtype)
-            return _BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero)
+            return BiasAttention.apply(q, k, v, bias, self.scale, self.rpe.inf_at_zero)
         if self.rpe.kind == "lin" and self.rpe.trainable_p and torch.is_grad_enabled():
-            return _LinBiasAttention.apply(q, k, v, self.rpe.p.to(q.dtype), self.scale)
+            return LinBiasAttention.apply(q, k, v, self.rpe.p.to(q.dtype), self.scale)
         return self._sdpa(q, k, v)
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

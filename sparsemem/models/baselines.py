@@ -19,7 +19,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..convolution import causal_conv
 from .block import FFN
-from .ops import num_params
+from .fused import num_params
 
 
 def _readout(cfg: ModelConfig, width: int) -> nn.Module:

@@ -15,7 +15,7 @@ from ..config import ModelConfig
 from ..throughput import flops_per_token
 from .attention import Attention
 from .block import FFN, Block, norm_factory
-from .ops import num_params
+from .fused import num_params
 
 
 class LanguageModel(nn.Module):

@@ -37,7 +37,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..registry import RPES, bias, rpes, t5_bucket  # noqa: F401  (t5_bucket re-exported)
+from ..registry import RPES, bias, rpes
 
 LIN_TYPES = rpes(family="lin")
 LOG_TYPES = rpes(family="log")

@@ -24,8 +24,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..registry import RPES
 from .attention import Attention
-from .block import FFN, Block, norm_factory, round_with_precision  # noqa: F401  (re-exported)
-from .ops import num_params
+from .block import FFN, Block, norm_factory
+from .fused import num_params
 
 
 class Transformer(nn.Module):

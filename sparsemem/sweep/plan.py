@@ -146,7 +146,7 @@ def plan_jobs(
     return [job for _, job in sorted(jobs, key=lambda t: t[0])]
 
 
-def _subjob(job: Job, hashes: list[str], runs_dir: Path) -> Job:
+def subjob(job: Job, hashes: list[str], runs_dir: Path) -> Job:
     """The part of ``job`` with these members (the others are held by another sweep)."""
     members = [m for h, m in zip(job.hashes, job.members) if h in set(hashes)]
     if len(members) == 1:

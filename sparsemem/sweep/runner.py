@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..config import ConfigError, RunConfig
-from ..plumbing import check_writable_dir
+from ..files import check_writable_dir
 from .claims import LEASE_SECONDS, Heartbeat, new_owner
 from .executors import InProcess, PoolExecutor, RayExecutor
-from .plan import COMPILE_MODES, Job, _subjob, plan_jobs, step_elements  # noqa: F401  (step_elements: tests)
+from .plan import COMPILE_MODES, Job, plan_jobs, subjob
 from .schema import FINISHED, check_store_path
 from .store import Store
 
@@ -186,7 +186,7 @@ def _drive(executor, jobs, store: Store, owner: str, lease: float, runs_dir: Pat
             waiting |= set(store.held_elsewhere(set(job.hashes) - set(taken), owner))
             if not taken:
                 continue
-            executor.submit(job if len(taken) == len(job.hashes) else _subjob(job, taken, runs_dir))
+            executor.submit(job if len(taken) == len(job.hashes) else subjob(job, taken, runs_dir))
             running += 1
         if running:
             job, results = executor.wait()

@@ -83,7 +83,8 @@ class StoreError(ConfigError):
     """A store file that cannot be used; ``str(err)`` is one line naming the path and the problem."""
 
 
-def _reason(err: sqlite3.Error) -> str:
+def sqlite_reason(err: sqlite3.Error) -> str:
+    """What a SQLite error says of a store file, as the end of one line."""
     text = str(err)
     if "not a database" in text:
         return "is not a SQLite database"
@@ -116,6 +117,6 @@ def check_store_path(path: Union[str, Path], readonly: bool = False) -> None:
     elif readonly:
         raise StoreError(f"store {str(p)!r} does not exist; give the results.db a sweep or reproduce wrote")
     else:
-        from ..plumbing import check_writable_dir
+        from ..files import check_writable_dir
 
         check_writable_dir(p.parent, "store folder", StoreError)

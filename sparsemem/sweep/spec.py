@@ -23,9 +23,8 @@ from typing import Annotated, Any, Union
 import yaml
 from pydantic import Field, field_validator
 
-from ..config import SEED_MAX, Int, RunConfig, Strict, load_yaml, validate_config
+from ..config import SEED_MAX, Int, RunConfig, Strict, load_yaml, unique_by_hash, validate_config
 from ..config.loading import resolve_config_path
-from ..plumbing import unique_by_hash
 
 
 def _override(key: str, value: Any) -> str:

@@ -37,10 +37,10 @@ from .schema import (
     METRIC_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
-    STATUSES,  # noqa: F401
+    STATUSES,
     StoreError,
-    _reason,
     check_store_path,
+    sqlite_reason,
 )
 
 
@@ -66,7 +66,7 @@ class Store:
             self._check_tables()
         except sqlite3.Error as err:
             self.close()
-            raise StoreError(f"store {str(self.path)!r} {_reason(err)}") from None
+            raise StoreError(f"store {str(self.path)!r} {sqlite_reason(err)}") from None
 
     def _wal(self, wait: float = 60.0) -> None:
         """Put the store in WAL mode. Switching the journal mode takes the file alone and SQLite answers

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..fields import ConfigError
-from ..plumbing import building, check_writable_dir
+from ..files import building, check_writable_dir
 
 CHUNK = 1 << 20
 

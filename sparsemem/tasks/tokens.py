@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from ..fields import ConfigError
-from ..plumbing import building, check_writable_dir
+from ..files import building, check_writable_dir
 
 PIECE = 1 << 20  # characters per encoding call (cut at a line end)
 DIGEST_LIMIT = 1 << 30  # token files up to this size are checked against their SHA-256 when read

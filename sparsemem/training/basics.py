@@ -11,8 +11,7 @@ import torch
 
 from ..config import RunConfig
 from ..models import is_memory_parameter
-from ..plumbing import concrete_device
-from ..preflight import check_device
+from ..preflight import check_device, concrete_device
 from ..tasks import make_task
 
 DATA_SEED_OFFSET = 104_729  # the training stream of seed s is seeded with s + this
@@ -149,8 +148,8 @@ def json_number(v: float):
 
 def fleet_engine(hashes: list[str], member: int) -> dict:
     """How a fleet member was trained, for its result: the fleet's size and its members' config hashes in
-    order (a member's numbers depend on the fleet it shared: alone and in a fleet differ by up to 5e-5
-    relative; see docs/performance.md), so that ``sparsemem retrain`` can train it exactly again."""
+    order (a member's numbers depend on the fleet it shared, by about 1e-6 to 1e-5 relative; see
+    docs/fleets.md), so that ``sparsemem retrain`` can train it exactly again."""
     return {"engine": "fleet", "fleet_size": len(hashes), "fleet_members": list(hashes), "fleet_member": member}
 
 

@@ -16,7 +16,7 @@ from typing import Optional, Union
 import torch
 
 from ..config import ConfigError, RunConfig
-from ..plumbing import check_writable_dir
+from ..files import check_writable_dir
 from ..preflight import check_runs
 from ..runfiles import DamagedFile, save_checkpoint, trim_metrics, try_resume, write_final
 from ..tasks import make_task

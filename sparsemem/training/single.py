@@ -18,8 +18,8 @@ import torch
 
 from ..config import ConfigError, RunConfig
 from ..distributed import context, local_device
+from ..files import check_writable_dir
 from ..models import make_model
-from ..plumbing import check_writable_dir
 from ..preflight import check_runs
 from ..runfiles import (
     DamagedFile,

@@ -1,5 +1,5 @@
-"""Small pieces several layers share: atomic writes, a writable-folder check, the concrete device,
-de-duplication by config hash."""
+"""Files and folders as every layer writes them: atomic writes, a writable-folder check, a lock for
+caches built once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 
 def atomic_write(path: Union[str, Path], data: Union[str, bytes, Callable[[Path], None]]) -> None:
@@ -67,26 +67,6 @@ def building(folder: Path, lock_name: str) -> Iterator[None]:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
         raise
-
-
-def concrete_device(name: str) -> str:
-    """``auto`` as the device it stands for here (cuda where present, else cpu); other names unchanged."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def unique_by_hash(configs: Iterable) -> list:
-    """The configs in order, each config hash once (the first wins)."""
-    out, seen = [], set()
-    for cfg in configs:
-        h = cfg.config_hash()
-        if h not in seen:
-            seen.add(h)
-            out.append(cfg)
-    return out
 
 
 def check_writable_dir(path: Union[str, Path], what: str, error: type) -> None:

@@ -1,4 +1,4 @@
-"""The shared kernels of models/ops.py, each against the plain computation it replaces."""
+"""The shared kernels of models/fused.py, each against the plain computation it replaces."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from conftest import close
 
 from sparsemem.convolution import causal_conv
-from sparsemem.models.ops import num_params, toeplitz_bias
+from sparsemem.models.fused import num_params, toeplitz_bias
 from sparsemem.models.rpe import RPE
 from sparsemem.registry import RPES
 
@@ -36,7 +36,7 @@ def test_num_params_counts_every_parameter_once():
 @pytest.mark.parametrize("T", [1, 2, 7, 33])
 def test_toeplitz_gradient_sums_diagonals(T, gen):
     """The diagonal-sum gradient of the full Toeplitz bias equals autograd's gather gradient."""
-    from sparsemem.models.ops import _Toeplitz, lag_matrix, toeplitz_bias
+    from sparsemem.models.fused import Toeplitz, lag_matrix, toeplitz_bias
 
     bias = torch.randn(3, T, generator=gen, dtype=torch.float64, requires_grad=True)
     pos = torch.arange(T)
@@ -48,20 +48,20 @@ def test_toeplitz_gradient_sums_diagonals(T, gen):
     plain = bias[:, lag.clamp(min=0)].masked_fill(lag[None] < 0, float("-inf"))
     (plain * upstream).nan_to_num(0.0).sum().backward()
     assert torch.allclose(ours, bias.grad, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda b: _Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))
+    assert torch.autograd.gradcheck(lambda b: Toeplitz.apply(b) * (lag >= 0), (bias.detach().requires_grad_(),))
 
 
 @pytest.mark.parametrize("scale", [None, 0.3])
 def test_lin_bias_attention_gradient_of_p_without_a_mask_gradient(scale, gen):
     """The fused lin-bias path (p's gradient from one more fused forward over j V_j) against
     autograd through a float mask: outputs and the gradients of q, k, v and p."""
-    from sparsemem.models.ops import _LinBiasAttention, lin_bias_mask
+    from sparsemem.models.fused import LinBiasAttention, lin_bias_mask
 
     B, H, T, hd = 2, 3, 40, 4
     q, k, v = (torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(3))
     p = torch.tensor([0.05, 0.3, 1.2], dtype=torch.float64, requires_grad=True)
     w = torch.randn(B, H, T, hd, generator=gen, dtype=torch.float64)
-    out = _LinBiasAttention.apply(q, k, v, p, scale)
+    out = LinBiasAttention.apply(q, k, v, p, scale)
     grads = torch.autograd.grad((out * w).sum(), (q, k, v, p))
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=lin_bias_mask(p, T)[None], scale=scale)
     ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v, p))
@@ -78,7 +78,7 @@ def test_token_softmax_against_autograd(d, shared, gen):
     and the gradient of the tokens too; under vmap (fleets) as well."""
     from torch.func import vmap
 
-    from sparsemem.models.ops import _TokenSoftmax
+    from sparsemem.models.fused import TokenSoftmax
 
     B, H, T = 3, 4, 17
     bias = torch.randn(1 if shared else B, H, T, generator=gen, dtype=torch.float64)
@@ -91,7 +91,7 @@ def test_token_softmax_against_autograd(d, shared, gen):
     def plain(bias, a, x):
         return torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
 
-    u, w = _TokenSoftmax.apply(bias, a, x)
+    u, w = TokenSoftmax.apply(bias, a, x)
     ref = plain(bias, a, x)
     assert close(u, ref, 1e-12) and torch.allclose(w.sum(-1), torch.ones(B, H, dtype=torch.float64))
     grads = torch.autograd.grad((u * w_out).sum(), (bias, a, x))
@@ -101,7 +101,7 @@ def test_token_softmax_against_autograd(d, shared, gen):
 
     # a leading member axis, as a fleet's vmap over stacked parameters
     a2 = torch.stack([a.detach(), 2 * a.detach()]).requires_grad_()
-    fleet = vmap(lambda a_: _TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
+    fleet = vmap(lambda a_: TokenSoftmax.apply(bias.detach(), a_, x.detach())[0])(a2)
     (g_fleet,) = torch.autograd.grad((fleet * w_out).sum(), a2)
     for i in range(2):
         ai = a2[i].detach().requires_grad_()
@@ -113,7 +113,7 @@ def test_token_softmax_against_autograd(d, shared, gen):
 @pytest.mark.parametrize("first_row,rows,cols", [(0, 4, 4), (8, 5, 13), (3, 1, 7), (6, 6, 20)])
 def test_diagonal_sums_against_a_loop(first_row, rows, cols, gen):
     """Per-lag sums of a block of rows by one skewed read, against summing entry by entry."""
-    from sparsemem.models.ops import diagonal_sums
+    from sparsemem.models.fused import diagonal_sums
 
     x = torch.randn(2, rows, cols, generator=gen, dtype=torch.float64)
     want = torch.zeros(2, first_row + rows, dtype=torch.float64)
@@ -130,7 +130,7 @@ def test_bias_attention_in_chunks_against_autograd(kind, rows, dtype, tol, gen, 
     """The chunked attention (CPU path of every RPE) against autograd through a float mask: outputs and
     the gradients of q, k, v and of the RPE's own parameters, with one or several chunks of query rows,
     a last chunk cut short, and log-type heads whose row 0 sees no key."""
-    import sparsemem.models.ops as ops
+    import sparsemem.models.fused as ops
 
     monkeypatch.setattr(ops, "_chunk_rows", lambda q: rows)
     B, H, T, hd = 2, 3, 37, 4
@@ -146,7 +146,7 @@ def test_bias_attention_in_chunks_against_autograd(kind, rows, dtype, tol, gen, 
     leaves = [q, k, v, *rpe.parameters()]
     dead = rpe.inf_at_zero
 
-    out = ops._BiasAttention.apply(q, k, v, rpe(T, dtype=dtype), 0.4, dead)
+    out = ops.BiasAttention.apply(q, k, v, rpe(T, dtype=dtype), 0.4, dead)
     grads = torch.autograd.grad((out * w).sum(), leaves)
 
     mask = toeplitz_bias(rpe(T, dtype=dtype), torch.arange(T))

@@ -1,13 +1,13 @@
 """Kernels the models share, each beside the plain computation it replaces.
 
-- ``toeplitz_bias`` with ``_Toeplitz``: lag-indexed biases to a (T, T) mask whose
+- ``toeplitz_bias`` with ``Toeplitz``: lag-indexed biases to a (T, T) mask whose
   gradient sums diagonals with one skew instead of T^2 scattered adds.
-- ``_LinBiasAttention``: softmax attention with a trainable lin bias through the
+- ``LinBiasAttention``: softmax attention with a trainable lin bias through the
   fused kernel, the gradient of p from one more fused forward.
-- ``_BiasAttention`` with ``diagonal_sums``: causal softmax attention with a
+- ``BiasAttention`` with ``diagonal_sums``: causal softmax attention with a
   lag-indexed bias, trainable or not, in chunks of query rows (the CPU's path
   for softmax DP over all positions).
-- ``_TokenSoftmax``: the last query row of a first-layer head from the raw tokens.
+- ``TokenSoftmax``: the last query row of a first-layer head from the raw tokens.
 - ``masked_softmax``: softmax whose all -inf rows give zeros.
 
 Every one has a reference it is tested against (tests/test_models.py).
@@ -32,7 +32,7 @@ def lag_matrix(q_pos: torch.Tensor, T: int) -> torch.Tensor:
     return q_pos[:, None] - torch.arange(T, device=q_pos.device)[None, :]
 
 
-class _Toeplitz(torch.autograd.Function):
+class Toeplitz(torch.autograd.Function):
     """bias (H, T) -> bias[:, max(t - j, 0)] (H, T, T), whose gradient sums diagonals.
 
     Autograd's own gradient of that gather scatter-adds T^2 entries into T lags
@@ -67,7 +67,7 @@ def toeplitz_bias(bias: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
     H, T = bias.shape
     lag = lag_matrix(q_pos, T)
     if len(q_pos) == T and bias.requires_grad:  # every query row (q_pos = 0..T-1): diagonal-sum gradient
-        full = _Toeplitz.apply(bias)
+        full = Toeplitz.apply(bias)
     else:
         full = bias[:, lag.clamp(min=0)]
     return full.masked_fill(lag[None] < 0, -math.inf)
@@ -80,7 +80,7 @@ def lin_bias_mask(p: torch.Tensor, T: int) -> torch.Tensor:
     return torch.where(lag >= 0, -p[:, None, None] * lag, torch.full_like(lag, -math.inf))
 
 
-class _LinBiasAttention(torch.autograd.Function):
+class LinBiasAttention(torch.autograd.Function):
     """Softmax attention with a trainable lin bias -p_h (i - j), all through the fused kernel.
 
     A mask that needs a gradient sends scaled_dot_product_attention to its
@@ -127,7 +127,7 @@ def diagonal_sums(x: torch.Tensor, first_row: int) -> torch.Tensor:
     (i, j) matrix over keys j = 0..C-1; returns (H, first_row + R) with sum over i - j = s at lag s.
     Entries with j > i are left out.
 
-    One skew, as in ``_Toeplitz``: padding each row on the left by R and reading the buffer with a row
+    One skew, as in ``Toeplitz``: padding each row on the left by R and reading the buffer with a row
     stride one longer than its width puts entry (r, j) in column s = R + j - r, which is the lag
     first_row + R - s for every row.
     """
@@ -140,13 +140,13 @@ def diagonal_sums(x: torch.Tensor, first_row: int) -> torch.Tensor:
 
 
 def _chunk_rows(q: torch.Tensor) -> int:
-    """Query rows per chunk for ``_BiasAttention``: about 4M scores a chunk (measured fastest on a CPU
+    """Query rows per chunk for ``BiasAttention``: about 4M scores a chunk (measured fastest on a CPU
     at B = 16, H = 8, T = 1024), at least 8 rows."""
     B, H, T, _ = q.shape
     return max(8, min(T, (1 << 22) // max(1, B * H * T)) // 8 * 8)
 
 
-class _BiasAttention(torch.autograd.Function):
+class BiasAttention(torch.autograd.Function):
     """Causal softmax attention with a lag-indexed bias b_h(i - j) that may be trained, in chunks of
     query rows, each with its own backward.
 
@@ -218,7 +218,7 @@ def _tmatmul(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (x.transpose(1, 2) @ w.transpose(1, 2)).transpose(1, 2)
 
 
-class _TokenSoftmax(torch.autograd.Function):
+class TokenSoftmax(torch.autograd.Function):
     """u = sum_t w_t x_t with w = softmax_t(bias_t + a . x_t): the last query row of a first-layer head.
 
     bias: (1 or B, H, T); a: (B, H, d); x: (B, T, d). Returns u: (B, H, d).
