@@ -44,9 +44,7 @@ class Trackers:
         if not cfg.train.log or not enabled:  # disabled: a data-parallel rank other than 0
             return
         chash = cfg.config_hash()
-        folder = (
-            Path(out) if out is not None else Path("runs") / "trackers" / f"{cfg.name or cfg.task.kind}-{chash[:10]}"
-        )
+        folder = Path(out) if out is not None else Path("runs") / "trackers" / cfg.folder_name()
         name = (cfg.name or cfg.task.kind).replace("/", ":")
         for kind in cfg.train.log:
             if kind == "tensorboard":

@@ -22,6 +22,14 @@ def split_positionals(items: list[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
+def default_folder(cfg: RunConfig) -> Path:
+    """runs/<folder name>, the folder a sweep into runs/ would use too; a folder of the name earlier
+    versions used (runs/<name>-<10 hex digits>) is resumed where it exists."""
+    older = Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
+    here = Path("runs") / cfg.folder_name()
+    return older if older.is_dir() and not here.exists() else here
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .. import distributed
     from ..preflight import check_runs
@@ -30,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     path, overrides = split_positionals(args.items)
     cfg = RunConfig.from_yaml(path, overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name or cfg.task.kind}-{cfg.config_hash()[:10]}"
+    out = Path(args.out) if args.out else default_folder(cfg)
     check_runs([cfg])  # the run folder is checked by train(), after a finished run is served from it
     with distributed.ending():
         result = dict(train(cfg, out_dir=out, progress=False if args.no_progress else None, compile=args.compile))
@@ -104,7 +112,10 @@ def add(sub) -> None:
     )
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     p.add_argument(
-        "--out", metavar="DIR", help="run folder (default runs/<name>-<config hash>); resumes if it holds a checkpoint"
+        "--out",
+        metavar="DIR",
+        help="run folder (default runs/<first 16 hex digits of the config hash>, as a sweep into runs/ names "
+        "it); resumes if it holds a checkpoint",
     )
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -269,6 +269,11 @@ class RunConfig(Strict):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def folder_name(self) -> str:
+        """The run's folder under a runs folder, whichever command trains it (train, sweep, reproduce): the
+        first 16 hex digits of its config hash."""
+        return self.config_hash()[:16]
+
     def config_hash(self) -> str:
         """A stable hash of the whole config (name excluded).
 

@@ -105,7 +105,7 @@ def plan_jobs(
 
     def single(c: RunConfig) -> Job:
         big = compile == "auto" and not _on_gpu(c.train.device) and step_elements(c) > CPU_MEMBER_ELEMENTS
-        return Job([c.config_hash()], [(c.to_dict(), str(runs_dir / c.config_hash()[:16]))], compile=big)
+        return Job([c.config_hash()], [(c.to_dict(), str(runs_dir / c.folder_name()))], compile=big)
 
     if fleet == "off":
         return [single(c) for c in runs]
@@ -138,7 +138,7 @@ def plan_jobs(
                 min(first[id(c)] for c in part),
                 Job(
                     hashes,
-                    [(c.to_dict(), str(runs_dir / h[:16])) for c, h in zip(part, hashes)],
+                    [(c.to_dict(), str(runs_dir / c.folder_name())) for c in part],
                     str(runs_dir / f"fleet-{fid}"),
                 ),
             )
