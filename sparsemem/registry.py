@@ -220,6 +220,6 @@ TASKS = _by_name(
     Entry("text", "next-byte prediction on a text corpus"),
 )
 INPUTS = ("rademacher", "gaussian", "uniform", "discrete")
-READOUTS = ("sum", "product", "linear", "relu_net")
+READOUTS = ("sum", "product", "linear", "relu_net", "relu_spline")
 KERNEL_FORMS = ("exp:BETA", "power:BETA", "delta:T", "[w_0, w_1, ...]")
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # train.log names -> the package each needs

@@ -178,6 +178,6 @@ def compute_extras(store: Store, names: list[str], planned: dict, profile: str, 
         lengths = {c.task.seq_len for c in planned[name]}
         if overrides and len(lengths) == 1:  # floors at the length the (overridden) runs train at
             wanted = [dataclasses.replace(f, seq_len=min(lengths)) if f.quantity != "linear" else f for f in wanted]
-        todo_floors = floors.missing(wanted, store.computed(name))
+        todo_floors = floors.missing([f for f in wanted if f.fits()], store.computed(name))
         if todo_floors:
             store.add_computed(name, floors.compute_rows(todo_floors, show))

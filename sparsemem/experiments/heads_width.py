@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .affine import nonaffine_share, two_values
-from .base import INCONCLUSIVE, Experiment, Results, Verdict, all_of, diagnosis, fmt, fmt_spread, min_of, still_falling
+from .affine import two_values
+from .base import Experiment, Results, Verdict, all_of, diagnosis, fmt, fmt_spread, min_of, still_falling
 from .claims import claim_1b, claim_2a, claim_2b
 from .floors import FIT_LABELS, lags_target
 from .grid import (
@@ -20,13 +20,13 @@ from .grid import (
     grid_of,
     hm_figure,
     hm_spec,
-    hm_table,
     hm_tables,
     reading_table,
     rpe_where,
     value,
     variants_line,
 )
+from .readout_width import sections, spline_floors, spline_specs
 from .rules import TAU
 from .toy import LAG_1, LAGS_3, OTHER_LAG_1, OTHER_LAGS_3
 
@@ -109,15 +109,8 @@ EXP_1B = Experiment(
 
 
 # -- 2a / 2b -------------------------------------------------------------------
-# 2a's diagnostic runs: the same f on tokens uniform on [-1, 1], where f(x_99) = A relu(x) + B relu(-x) is not
-# affine. Same lag, grid of H and m and seeds; learned RPE, the one RPE whose heads single out lag 901 (1b).
-# What they test is diagnostic_2a's prediction (the narrowest FFN ends affine), not width as capacity:
-# two units suffice for this f.
-TASK_2A_UNIFORM = {**TASK_2A, "input": "uniform"}
-
-
 def specs_2a(profile: str):
-    return [hm_spec("2a", profile, TASK_2A), hm_spec("2a", profile, TASK_2A_UNIFORM, rpes=["learned"])]
+    return [hm_spec("2a", profile, TASK_2A), *spline_specs(profile)]
 
 
 def boolean_only(res: Results) -> Results:
@@ -126,7 +119,7 @@ def boolean_only(res: Results) -> Results:
 
 
 def analyse_2a(res: Results):
-    uniform = res.subset(res.select({"task.input.kind": "uniform"}))
+    diag_tables, diagnostics = sections(res)
     res = boolean_only(res)
     tables = hm_tables(res)
     tables.append(
@@ -148,54 +141,14 @@ def analyse_2a(res: Results):
         "left is the attention's."
     )
     detail += variants_line(res)
-    diagnostic = ""
-    if uniform.rows:
-        Hs, ms = grid_of(uniform)
-        tables.append(
-            hm_table(
-                uniform,
-                "learned",
-                Hs,
-                ms,
-                title=(
-                    "Diagnostic: the same target with tokens uniform on [-1, 1], learned RPE: MSE (relative MSE), "
-                    "rows H, columns m"
-                ),
-            )
-        )
-        diagnostic = diagnostic_2a(uniform, ms[0])
-    return tables, claim_2a(res, Verdict(None, "", detail, diagnostic))
+    tables += diag_tables
+    return tables, claim_2a(res, Verdict(None, "", detail, " ".join(diagnostics)))
 
 
 def boolean_values(res: Results) -> list:
     """(task seed, (f(+1), f(-1))) for each task draw among the rows."""
     tasks = {r["config"]["task"].get("seed", 0): r["config"]["task"] for r in res.rows}
     return [(s, two_values(t)) for s, t in sorted(tasks.items())]
-
-
-def diagnostic_2a(uniform: Results, m: int) -> str:
-    """The explanation 'on uniform tokens the narrowest FFN fails by optimisation, not capacity: its
-    readout ends affine in x_99 (f = A relu(x) + B relu(-x) needs two units)' predicts that every m = 16
-    cell sits at the non-affine share of Var(y) of its task draw (affine.py), within 5%, at every H."""
-    ratios, shares = [], {}  # one share per task draw
-    for row in uniform.select({"model.ffn_width": m}):
-        if row["status"] == "done" and row.get("val_rel") is not None:
-            task = row["config"]["task"]
-            seed = task.get("seed", 0)
-            if seed not in shares:
-                shares[seed] = nonaffine_share(task)
-            ratios.append(row["val_rel"] / shares[seed])
-    if not ratios:
-        return ""
-    close = [abs(r - 1) <= 0.05 for r in ratios]
-    outcome = True if all(close) else False if not any(close) else INCONCLUSIVE
-    return diagnosis(
-        f"(the m = {m} cells fail by optimisation: their readout ends affine in x_99, where f = A relu(x) + "
-        f"B relu(-x) needs only two units) that every m = {m} cell's relative MSE is the non-affine share of "
-        "Var(y) of its task draw, (A + B)^2 / ((A + B)^2 + 4 (A - B)^2), within 5%",
-        f"relative MSE over that share {min(ratios):.3f} to {max(ratios):.3f} in {len(ratios)} runs",
-        outcome,
-    )
 
 
 SUM_KERNEL_2B = "deltas:" + "+".join(str(t) for t in LAGS_3)
@@ -293,7 +246,7 @@ EXP_2A = Experiment(
     specs=specs_2a,
     analyse=analyse_2a,
     figure=lambda res, path: hm_figure(boolean_only(res), path, "2a: relu readout of lag 901"),
-    floors=floor_specs("extraction", lags_target(LAG_1), lags_target(OTHER_LAG_1)),
+    floors=lambda p: floor_specs("extraction", lags_target(LAG_1), lags_target(OTHER_LAG_1))(p) + spline_floors(p),
 )
 
 EXP_2B = Experiment(
