@@ -190,7 +190,7 @@ def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: s
         f"- Verdict: **{verdict.label}**{scope}. {verdict.detail}",
     ]
     body += [f"- Paper vs ours: {verdict.paper_vs_ours}"] if verdict.paper_vs_ours else []
-    body += [f"- Diagnostic: {verdict.diagnostic}."] if verdict.diagnostic else []
+    body += [f"- Diagnostic: {line}." for line in verdict.diagnostic.split("\n") if line]  # one line per diagnostic
     body += [f"- Notes: {exp.notes}"] if exp.notes else []
     body += [
         f"- Runs: {', '.join(f'{v} {k}' for k, v in sorted(run_counts.items())) or 'none (computed)'}",

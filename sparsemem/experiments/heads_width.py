@@ -142,7 +142,7 @@ def analyse_2a(res: Results):
     )
     detail += variants_line(res)
     tables += diag_tables
-    return tables, claim_2a(res, Verdict(None, "", detail, " ".join(diagnostics)))
+    return tables, claim_2a(res, Verdict(None, "", detail, "\n".join(diagnostics)))
 
 
 def boolean_values(res: Results) -> list:
