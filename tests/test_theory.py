@@ -219,6 +219,10 @@ for spec, rpe, H in [("delta:7", "lin", 16), ("deltas:3+7", "lin", 12), ("power:
 cfg = sm.RunConfig.from_dict({}, ["task.kind=fixed", "task.lags=[3, 7]", "task.readout=relu_net", "task.seq_len=32",
                                   "model.rpe=lin", "train.val_samples=1000"])
 out["construct"] = [construct(cfg, 16, 128)[1]["val_rel"]]
+from sparsemem.theory.width import width_floors
+spline = sm.RunConfig.from_dict({}, ["task.kind=fixed", "task.lags=[0]", "task.seq_len=1", "task.input=uniform",
+                                     "task.readout=relu_spline", "task.readout.width=24"])
+out["width"] = list(width_floors(sm.make_task(spline.task), [2, 8, 16, 24]).values())
 print(json.dumps(out))
 """
 FP_SOLVED = 1e-9  # below this both fits are exact for every purpose here: no digits are compared
@@ -262,8 +266,11 @@ def test_fits_and_constructions_agree_across_floating_point_paths():
         runs[path] = json.loads(proc.stdout)
     for path, got in runs.items():
         assert got["construct"][0] < 1e-4, (path, got["construct"])  # 16 lin heads per memory solve it
+        assert got["width"][-1] < FP_SOLVED  # as many units as the spline has knots: exact
+        for x, y in zip(runs["default"]["width"], got["width"]):  # width floors: within half a decade
+            assert max(x, y) <= FP_SOLVED or max(x, y) <= FP_FACTOR * min(x, y), (path, runs["default"]["width"])
         for key, values in runs["default"].items():
-            if key != "construct":
+            if key not in ("construct", "width"):
                 assert agree_within_a_head(values, got[key]) == [], (path, key, values, got[key])
 
 

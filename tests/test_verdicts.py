@@ -44,11 +44,12 @@ def test_ratio_min_and_scaling_cover_every_pairing():
     assert (10 * a).lo == 10.0 and Spread([1.0, 2.0, 3.0]).median == 2.0 and Spread([1.0, 3.0]).median == 2.0
 
 
-def fill(store, name, value_of, seeds=(0, 1, 2)):
-    """An experiment's quick runs for several seeds, each finished with val_rel = value_of(config)."""
+def fill(store, name, value_of, seeds=(0, 1, 2), specs=None):
+    """An experiment's quick runs (or those of ``specs``) for several seeds, each finished with val_rel =
+    value_of(config)."""
     runs = [
         c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
-        for c in expand_all(EXPERIMENTS[name].make_specs("quick"))
+        for c in expand_all(specs or EXPERIMENTS[name].make_specs("quick"))
         for s in seeds
     ]
     store.add(name, [(c.config_hash(), c.name, c.to_dict()) for c in runs])
@@ -137,11 +138,14 @@ def test_figures_draw_the_spread_across_seeds():
 
 
 @pytest.mark.parametrize("at_share,outcome", [(1.0, "confirmed"), (0.5, "refuted")])
-def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, at_share, outcome):
-    """2a's diagnostic (the narrowest FFN ends affine on uniform tokens) predicts each m = 16 cell at the
-    non-affine share of Var(y) of its task draw; the diagnostic's runs stay out of the paper setting's
-    cells and verdict, and the verdict states f's two values on +-1."""
+def test_2a_earlier_diagnostic_still_reads_from_older_stores(tmp_path, at_share, outcome):
+    """2a's earlier diagnostic (the narrowest FFN ends affine on uniform tokens), as stores made before the
+    spline diagnostic hold it, predicts each m = 16 cell at the non-affine share of Var(y) of its task draw;
+    the diagnostic's runs stay out of the paper setting's cells and verdict, and the verdict states f's two
+    values on +-1."""
     from sparsemem.experiments.affine import nonaffine_share, two_values
+    from sparsemem.experiments.grid import TASK_2A, hm_spec
+    from sparsemem.experiments.readout_width import TASK_2A_UNIFORM
 
     def value_of(c):
         if c.task.input.kind == "uniform":
@@ -149,8 +153,9 @@ def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, at_share, outcome):
             return at_share * nonaffine_share(task) if c.model.ffn_width == 16 else 1e-3
         return 0.5
 
+    older = [hm_spec("2a", "quick", TASK_2A), hm_spec("2a", "quick", TASK_2A_UNIFORM, rpes=["learned"])]
     with Store(tmp_path / "r.db") as store:
-        fill(store, "2a", value_of)
+        fill(store, "2a", value_of, specs=older)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
     assert verdict.label == "does not hold" and "m=16 0.5 -> m=256 0.5" not in verdict.ours  # MSE = 2 val_rel
     assert "m=16 1 -> m=256 1" in verdict.ours  # the Boolean cells alone
@@ -159,6 +164,35 @@ def test_2a_diagnostic_runs_beside_the_verdict(tmp_path, at_share, outcome):
     assert f"f(+1) = {a:.3g}, f(-1) = {b:.3g} for task seed 1" in verdict.detail
     report = (tmp_path / "out" / "REPORT.md").read_text()
     assert "- Diagnostic: the explanation predicts" in report and "tokens uniform on [-1, 1]" in report
+
+
+@pytest.mark.parametrize(
+    "wide,given,outcomes", [(0.01, 0.05, ("confirmed", "refuted")), (0.5, 0.6, ("refuted", "confirmed"))]
+)
+def test_2a_width_diagnostics_judge_the_spline_against_its_floor(tmp_path, wide, given, outcomes):
+    """The spline diagnostic predicts raising m 16 -> 256 helps at every H (m = 16 unsolved, m = 256 10x
+    better); the token-given arm predicts its cells within 2x of the best lag-901 cell at every m. The width
+    floors (computed, as reproduce keeps them) stand in the table's last row."""
+    from sparsemem.experiments import floors
+    from sparsemem.experiments.readout_width import spline_floors
+
+    def value_of(c):
+        if c.task.readout.kind != "relu_spline":
+            return 0.5
+        at_m = {16: 0.8, 64: wide, 256: wide}[c.model.ffn_width]
+        return given if c.task.lags == [0] and c.model.ffn_width == 256 else at_m
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "2a", value_of, seeds=(0, 1))
+        store.add_computed("2a", floors.compute_rows(spline_floors("quick")))
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
+    spline, own = verdict.diagnostic.split("\n")
+    assert spline.endswith(outcomes[0]) and own.endswith(outcomes[1]), verdict.diagnostic
+    assert "m=16 0.8, m=256" in spline and f"m=256: token given {given:.3g}" in own
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    floor_row = next(line for line in report.splitlines() if line.startswith("| width floor |"))
+    assert floor_row.count("|") == 5 and "e-2" in floor_row.split("|")[-2]  # 64 knots, 256 units: exact
+    assert report.count("- Diagnostic: the explanation predicts") == 2
 
 
 def _row(heads, width, rpe, seed, val, status="done", sign=None):

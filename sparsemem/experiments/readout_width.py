@@ -18,9 +18,9 @@ from __future__ import annotations
 from .affine import nonaffine_share
 from .base import INCONCLUSIVE, Results, Spread, Table, all_of, diagnosis, fmt, fmt_spread, min_of, seeds_of, spec
 from .floors import readout_target, width_spec
-from .grid import TASK_2A, VARIANTS, grid_hm, grid_of, hm_spec, hm_table, value
+from .grid import TASK_2A, VARIANTS, grid_hm, grid_of, hm_spec, hm_table, rpe_where, value
 from .rules import TAU, helps
-from .toy import base
+from .toy import base, cell
 
 TASK_2A_SPLINE = {**TASK_2A, "input": "uniform", "readout": {"kind": "relu_spline", "width": 64}}
 TASK_2A_UNIFORM = {**TASK_2A, "input": "uniform"}  # the earlier diagnostic, read from older stores
@@ -86,12 +86,14 @@ def spline_section(res: Results) -> tuple[list[Table], list[str]]:
             "Diagnostic: a readout that needs width (a 64-knot random linear spline of x_99, tokens uniform on "
             "[-1, 1]), learned RPE: MSE (relative MSE), rows H, columns m; row 'token given': the same model "
             "(H = 1) trained on f of its own token (lag 0); last row: the width floor, the best fit found of f by "
-            "m ReLU units given x_99 exactly (an upper bound on that optimum; values near 1e-20 are 0 up to "
-            "float64 rounding), over task draws"
+            "m ReLU units given x_99 exactly, as a relative MSE (an upper bound on that optimum; values near "
+            "1e-20 are 0 up to float64 rounding), over task draws"
         ),
     )
     if own.rows:
-        table.rows.append(["token given"] + [fmt_spread(value(own, "learned", 1, m)) for m in ms])
+        where = {"model.heads": 1, "model.attention": "dp_free"}
+        given = [cell(own, rpe_where("learned", {**where, "model.ffn_width": m})) for m in ms]
+        table.rows.append(["token given", *given])
     table.rows.append(["width floor"] + [fmt_spread(width_floor(res, m)) for m in ms])
     return [table], [diagnostic_spline(res, Hs, ms), diagnostic_given(res, own, Hs, ms)]
 
