@@ -14,7 +14,7 @@ import platform
 from pathlib import Path
 from typing import Optional, Union
 
-from .config import HASH_NEUTRAL, LEGACY_TASK
+from .config import hash_payload
 from .experiments import EXPERIMENTS, Results, Verdict
 from .experiments.base import train_settings
 from .experiments.rules import tau_text
@@ -56,15 +56,7 @@ def seeds_line(found: dict) -> str:
             continue
         cells: dict = {}
         for r in done:
-            cfg = {k: v for k, v in r["config"].items() if k != "name"}  # the name carries the seed
-            # a row stored before the task families split holds every field of the one flat task schema; one
-            # stored before a hash-neutral field existed reads as its default
-            cfg["task"] = {**LEGACY_TASK, **cfg.get("task", {})}
-            for (part, *rest), default in HASH_NEUTRAL.items():
-                if len(rest) == 1 and isinstance(cfg.get(part), dict) and rest[0] not in cfg[part]:
-                    cfg[part] = {**cfg[part], rest[0]: default}
-            for part in ("model", "train"):  # a field absent then and empty now (None, []) is the same cell
-                cfg[part] = {k: v for k, v in cfg.get(part, {}).items() if v is not None and v != []}
+            cfg = hash_payload(r["config"])  # the same cell whichever version stored the row
             # a cell is a config up to its seed: train.seed, and task.seed where the seed draws the task
             unseeded = {part: {k: v for k, v in cfg.get(part, {}).items() if k != "seed"} for part in ("train", "task")}
             key = json.dumps({**cfg, **unseeded}, sort_keys=True)

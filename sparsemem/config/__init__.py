@@ -44,6 +44,7 @@ from .schemas import (
     RunConfig,
     TaskConfig,
     TrainConfig,
+    hash_payload,
     task_config,
     unique_by_hash,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "ATTENTION_KINDS",
     "DEFAULT_FIXED_LAGS",
     "HASH_NEUTRAL",
+    "hash_payload",
     "INPUT_KINDS",
     "KERNEL_FORMS",
     "LEGACY_TASK",

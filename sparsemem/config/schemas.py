@@ -282,16 +282,22 @@ class RunConfig(Strict):
         it had before each family got its own schema: every family's fields, the others' at their
         defaults (``LEGACY_TASK``).
         """
-        payload = self.to_dict()
-        payload.pop("name", None)
-        for section, key in HASH_EXCLUDED:
-            payload[section].pop(key, None)
-        payload["task"] = {**LEGACY_TASK, **payload["task"]}
-        for (section, key), default in HASH_NEUTRAL.items():
-            if payload[section].get(key) == default:
-                del payload[section][key]
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        text = json.dumps(hash_payload(self.to_dict()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_payload(config: dict) -> dict:
+    """What a config hash covers, from a config as a dict (a stored row's, whichever version wrote it): no
+    name, no HASH_EXCLUDED field, the task in its flat LEGACY_TASK form, HASH_NEUTRAL fields only where they
+    differ from their default. Two configs that train the same run have the same payload."""
+    payload = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items() if k != "name"}
+    for section, key in HASH_EXCLUDED:
+        payload.get(section, {}).pop(key, None)
+    payload["task"] = {**LEGACY_TASK, **payload.get("task", {})}
+    for (section, key), default in HASH_NEUTRAL.items():
+        if section in payload and payload[section].get(key) == default:
+            del payload[section][key]
+    return payload
 
 
 def unique_by_hash(configs: Iterable) -> list:

@@ -24,8 +24,6 @@ from .toy import base, cell
 
 TASK_2A_SPLINE = {**TASK_2A, "input": "uniform", "readout": {"kind": "relu_spline", "width": 64}}
 TASK_2A_UNIFORM = {**TASK_2A, "input": "uniform"}  # the earlier diagnostic, read from older stores
-
-
 TASK_2A_SPLINE_OWN = {**TASK_2A_SPLINE, "lags": [0]}  # the token given: f(x_t) of the current token
 
 
@@ -74,8 +72,8 @@ def width_floor(res: Results, m: int):
 
 
 def spline_section(res: Results) -> tuple[list[Table], list[str]]:
-    own = res.subset(res.select({"task.lags": [0]}))
-    res = res.subset([r for r in res.rows if r not in own.rows])
+    own = res.subset([r for r in res.rows if r["config"]["task"]["lags"] == [0]])
+    res = res.subset([r for r in res.rows if r["config"]["task"]["lags"] != [0]])
     Hs, ms = grid_of(res)
     table = hm_table(
         res,

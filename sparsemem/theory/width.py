@@ -95,9 +95,7 @@ def _fit(x, w, y, candidates, kinks, m) -> float:
         starts.append(kinks)
     elif len(kinks):
         starts.append(_pursuit(x, w, y, kinks, m))
-    best = min(_solve(x, w, y, k)[0] for k in starts)
-    refined = min(_refine(x, w, y, k) for k in starts)
-    return min(best, refined)
+    return min(_refine(x, w, y, k) for k in starts)
 
 
 def _pursuit(x, w, y, candidates, m) -> torch.Tensor:
@@ -123,8 +121,9 @@ def _pursuit(x, w, y, candidates, m) -> torch.Tensor:
 
 
 def _refine(x, w, y, knots) -> float:
-    """L-BFGS on knots and coefficients together from a start; the error of least squares at its knots."""
-    c0 = _solve(x, w, y, knots)[1]
+    """L-BFGS on knots and coefficients together from a start; the least-squares error at the knots it ends
+    at, or at the start's where that is lower."""
+    start, c0 = _solve(x, w, y, knots)
     u = knots.clone().requires_grad_(True)
     c = c0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
@@ -138,4 +137,4 @@ def _refine(x, w, y, knots) -> float:
         return err
 
     opt.step(loss)
-    return _solve(x, w, y, u.detach())[0]
+    return min(start, _solve(x, w, y, u.detach())[0])
