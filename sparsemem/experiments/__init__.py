@@ -1,6 +1,7 @@
 """The paper's experiments (App. H.2): a registry from names to experiments."""
 
 from .base import PROFILES, Experiment, Results, Table, Verdict, expand_all
+from .depth_lags import EXP_1A
 from .dp_adaptive import EXP_3B
 from .dp_fixed import EXP_3A
 from .forensics import EXP_FORENSICS
@@ -8,7 +9,6 @@ from .heads_width import EXP_1B, EXP_2A, EXP_2B
 from .lengthgen import EXP_LENGTH
 from .memory import EXP_MEMORY
 from .scaling import EXP_SCALING
-from .synthetic import EXP_1A
 from .tails import EXP_4A, EXP_4B
 from .text import EXP_1A_TEXT, EXP_3B_TEXT
 
