@@ -17,6 +17,7 @@ model's heads can read every lag a memory may take. Its test (predictions writte
 from __future__ import annotations
 
 import math
+import statistics
 
 from ..config import task_config
 from ..plotting import pyplot, save_figure
@@ -122,7 +123,7 @@ def _floor_spread(res: Results, task: str, seeds: list[int], heads: int, kind: s
     if not vals:
         return "—"
     vals.sort()
-    return f"{fmt(vals[len(vals) // 2])} [{fmt(vals[0])}, {fmt(vals[-1])}]"
+    return f"{fmt(statistics.median(vals))} [{fmt(vals[0])}, {fmt(vals[-1])}]"
 
 
 def _held(res: Results, where: dict, task: str, heads: int) -> object:
@@ -315,7 +316,7 @@ def figure(res: Results, path: str) -> None:
             )
         for H, style in ((BASE_LH[1], ":"), (variants()["+heads"][1], "--")):
             fl = [(b, [floor_of(res, str(b), s, H) for s in seeds]) for b in LAG_BOUNDS]
-            fl = [(b, sorted(v)[len(v) // 2]) for b, v in fl if v and None not in v]
+            fl = [(b, statistics.median(v)) for b, v in fl if v and None not in v]
             ax.plot([b for b, _ in fl], [max(v, 1e-7) for _, v in fl], "k" + style, label=f"fixed-lag floor, H = {H}")
         ax.set_yscale("log")
         ax.set_xlabel("lag bound (candidate lags grow with it)")
