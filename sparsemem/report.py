@@ -216,7 +216,8 @@ def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str
         f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}).",
         f"Command: `{meta.get('command', 'sparsemem reproduce')}`; rebuild with {rebuild}.",
         f"Machine: {platform.machine()}, {meta.get('device', 'cpu')}, torch {meta.get('torch', '?')}; "
-        f"sweep wall time {meta.get('seconds', '?')} s (the last leg){span_text(found)}.",
+        f"sweep wall time {meta.get('seconds', '?')} s (summed over the reproduce calls into this store)"
+        f"{span_text(found)}.",
         "",
         TEXT_METRIC_LINE
         if profile == "text"
