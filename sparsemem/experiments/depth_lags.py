@@ -45,8 +45,12 @@ def matched_width(layers: int, heads: int, model: dict = MODEL_1A) -> int:
 
 
 def arms(model: dict = MODEL_1A, width: bool = True) -> dict[str, dict]:
-    """Each arm's overrides: base, +layer, +heads and (softmax) +width, all but base at matched parameters."""
-    out = {name: {"model.layers": L, "model.heads": H} for name, (L, H) in variants(model).items()}
+    """Each arm's overrides: base, +layer, +heads and (softmax) +width, all but base at matched parameters;
+    every arm names its FFN width, so an arm's overrides select its rows as they are."""
+    m = model["ffn_width"]
+    out = {
+        name: {"model.layers": L, "model.heads": H, "model.ffn_width": m} for name, (L, H) in variants(model).items()
+    }
     if width:
         L0, H0 = BASE_LH
         out["+width"] = {"model.layers": L0, "model.heads": H0, "model.ffn_width": matched_width(L0 + 1, H0, model)}
@@ -54,7 +58,12 @@ def arms(model: dict = MODEL_1A, width: bool = True) -> dict[str, dict]:
 
 
 def arm_params(arm: dict, model: dict = MODEL_1A) -> int:
-    return params(arm["model.layers"], arm["model.heads"], {**model, "ffn_width": arm.get("model.ffn_width", 64)})
+    return params(arm["model.layers"], arm["model.heads"], {**model, "ffn_width": arm["model.ffn_width"]})
+
+
+def task_seeds(rows: list[dict]) -> list[int]:
+    """The task draws the rows trained on."""
+    return sorted({r["config"]["task"]["seed"] for r in rows}) or [0]
 
 
 def tmx_settings() -> list[dict]:
@@ -142,7 +151,7 @@ def _held(res: Results, where: dict, task: str, heads: int) -> object:
 def lag_sweep(res: Results) -> tuple[list[Table], str]:
     """The lag-bound sweep beside the oracle floors, and the prediction's outcome."""
     rows, outcomes = [], {"+heads": [], "+width": [], "+layer": []}
-    seeds = sorted({r["config"]["task"]["seed"] for r in res.rows}) or [0]
+    seeds, heads_h = task_seeds(res.rows), variants()["+heads"][1]
     for b in LAG_BOUNDS:
         sub = res.subset(res.select({"task.lags": [b, b], "task.input.kind": "discrete", "model.attention": "dp"}))
         if not sub.rows:
@@ -154,30 +163,23 @@ def lag_sweep(res: Results) -> tuple[list[Table], str]:
         )
         cells = {}
         for name, arm in arms().items():
-            where = {k: v for k, v in arm.items()}
-            if "model.ffn_width" not in where:
-                where["model.ffn_width"] = MODEL_1A["ffn_width"]
-            cells[name] = sub.spread("val_rel", where)
+            cells[name] = sub.spread("val_rel", arm)
             if name in ("+heads", "+width"):
-                outcomes[name].append((b, _held(sub, where, str(b), arm["model.heads"])))
-        f8 = [floor_of(res, str(b), s, variants()["+heads"][1]) for s in seeds]
+                outcomes[name].append((b, _held(sub, arm, str(b), arm["model.heads"])))
+        f8 = [floor_of(res, str(b), s, heads_h) for s in seeds]
         if cells["+layer"] is not None and all(f is not None for f in f8) and max(f8) > 1e-12:
-            below = all(
-                rel < floor_of(res, str(b), s, variants()["+heads"][1])
-                for s, rel in _per_seed(sub, {"model.layers": 2}).items()
-            )
+            below = all(rel < floor_of(res, str(b), s, heads_h) for s, rel in _per_seed(sub, arms()["+layer"]).items())
             outcomes["+layer"].append((b, below))
         rows.append(
             [
                 b,
                 "—" if not counts else (str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"),
                 _floor_spread(res, str(b), seeds, BASE_LH[1]),
-                _floor_spread(res, str(b), seeds, variants()["+heads"][1]),
-                _floor_spread(res, str(b), seeds, variants()["+heads"][1], "gated"),
+                _floor_spread(res, str(b), seeds, heads_h),
+                _floor_spread(res, str(b), seeds, heads_h, "gated"),
             ]
             + [fmt_spread(cells[n]) for n in arms()]
         )
-    heads_h = variants()["+heads"][1]
     table = Table(
         "Diagnostic: lag bound swept (five token values, K = 1, T = 32): relative MSE [range over seeds] per arm "
         "at matched parameters ("
@@ -259,8 +261,7 @@ def tmx_sweep(res: Results) -> tuple[list[Table], str]:
 
 def main_floor_text(res: Results) -> str:
     """The main task's oracle floors at the wider model's heads (the tie's explanation, measured)."""
-    seeds = sorted({r["config"]["task"]["seed"] for r in res.rows}) or [0]
-    h = variants()["+heads"][1]
+    seeds, h = task_seeds(res.rows), variants()["+heads"][1]
     f = _floor_spread(res, "main", seeds, h)
     f2 = _floor_spread(res, "main", seeds, BASE_LH[1])
     if f == "—":
@@ -300,10 +301,9 @@ def figure(res: Results, path: str) -> None:
     ax.set_title("1a (synthetic): depth against heads")
     if sweep:
         ax, sub = axes[0][1], res.subset(sweep)
-        seeds = sorted({r["config"]["task"]["seed"] for r in sweep})
+        seeds = task_seeds(sweep)
         for name, arm in arms().items():
-            where = {"model.ffn_width": MODEL_1A["ffn_width"], **arm}
-            pts = [(b, sub.spread("val_rel", {**where, "task.lags": [b, b]})) for b in LAG_BOUNDS]
+            pts = [(b, sub.spread("val_rel", {**arm, "task.lags": [b, b]})) for b in LAG_BOUNDS]
             pts = [(b, c) for b, c in pts if c is not None]
             ax.errorbar(
                 [b for b, _ in pts],

@@ -8,11 +8,11 @@ assembles the experiment.
 
 from __future__ import annotations
 
-import itertools
+import functools
+import json
 
-from ..config import ModelConfig, task_config
+from ..config import ModelConfig
 from ..models import make_model
-from ..tasks import make_task
 from .base import (
     Results,
     Table,
@@ -56,7 +56,13 @@ MODEL_TMX = {**MODEL_1A, "attention": "tmx", "rpe": "lin", "normalize": False}
 
 
 def params(layers: int, heads: int, model: dict = MODEL_1A) -> int:
-    return make_model(ModelConfig(layers=layers, heads=heads, **model)).num_params()
+    """Parameter count of the model; counted once per shape (the matched-count searches ask many times)."""
+    return _params(layers, heads, json.dumps(model, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _params(layers: int, heads: int, model: str) -> int:
+    return make_model(ModelConfig(layers=layers, heads=heads, **json.loads(model))).num_params()
 
 
 def matched_heads(layers: int, heads: int, model: dict = MODEL_1A) -> int:
@@ -70,22 +76,6 @@ def matched_heads(layers: int, heads: int, model: dict = MODEL_1A) -> int:
 def variants(model: dict = MODEL_1A) -> dict[str, tuple[int, int]]:
     L0, H0 = BASE_LH
     return {"base": (L0, H0), "+layer": (L0 + 1, H0), "+heads": (L0, matched_heads(L0 + 1, H0, model))}
-
-
-def candidate_lags(task: dict) -> int:
-    """How many distinct lags the memories of a nested task can take at the last position (tokens only:
-    every lag is below the sequence length, so no memory reads the pad)."""
-    t = make_task(task_config(task))
-    S = len(t.symbols)
-    tok = [t.symbols.index(v) for v in t.values]
-    lags = set()
-    for i, table in enumerate(t.tables):
-        for args in itertools.product(tok, repeat=t.cfg.g_arity(i)):
-            code = 0
-            for a in args:
-                code = code * S + a
-            lags.add(int(table[code]))
-    return len(lags)
 
 
 def specs_main(profile: str):
