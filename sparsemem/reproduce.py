@@ -172,7 +172,8 @@ def compute_extras(store: Store, names: list[str], planned: dict, profile: str, 
     show = progress if progress is not None else sys.stderr.isatty()
     for name in names:
         exp = EXPERIMENTS[name]
-        if exp.compute and f"computed:{name}" not in meta:
+        stored = meta.get(f"computed:{name}")
+        if exp.compute and (stored is None or not set(exp.compute_keys) <= set(stored)):
             store.set_meta(**{f"computed:{name}": exp.compute(profile)})
         wanted = exp.floors(profile) if exp.floors else []
         lengths = {c.task.seq_len for c in planned[name]}

@@ -285,18 +285,28 @@ def test_3a_diagnostic_reads_steps_to_the_bar_from_the_stored_curves(tmp_path, d
     assert f"- Diagnostic: {diag}" in report
 
 
+QUICK_1A: list = []
+
+
 @pytest.mark.parametrize(
     "heads24,tmx,heads_said,tmx_said",
     [
-        (0.5, 0.95, "+heads as predicted at 4 of 4 lag bounds", "no setting of 9 (lr x p init) trained any arm"),
-        (1e-3, 0.3, "+heads as predicted at 3 of 4 lag bounds (bounds 4, 8, 16)", "TMX: best setting per arm base"),
+        (0.5, 0.95, "+heads as predicted at 5 of 5 lag bounds", "no setting of 9 (lr x p init) trained any arm"),
+        (1e-3, 0.3, "+heads as predicted at 4 of 5 lag bounds (bounds 4, 8, 16, 63)", "TMX: best setting per arm base"),
     ],
 )
-def test_1a_diagnostic_against_the_oracle_floors(tmp_path, heads24, tmx, heads_said, tmx_said):
+def test_1a_diagnostic_against_the_oracle_floors(tmp_path, monkeypatch, heads24, tmx, heads_said, tmx_said):
     """The lag sweep is read against the stored oracle floors, seed by seed: +heads solves where its
     fixed-lag floor is 0 and stays at or above half of it elsewhere; a +heads cell far below its floor
-    breaks the prediction at that bound. A TMX arm in which no setting trained is not counted."""
+    breaks the prediction at that bound. A TMX arm in which no setting trained is not counted. The
+    float64 construction's table and sentence come from the stored computation (learned RPE only here:
+    the lin one fits 8 heads to each of 17 lags, minutes)."""
+    from sparsemem.experiments import nested_construction
     from sparsemem.experiments.depth_lags import compute
+
+    if not QUICK_1A:  # the floors and the construction, once for both cases (half a minute)
+        monkeypatch.setattr(nested_construction, "CONSTRUCTION_RPES", {"learned": 1})
+        QUICK_1A.append(compute("quick"))
 
     def value_of(c):
         if c.task.input.kind != "discrete":
@@ -312,15 +322,37 @@ def test_1a_diagnostic_against_the_oracle_floors(tmp_path, heads24, tmx, heads_s
 
     with Store(tmp_path / "r.db") as store:
         fill(store, "1a_synthetic", value_of)
-        store.set_meta(**{"computed:1a_synthetic": compute("quick")})
+        store.set_meta(**{"computed:1a_synthetic": QUICK_1A[0]})
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["1a_synthetic"]
     lag_line, tmx_line = verdict.diagnostic.split("\n")
     assert heads_said in lag_line, lag_line
-    assert "+width at 4 of 4 lag bounds" in lag_line and "+layer below the +heads floor at 2 of 2" in lag_line
+    assert "+width at 5 of 5 lag bounds" in lag_line and "+layer below the +heads floor at 3 of 3" in lag_line
     assert tmx_said in tmx_line, tmx_line
     assert "0 [0, 0] at H = 8" in verdict.detail  # the main task: 8 heads read every lag a memory takes
     table = (tmp_path / "out" / "tables" / "1a_synthetic.md").read_text()
     assert "fixed-lag floor, H = 8" in table and "normalization-free TMX arm" in table
+    assert "Construction (float64" in table and "| learned | 1 | 2 |" in table
+    said = verdict.detail.split("A two-layer construction with learned RPE reaches relative MSE ")[1]
+    assert float(said.split(" ")[0].rstrip(".")) < 1e-12  # exact up to round-off on every task draw
+
+
+def test_computed_data_of_an_older_release_is_computed_again(tmp_path, monkeypatch):
+    """A store whose computed data lacks a key the experiment now computes (the 1a construction, added
+    later) gets it on the next reproduce; complete data is not computed twice."""
+    import dataclasses
+
+    reproduce = importlib.import_module("sparsemem.reproduce")  # the package's `reproduce` is the function
+    calls = []
+    exp = dataclasses.replace(
+        EXPERIMENTS["1a_synthetic"],
+        compute=lambda p: calls.append(p) or {"heads": [8], "floors": {}, "construction": {}},
+    )
+    monkeypatch.setitem(reproduce.EXPERIMENTS, "1a_synthetic", exp)
+    with Store(tmp_path / "r.db") as store:
+        store.set_meta(**{"computed:1a_synthetic": {"heads": [8], "floors": {}}})
+        for _ in range(2):
+            reproduce.compute_extras(store, ["1a_synthetic"], {"1a_synthetic": []}, "quick", [], False)
+        assert calls == ["quick"] and "construction" in store.meta()["computed:1a_synthetic"]
 
 
 @pytest.mark.parametrize("free,want", [(0.6, "stay above it"), (0.3, "BELOW it: a bug")])

@@ -330,7 +330,7 @@ def test_cli_construct_saves_a_loadable_model(tmp_path):
 
 def test_prop42_dp_construction_beats_the_dp_free_floor():
     """Prop 4.2: NF attention with DP reaches small error as heads grow; DP-free stays at the linear floor."""
-    from sparsemem.theory.construct import construct_adaptive
+    from sparsemem.theory.adaptive import construct_adaptive
     from sparsemem.theory.linear import linear_floor
 
     cfg = sm.RunConfig.from_dict(
@@ -345,7 +345,7 @@ def test_prop42_dp_construction_beats_the_dp_free_floor():
 
 def test_warm_up_adaptive_construction_with_two_memories_and_a_relu_readout():
     """Thm 4.1's K = 0 case: t_i = g_i(x_t), two memories, random tables, f a ReLU net."""
-    from sparsemem.theory.construct import construct_adaptive
+    from sparsemem.theory.adaptive import construct_adaptive
 
     cfg = sm.RunConfig.from_dict(
         {},
@@ -367,7 +367,7 @@ def test_warm_up_adaptive_construction_with_two_memories_and_a_relu_readout():
 def test_nested_construction_one_layer_per_nested_memory(tmp_path):
     """Thm 4.4 (K = 2): y = x_t x_{t-g(x_t)} x_{t-g(x_t, x_{t-t_1})} in two layers, the second gated by
     the first's memory; exact up to the lag fits, and a saved model reloads to the same error."""
-    from sparsemem.theory.construct import construct_adaptive
+    from sparsemem.theory.adaptive import construct_adaptive
 
     cfg = sm.RunConfig.from_dict(
         {}, ["task.kind=adaptive", "task.example=nested_product", "task.seq_len=16", "train.val_samples=1000"]
@@ -407,7 +407,8 @@ def test_nested_construction_one_layer_per_nested_memory(tmp_path):
 def test_depth_one_construction_needs_its_second_layer():
     """K = 1, M = 2: memory 2's lag depends on memory 1's token. The built model has 2 layers; with the
     second layer's gates blind to memory 1 (its query weight on that coordinate zeroed) the error jumps."""
-    from sparsemem.theory.construct import construct_adaptive, score
+    from sparsemem.theory.adaptive import construct_adaptive
+    from sparsemem.theory.construct import score
 
     cfg = sm.RunConfig.from_dict(
         {},
@@ -433,7 +434,7 @@ def test_depth_one_construction_needs_its_second_layer():
 def test_tmx_construction_matches_the_dp_one_with_fewer_attention_parameters():
     """Prop 4.3: normalization-free TMX heads with lin RPE carry the same token gates as the DP heads
     (p w.h_t = B.u), with one D-vector per head instead of W_Q and W_K."""
-    from sparsemem.theory.construct import construct_adaptive
+    from sparsemem.theory.adaptive import construct_adaptive
 
     for example, seq_len, width in (("prop42", 32, 0), ("nested_product", 16, 64)):
         cfg = sm.RunConfig.from_dict(

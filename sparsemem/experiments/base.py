@@ -90,6 +90,9 @@ class Experiment:
     # computed experiments train nothing: compute(profile) returns JSON data that the store keeps as meta
     # ("computed:NAME") and analyse / figure read from Results.computed
     compute: Optional[Callable[[str], dict]] = None
+    # the keys compute returns: a store whose computed data lacks one (written by an older release) is
+    # computed again when the experiment next runs
+    compute_keys: tuple[str, ...] = ()
     # optimal-fit floors the report sets beside trained cells (experiments/floors.py): computed when the
     # experiment runs, kept in the store's computed table, read back as Results.floor
     floors: Optional[Callable[[str], list]] = None

@@ -7,9 +7,13 @@ model's heads can read every lag a memory may take. Its test (predictions writte
 - the *fixed-lag oracle floor* (theory/oracle.py): the least error of one layer whose H heads each read
   one lag exactly, with the best readout after them, per task draw; 0 where the candidate lags are at
   most H. Beside it the *gated* floor, where a head may be switched on or off by x_t (Thm 4.1's gate).
-- a sweep of the lag bound (4, 8, 16, 24 with five token values, K = 1; 4 to 18 candidate lags) with
-  four arms at matched parameters: base (L = 1, H = 2), +layer (L = 2), +heads (L = 1, H = 8) and
-  +width (L = 1, H = 2, a wider FFN), 3 seeds each, seed s drawing task s.
+- a sweep of the lag bound (4, 8, 16, 24 with five token values at T = 32, 63 with six at T = 64; K = 1;
+  4 to 29 candidate lags) with four arms at matched parameters: base (L = 1, H = 2), +layer (L = 2),
+  +heads (L = 1, H = 8) and +width (L = 1, H = 2, a wider FFN), 3 seeds each, seed s drawing task s.
+  Bound 63 was added after the others had run; its prediction, written before its runs from its floors
+  (task draws 0-2: 28-29 candidate lags, fixed-lag floor 0.82-0.85 at H = 2 and 0.23-0.34 at H = 8,
+  gated floor 0 at H = 8), is the same rule: +heads at or above half its 8-head floor, +width at or
+  above half its 2-head floor, +layer below the 8-head floor.
 - a normalization-free TMX arm (Prop 4.3) counts only once it trains: its learning rate and p's
   initialisation are swept (one seed) before any comparison is read from it.
 """
@@ -23,42 +27,39 @@ from ..config import task_config
 from ..plotting import pyplot, save_figure
 from ..theory.oracle import oracle_floors
 from .base import Experiment, Results, Table, fmt, fmt_spread, seeds_of, spec, train_settings
+from .depth_tmx import tmx_settings, tmx_sweep
+from .nested_construction import compute_construction, construction_table
 from .rules import TAU
-from .synthetic import BASE_LH, MODEL_1A, MODEL_TMX, NESTED_TASK, WIDE_TASK, analyse_main, params, specs_main, variants
+from .synthetic import (
+    BASE_LH,
+    MODEL_1A,
+    MODEL_TMX,
+    NESTED_TASK,
+    T_SYN,
+    WIDE_TASK,
+    analyse_main,
+    arm_params,
+    arms,
+    params,
+    specs_main,
+    variants,
+)
 
-LAG_BOUNDS = (4, 8, 16, 24)
-TMX_LR = (1e-4, 1e-3, 1e-2)
-TMX_INIT = (None, 0.1, 1.0)  # None: the spread of p over heads
-UNTRAINED = 0.9  # an arm at or above this relative MSE in every run learned nothing
+LAG_BOUNDS = (4, 8, 16, 24, 63)
+# the longest bound: six token values (the most the oracle's enumeration allows) and T = 64, for 28-29
+# candidate lags; its models get a learned RPE over 64 distances, so its arms match their own parameters
+LONG_BOUND, LONG_T, LONG_VALUES = 63, 64, [-1, -0.5, -0.25, 0.25, 0.5, 1]
 
 
 def lag_task(bound: int) -> dict:
-    return {**WIDE_TASK, "lags": [bound, bound]}
+    if bound < T_SYN:
+        return {**WIDE_TASK, "lags": [bound, bound]}
+    long = {"seq_len": LONG_T, "input": {"kind": "discrete", "values": LONG_VALUES}}
+    return {**WIDE_TASK, **long, "lags": [bound, bound]}
 
 
-def matched_width(layers: int, heads: int, model: dict = MODEL_1A) -> int:
-    """Fewest FFN units for a 1-layer model with BASE_LH's heads and at least the parameters of (layers, heads)."""
-    target, m = params(layers, heads, model), model["ffn_width"]
-    while params(1, BASE_LH[1], {**model, "ffn_width": m}) < target:
-        m += 1
-    return m
-
-
-def arms(model: dict = MODEL_1A, width: bool = True) -> dict[str, dict]:
-    """Each arm's overrides: base, +layer, +heads and (softmax) +width, all but base at matched parameters;
-    every arm names its FFN width, so an arm's overrides select its rows as they are."""
-    m = model["ffn_width"]
-    out = {
-        name: {"model.layers": L, "model.heads": H, "model.ffn_width": m} for name, (L, H) in variants(model).items()
-    }
-    if width:
-        L0, H0 = BASE_LH
-        out["+width"] = {"model.layers": L0, "model.heads": H0, "model.ffn_width": matched_width(L0 + 1, H0, model)}
-    return out
-
-
-def arm_params(arm: dict, model: dict = MODEL_1A) -> int:
-    return params(arm["model.layers"], arm["model.heads"], {**model, "ffn_width": arm["model.ffn_width"]})
+def lag_model(bound: int) -> dict:
+    return MODEL_1A if bound < T_SYN else {**MODEL_1A, "rpe_max_distance": LONG_T}
 
 
 def task_seeds(rows: list[dict]) -> list[int]:
@@ -66,19 +67,15 @@ def task_seeds(rows: list[dict]) -> list[int]:
     return sorted({r["config"]["task"]["seed"] for r in rows}) or [0]
 
 
-def tmx_settings() -> list[dict]:
-    return [{"train.lr": lr, **({} if p is None else {"model.rpe_init": p})} for lr in TMX_LR for p in TMX_INIT]
-
-
 def specs(profile: str) -> list:
     seeds = seeds_of(profile)
     out = specs_main(profile) + [
         spec(
             "1a_synthetic",
-            {"task": lag_task(b), "model": MODEL_1A, "train": train_settings(profile)},
+            {"task": lag_task(b), "model": lag_model(b), "train": train_settings(profile)},
             {},
             seeds=seeds,
-            cases=list(arms().values()),
+            cases=list(arms(lag_model(b)).values()),
         )
         for b in LAG_BOUNDS
     ]
@@ -96,9 +93,15 @@ def specs(profile: str) -> list:
 
 
 def compute(profile: str) -> dict:
-    """Oracle floors per task draw: the main nested task and every lag bound, at the 1-layer arms' head counts."""
+    """Oracle floors per task draw: the main nested task and every lag bound, at the 1-layer arms' head counts;
+    the float64 construction of two layers on the main task (nested_construction.py)."""
     heads = sorted(
-        {a["model.heads"] for m in (MODEL_1A, MODEL_TMX) for a in arms(m).values() if a["model.layers"] == 1}
+        {
+            a["model.heads"]
+            for m in (MODEL_1A, MODEL_TMX, lag_model(LONG_BOUND))
+            for a in arms(m).values()
+            if a["model.layers"] == 1
+        }
     )
     tasks = {"main": NESTED_TASK, **{str(b): lag_task(b) for b in LAG_BOUNDS}}
     return {
@@ -107,6 +110,7 @@ def compute(profile: str) -> dict:
             name: {str(s): oracle_floors(task_config({**t, "seed": s}), heads) for s in seeds_of(profile)}
             for name, t in tasks.items()
         },
+        "construction": compute_construction(profile),
     }
 
 
@@ -161,33 +165,38 @@ def lag_sweep(res: Results) -> tuple[list[Table], str]:
             if (res.computed and str(b) in res.computed.get("floors", {}))
             else []
         )
-        cells = {}
-        for name, arm in arms().items():
+        cells, row_arms = {}, arms(lag_model(b))
+        for name, arm in row_arms.items():
             cells[name] = sub.spread("val_rel", arm)
             if name in ("+heads", "+width"):
                 outcomes[name].append((b, _held(sub, arm, str(b), arm["model.heads"])))
         f8 = [floor_of(res, str(b), s, heads_h) for s in seeds]
         if cells["+layer"] is not None and all(f is not None for f in f8) and max(f8) > 1e-12:
-            below = all(rel < floor_of(res, str(b), s, heads_h) for s, rel in _per_seed(sub, arms()["+layer"]).items())
+            below = all(
+                rel < floor_of(res, str(b), s, heads_h) for s, rel in _per_seed(sub, row_arms["+layer"]).items()
+            )
             outcomes["+layer"].append((b, below))
         rows.append(
             [
                 b,
+                f"{lag_task(b)['seq_len']} / {len(lag_task(b)['input']['values'])}",
                 "—" if not counts else (str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"),
                 _floor_spread(res, str(b), seeds, BASE_LH[1]),
                 _floor_spread(res, str(b), seeds, heads_h),
                 _floor_spread(res, str(b), seeds, heads_h, "gated"),
             ]
-            + [fmt_spread(cells[n]) for n in arms()]
+            + [fmt_spread(cells[n]) for n in row_arms]
         )
+    long = arms(lag_model(LONG_BOUND))
     table = Table(
-        "Diagnostic: lag bound swept (five token values, K = 1, T = 32): relative MSE [range over seeds] per arm "
-        "at matched parameters ("
-        + ", ".join(f"{n} {arm_params(a)}" for n, a in arms().items())
-        + " parameters), beside the oracle floors of one layer (fixed lags: H heads each read one lag exactly, "
-        "best readout; gated: heads switched by x_t); median [range] over task draws",
+        "Diagnostic: lag bound swept (K = 1; five token values at T = 32, six at T = 64): relative MSE [range "
+        "over seeds] per arm at matched parameters ("
+        + ", ".join(f"{n} {arm_params(a)} / {arm_params(long[n], lag_model(LONG_BOUND))}" for n, a in arms().items())
+        + " parameters at T = 32 / 64), beside the oracle floors of one layer (fixed lags: H heads each read one "
+        "lag exactly, best readout; gated: heads switched by x_t); median [range] over task draws",
         [
             "lag bound",
+            "T / token values",
             "candidate lags",
             f"fixed-lag floor, H = {BASE_LH[1]}",
             f"fixed-lag floor, H = {heads_h}",
@@ -218,47 +227,6 @@ def _lag_text(outcomes: dict) -> str:
     )
 
 
-def tmx_sweep(res: Results) -> tuple[list[Table], str]:
-    """The TMX arm's learning-rate and initialisation sweep: does any setting train? Where the deeper and
-    the wider arm both do, their best settings are compared."""
-    sub = res.subset(res.select({"model.attention": "tmx", "train.seed": 0}))  # the sweep runs seed 0
-    if not sub.rows:
-        return [], ""
-    rows, best = [], {}
-    for name, arm in arms(MODEL_TMX, width=False).items():
-        for lr in TMX_LR:
-            line = [name, arm["model.layers"], arm["model.heads"], lr]
-            for p in TMX_INIT:
-                cell = sub.spread("val_rel", {**arm, "train.lr": lr, "model.rpe_init": p})
-                line.append(None if cell is None else cell.median)
-                if cell is not None and (name not in best or cell.median < best[name][0]):
-                    best[name] = (cell.median, lr, "spread" if p is None else p)
-            rows.append(line)
-    table = Table(
-        "Diagnostic: normalization-free TMX arm (lin RPE, nested task of lag bound 24), learning rate and p's "
-        "initialisation swept, seed 0: relative MSE",
-        ["arm", "L", "H", "lr"] + [f"p init {'spread' if p is None else p}" for p in TMX_INIT],
-        rows,
-    )
-    if not best:
-        return [table], ""
-    trained = {n: v for n, v in best.items() if v[0] < UNTRAINED}
-    if not trained:
-        return [table], (
-            f"TMX: no setting of {len(tmx_settings())} (lr x p init) trained any arm (relative MSE >= "
-            f"{UNTRAINED} in every run; best {fmt(min(v[0] for v in best.values()))}): the arm is not counted"
-        )
-    text = "TMX: best setting per arm " + "; ".join(
-        f"{n} {fmt(v[0])} (lr {v[1]}, p init {v[2]})" for n, v in best.items()
-    )
-    if len(trained) < len(best):
-        text += f"; an arm that learned nothing (>= {UNTRAINED}) is not counted"
-    if "+layer" in trained and "+heads" in trained:
-        deeper = trained["+layer"][0] < trained["+heads"][0]
-        text += f"; at their best settings (one seed) the deeper arm is {'below' if deeper else 'not below'} the wider"
-    return [table], text
-
-
 def main_floor_text(res: Results) -> str:
     """The main task's oracle floors at the wider model's heads (the tie's explanation, measured)."""
     seeds, h = task_seeds(res.rows), variants()["+heads"][1]
@@ -275,8 +243,10 @@ def main_floor_text(res: Results) -> str:
 def analyse(res: Results):
     lag_tables, lag_text = lag_sweep(res)
     tmx_tables, tmx_text = tmx_sweep(res)
+    built_tables, built_text = construction_table(res)
     diagnostic = "\n".join(t for t in (lag_text, tmx_text) if t)
-    return analyse_main(res, lag_tables + tmx_tables, diagnostic, main_floor_text(res))
+    floor_text = " ".join(t for t in (main_floor_text(res), built_text) if t)
+    return analyse_main(res, built_tables + lag_tables + tmx_tables, diagnostic, floor_text)
 
 
 def figure(res: Results, path: str) -> None:
@@ -303,7 +273,7 @@ def figure(res: Results, path: str) -> None:
         ax, sub = axes[0][1], res.subset(sweep)
         seeds = task_seeds(sweep)
         for name, arm in arms().items():
-            pts = [(b, sub.spread("val_rel", {**arm, "task.lags": [b, b]})) for b in LAG_BOUNDS]
+            pts = [(b, sub.spread("val_rel", {**arms(lag_model(b))[name], "task.lags": [b, b]})) for b in LAG_BOUNDS]
             pts = [(b, c) for b, c in pts if c is not None]
             ax.errorbar(
                 [b for b, _ in pts],
@@ -312,18 +282,25 @@ def figure(res: Results, path: str) -> None:
                 color=colors[name],
                 marker="o",
                 capsize=3,
-                label=f"{name} ({arm_params(arm)} params)",
+                label=f"{name} ({arm_params(arm)} params at T = {T_SYN})",
             )
         for H, style in ((BASE_LH[1], ":"), (variants()["+heads"][1], "--")):
             fl = [(b, [floor_of(res, str(b), s, H) for s in seeds]) for b in LAG_BOUNDS]
             fl = [(b, statistics.median(v)) for b, v in fl if v and None not in v]
             ax.plot([b for b, _ in fl], [max(v, 1e-7) for _, v in fl], "k" + style, label=f"fixed-lag floor, H = {H}")
         ax.set_yscale("log")
-        ax.set_xlabel("lag bound (candidate lags grow with it)")
+        ax.set_xlabel(f"lag bound (candidate lags grow with it; bound {LONG_BOUND} at T = {LONG_T})")
         ax.set_ylabel("relative MSE")
         ax.set_title("diagnostic: lag bound swept (floors at 1e-7 mean 0)")
         ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
-EXP_1A = Experiment(name="1a_synthetic", specs=specs, analyse=analyse, figure=figure, compute=compute)
+EXP_1A = Experiment(
+    name="1a_synthetic",
+    specs=specs,
+    analyse=analyse,
+    figure=figure,
+    compute=compute,
+    compute_keys=("heads", "floors", "construction"),
+)

@@ -1,8 +1,8 @@
 """Synthetic Task II version of the paper's language-model experiment 1a (3b's: dp_adaptive.py).
 
 1a (depth against heads at matched parameter counts) runs on a K = 2 nested
-Boolean task; its diagnostics (nested tasks with five token values and 4 to
-18 candidate lags, oracle floors, a TMX arm) are in depth_lags.py, which
+Boolean task; its diagnostics (nested tasks with five or six token values and
+4 to 29 candidate lags, oracle floors, a TMX arm) are in depth_lags.py, which
 assembles the experiment.
 """
 
@@ -76,6 +76,31 @@ def matched_heads(layers: int, heads: int, model: dict = MODEL_1A) -> int:
 def variants(model: dict = MODEL_1A) -> dict[str, tuple[int, int]]:
     L0, H0 = BASE_LH
     return {"base": (L0, H0), "+layer": (L0 + 1, H0), "+heads": (L0, matched_heads(L0 + 1, H0, model))}
+
+
+def matched_width(layers: int, heads: int, model: dict = MODEL_1A) -> int:
+    """Fewest FFN units for a 1-layer model with BASE_LH's heads and at least the parameters of (layers, heads)."""
+    target, m = params(layers, heads, model), model["ffn_width"]
+    while params(1, BASE_LH[1], {**model, "ffn_width": m}) < target:
+        m += 1
+    return m
+
+
+def arms(model: dict = MODEL_1A, width: bool = True) -> dict[str, dict]:
+    """Each arm's overrides: base, +layer, +heads and (softmax) +width, all but base at matched parameters;
+    every arm names its FFN width, so an arm's overrides select its rows as they are."""
+    m = model["ffn_width"]
+    out = {
+        name: {"model.layers": L, "model.heads": H, "model.ffn_width": m} for name, (L, H) in variants(model).items()
+    }
+    if width:
+        L0, H0 = BASE_LH
+        out["+width"] = {"model.layers": L0, "model.heads": H0, "model.ffn_width": matched_width(L0 + 1, H0, model)}
+    return out
+
+
+def arm_params(arm: dict, model: dict = MODEL_1A) -> int:
+    return params(arm["model.layers"], arm["model.heads"], {**model, "ffn_width": arm["model.ffn_width"]})
 
 
 def specs_main(profile: str):

@@ -284,7 +284,8 @@ class ConstructSpec(TheorySpec):
 
     def run(self, cfg) -> tuple[Any, dict]:
         """(model, info) for a RunConfig: Thm 4.1 / 4.4 gates for an adaptive task, Thm 3.1 / 5.1 otherwise."""
-        from .construct import construct, construct_adaptive
+        from .adaptive import construct_adaptive
+        from .construct import construct
 
         if cfg.task.kind == "adaptive":
             return construct_adaptive(cfg, self.heads, self.width, attention=self.attention)
