@@ -273,10 +273,15 @@ class ConstructSpec(TheorySpec):
     (linear, or random ReLU features of width --width with a least-squares output layer); for an adaptive
     task over discrete tokens the DP construction of Prop 4.2 / Thm 4.1 (depth 0, e.g.
     task.example=prop42) or Thm 4.4 (depth K: one layer per nested memory, e.g.
-    task.example=nested_product) in a normalization-free model, H exponentials per lag. Then score it on
-    the validation set."""
+    task.example=nested_product) in a normalization-free model, H lin exponentials per lag (or, with
+    model.rpe=learned, one exact head per lag), the FFN between layers snapping each memory onto the
+    token grid where it is wide enough. Then score it on the validation set."""
 
-    heads: Int = Field(ge=1, description="heads per memory (adaptive: exponentials per lag)")
+    heads: Int = Field(
+        ge=1,
+        description="heads per memory (adaptive: lin exponentials per lag; model.rpe=learned: one exact head "
+        "per lag, whatever H)",
+    )
     width: Int = Field(0, ge=0, description="readout width m, 0 = linear")
     attention: Literal["dp", "tmx"] = Field(
         "dp", description="adaptive tasks: gates by the dot product (dp) or by TMX heads (Prop 4.3)"
@@ -300,7 +305,8 @@ class ConstructSpec(TheorySpec):
         adaptive = cfg.task.kind == "adaptive"
         what = (
             f"{self.attention.upper()} gates, {info['layers']} layer(s), heads per layer "
-            f"{', '.join(map(str, info['heads_per_layer']))}"
+            f"{', '.join(map(str, info['heads_per_layer']))}, {info['rpe']} RPE"
+            + (", memories snapped onto the token grid" if info["snapped"] else "")
             if adaptive
             else f"{self.heads} {cfg.model.rpe} heads per memory, readout "
             f"{'linear' if self.width == 0 else f'width {self.width}'}"
