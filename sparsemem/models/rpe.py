@@ -73,6 +73,8 @@ class RPE(nn.Module):
         self.buckets = buckets
         self.max_distance = max_distance
         self.entry = entry = RPES[kind]
+        # evaluated here, not inside a compiled forward (where its .item() broke the graph)
+        self._inf_at_zero = bool(entry.inf_at_zero)
         p0 = default_p(kind, heads) if init is None else torch.full((heads,), float(init), dtype=torch.float64)
         if sign == "free":
             if not entry.signed:
@@ -124,7 +126,7 @@ class RPE(nn.Module):
     @property
     def inf_at_zero(self) -> bool:
         """Whether lag 0 is inadmissible (bias -inf): log-type heads never see x_t."""
-        return self.entry.inf_at_zero
+        return self._inf_at_zero
 
     def forward(self, length: int, device=None, dtype=torch.float32, reverse: bool = False) -> torch.Tensor:
         """Biases for lags s = 0..length-1: (H, length), or s = length-1..0 if ``reverse``.
