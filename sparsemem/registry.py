@@ -122,7 +122,8 @@ class RPEType:
     @functools.cached_property
     def inf_at_zero(self) -> bool:
         """Whether lag 0 is inadmissible (a log-type head never sees x_t)."""
-        return self.phi is not None and not bool(torch.isfinite(self.phi(torch.zeros(1, dtype=torch.float64))).all())
+        zero = torch.zeros(1, dtype=torch.float64, device="cpu")  # on the CPU even under a meta-device context
+        return self.phi is not None and not bool(torch.isfinite(self.phi(zero)).all())
 
 
 _ALL_THEORY = frozenset({"fit", "construct"})

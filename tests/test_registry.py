@@ -62,3 +62,15 @@ def test_list_prints_every_registered_name():
     assert lines["rpe"].split(", ") == list(registry.RPES)
     assert lines["attention"].split(", ") == list(registry.ATTENTION)
     assert lines["task"].split(", ") == list(registry.TASKS)
+
+
+@pytest.mark.parametrize("name,dead", [("log", True), ("lin", False), ("learned", False)])
+def test_lag_zero_admissibility_is_read_at_construction_even_on_the_meta_device(name, dead):
+    """Models are built on the meta device to count parameters; an RPE reads whether lag 0 is
+    inadmissible when it is made (not in a compiled forward), so that read must work there too."""
+    import dataclasses
+
+    fresh = dataclasses.replace(registry.RPES[name])  # nothing cached yet
+    with torch.device("meta"):
+        assert fresh.inf_at_zero is dead
+        assert RPE(name, 2).inf_at_zero is dead
