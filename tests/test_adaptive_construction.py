@@ -5,18 +5,9 @@ import torch
 
 import sparsemem as sm
 from sparsemem.config import ConfigError
+from sparsemem.experiments.synthetic import NESTED_TASK as NESTED
 from sparsemem.theory.adaptive import construct_adaptive
 from sparsemem.theory.construct import score
-
-NESTED = {
-    "kind": "adaptive",
-    "seq_len": 32,
-    "input": "rademacher",
-    "lags": [16, 16],
-    "depth": 2,
-    "readout": "product",
-    "output": "last",
-}
 
 
 def nested_cfg(rpe: str, seed: int = 0, **task) -> sm.RunConfig:

@@ -13,11 +13,9 @@ readout fits f. Built per task draw under two RPEs:
 
 from __future__ import annotations
 
-import statistics
-
 from ..config import RunConfig
 from ..theory.adaptive import construct_adaptive
-from .base import Results, Table, fmt, seeds_of
+from .base import Results, Spread, Table, fmt_spread, seeds_of
 from .rules import TAU
 from .synthetic import MODEL_1A, NESTED_TASK
 
@@ -47,14 +45,8 @@ def compute_construction(profile: str) -> dict:
     return out
 
 
-def _span(vals: list[float]) -> str:
-    vals = sorted(vals)
-    mid = fmt(statistics.median(vals))
-    return mid if vals[0] == vals[-1] else f"{mid} [{fmt(vals[0])}, {fmt(vals[-1])}]"
-
-
-def _median(built: dict, rpe: str, key: str = "val_rel") -> float:
-    return statistics.median(x[key] for x in built[rpe].values())
+def _spread(draws: list[dict], key: str) -> Spread:
+    return Spread([x[key] for x in draws])
 
 
 def _ints(vals: list[int]) -> str:
@@ -66,21 +58,21 @@ def construction_table(res: Results) -> tuple[list[Table], str]:
     built = (res.computed or {}).get("construction")
     if not built:
         return [], ""
-    rows, rel = [], {}
+    rows, rel, l1, per_lag = [], {}, {}, {}
     for rpe, draws in built.items():
         d = list(draws.values())
-        rel[rpe] = _span([x["val_rel"] for x in d])
+        rel[rpe], l1[rpe], per_lag[rpe] = _spread(d, "val_rel"), _spread(d, "worst_delta_l1"), d[0]["heads_per_lag"]
         heads = [_ints([x["heads_per_layer"][k] for x in d]) for k in range(d[0]["layers"])]
         rows.append(
             [
                 rpe,
-                d[0]["heads_per_lag"],
+                per_lag[rpe],
                 d[0]["layers"],
                 ", ".join(heads),
-                _span([x["worst_delta_l1"] for x in d]),
+                fmt_spread(l1[rpe]),
                 "yes" if all(x["snapped"] for x in d) else "no",
-                rel[rpe],
-                _span([x["sup_error"] for x in d]),
+                fmt_spread(rel[rpe]),
+                fmt_spread(_spread(d, "sup_error")),
             ]
         )
     table = Table(
@@ -99,14 +91,14 @@ def construction_table(res: Results) -> tuple[list[Table], str]:
         ],
         rows,
     )
-    said = {row[0]: row for row in rows}
     text = "A float64 construction of two layers (Thm 4.4, table below) reaches relative MSE " + "; ".join(
-        f"{rel[rpe]} with {rpe} RPE ({said[rpe][1]} head(s) per lag; worst delta-fit l1 {said[rpe][4]})" for rpe in rel
+        f"{fmt_spread(rel[r])} with {r} RPE ({per_lag[r]} head(s) per lag; worst delta-fit l1 {fmt_spread(l1[r])})"
+        for r in rel
     )
     notes = []
-    if "learned" in built and _median(built, "learned") <= 1e-12:
+    if "learned" in rel and rel["learned"].median <= 1e-12:
         notes.append("two layers express this task to round-off with the trained models' RPE")
-    if "lin" in built and _median(built, "lin") > TAU and _median(built, "lin", "worst_delta_l1") > 0.5:
+    if "lin" in rel and rel["lin"].median > TAU and l1["lin"].median > 0.5:
         notes.append("with lin RPE the construction stays unsolved because its exponentials do not isolate the lags")
     text += (": " + "; ".join(notes) + ".") if notes else "."
     return [table], text
