@@ -163,3 +163,53 @@ def test_bias_attention_in_chunks_against_autograd(kind, rows, dtype, tol, gen, 
         assert close(g, r, tol)
     if leaves[3:]:  # a trainable RPE gets a gradient that is not zero
         assert any(g.abs().sum() > 0 for g in grads[3:])
+
+
+@pytest.mark.parametrize("values", [[-1.0, 1.0], [-1.0, 0.0, 1.0], [0.5, 2.0, -3.0]])
+def test_alphabet_softmax_against_the_plain_softmax(values, gen):
+    """Tokens of a few known values: the per-value sums by one product against the softmax over every
+    position, value and gradients, with a -inf bias entry (a log-type head's lag 0) and biases spread over
+    e^60; in float32 it is no further from the float64 truth than TokenSoftmax is."""
+    from sparsemem.models.fused import TokenSoftmax, alphabet_softmax
+
+    B, H, T = 5, 3, 200
+    bias = 20 * torch.randn(1, H, T, generator=gen, dtype=torch.float64)
+    bias[..., -1] = -math.inf
+    bias.requires_grad_()
+    a = (10 * torch.randn(B, H, 1, generator=gen, dtype=torch.float64)).requires_grad_()
+    v = torch.tensor(values, dtype=torch.float64)
+    x = v[torch.randint(0, len(values), (B, T, 1), generator=gen)]
+    hits = torch.stack([x[..., 0] == val for val in values], 1)
+    w_out = torch.randn(B, H, 1, generator=gen, dtype=torch.float64)
+    ref = torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
+    u = alphabet_softmax(bias, a, hits, values)
+    assert u.shape == ref.shape and close(u, ref, 1e-12)
+    grads = torch.autograd.grad((u * w_out).sum(), (bias, a))
+    ref_grads = torch.autograd.grad((ref * w_out).sum(), (bias, a))
+    for g, r in zip(grads, ref_grads):
+        assert torch.isfinite(g).all() and close(g, r, 1e-10)
+
+    b32, a32, x32 = bias.detach().float(), a.detach().float(), x.float()
+    ours = (alphabet_softmax(b32, a32, hits, values).double() - ref).abs().max().item()
+    theirs = (TokenSoftmax.apply(b32, a32, x32)[0].double() - ref).abs().max().item()
+    assert ours <= max(theirs, 1e-6), (ours, theirs)
+
+
+def test_alphabet_softmax_drops_positions_the_limit_keeps_in():
+    """Why the caller bounds |a| (v_max - v_min): the one +1 token sits 2,000 below the other positions'
+    bias, beyond the float64 shift, so its value's sum underflows and reads as the smallest float64
+    (bias ~1,308 below the largest); a = 800 then pulls that phantom above the -1 tokens (u = +1) where the
+    truth is u = -1. Past the limit the per-value sum is wrong; the model's check sends such rows to
+    TokenSoftmax."""
+    from sparsemem.models.fused import ALPHABET_LIMIT, alphabet_softmax
+
+    bias = torch.tensor([[[-2000.0, 0.0, 0.0, 0.0]]], dtype=torch.float64)
+    x = torch.tensor([[[1.0], [-1.0], [-1.0], [-1.0]]], dtype=torch.float64)
+    a = torch.tensor([[[800.0]]], dtype=torch.float64)
+    truth = torch.softmax(bias + a @ x.transpose(1, 2), -1) @ x
+    assert truth.item() == pytest.approx(-1.0) and 2 * a.item() > ALPHABET_LIMIT
+    hits = torch.stack([x[..., 0] == v for v in (-1.0, 1.0)], 1)
+    assert alphabet_softmax(bias, a, hits, (-1.0, 1.0)).item() == pytest.approx(1.0)
+    within = torch.full_like(a, ALPHABET_LIMIT / 2)  # at the limit the -1 tokens win, as they truly do
+    truth = torch.softmax(bias + within @ x.transpose(1, 2), -1) @ x
+    assert close(alphabet_softmax(bias, within, hits, (-1.0, 1.0)), truth, 1e-12)

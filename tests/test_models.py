@@ -303,3 +303,43 @@ def test_sign_free_p_is_refused_where_p_is_not_trainable():
             ModelConfig(rpe=rpe, rpe_sign="free")
     assert RunConfig.from_dict({}, ["model.rpe_sign=positive"]).config_hash() == RunConfig().config_hash()
     assert RunConfig.from_dict({}, ["model.rpe_sign=free"]).config_hash() != RunConfig().config_hash()
+
+
+@pytest.mark.parametrize("rpe", ["lin", "log", "learned"])
+@pytest.mark.parametrize("input_kind", ["rademacher", "ternary"])
+def test_dp_first_layer_on_known_token_values(rpe, input_kind, monkeypatch):
+    """One DP layer read at the last position, on a task whose tokens take known values: the model sums its
+    weights per value (alphabet_softmax) and agrees with the reference path, output and gradients, in
+    float64; where the check fails (a token off the value set, or a query pulling a logit past the limit,
+    as in test_alphabet_softmax_drops_positions_the_limit_keeps_in) it takes TokenSoftmax, still exact."""
+    from sparsemem import make_task
+    from sparsemem.models import attention as attention_module
+
+    calls = []
+    real = attention_module.alphabet_softmax
+    monkeypatch.setattr(attention_module, "alphabet_softmax", lambda *a: calls.append(1) or real(*a))
+    inputs = {"rademacher": "rademacher", "ternary": {"kind": "discrete", "values": [-1.0, 0.0, 1.0]}}[input_kind]
+    run = RunConfig.from_dict(
+        {
+            "task": {"kind": "fixed", "lags": [3, 9], "seq_len": 24, "input": inputs},
+            "model": {"heads": 4, "dim": 8, "rpe": rpe, "attention": "dp", "ffn_width": 8, "rpe_max_distance": 24},
+        }
+    )
+    task, cfg = make_task(run.task), run.model
+    fast = make_model(cfg, task).double()
+    ref = make_model(cfg.model_copy(update={"impl": "reference"}), task).double()
+    ref.load_state_dict(fast.state_dict())
+    x, _ = task.sample(6, torch.Generator().manual_seed(0), torch.float64)
+
+    def agree(x):
+        got, want = fast(x), ref(x)
+        g_got = torch.autograd.grad(got.sum(), list(fast.parameters()))
+        g_want = torch.autograd.grad(want.sum(), list(ref.parameters()))
+        return close(got, want, 1e-10) and all(close(g, w, 1e-9) for g, w in zip(g_got, g_want))
+
+    assert agree(x) and len(calls) == 1
+    assert agree(torch.where(x == x[0, 0, 0], x, 0.5)) and len(calls) == 1  # tokens off the value set
+    with torch.no_grad():
+        fast.attn[0].q.weight.mul_(1e4)
+        ref.attn[0].q.weight.mul_(1e4)
+    assert agree(x) and len(calls) == 1  # |alpha| past ALPHABET_LIMIT

@@ -40,7 +40,15 @@ from torch import nn
 
 from ..config import ConfigError, ModelConfig
 from ..convolution import causal_conv
-from .fused import BiasAttention, LinBiasAttention, TokenSoftmax, masked_softmax, toeplitz_bias
+from .fused import (
+    ALPHABET_LIMIT,
+    BiasAttention,
+    LinBiasAttention,
+    TokenSoftmax,
+    alphabet_softmax,
+    masked_softmax,
+    toeplitz_bias,
+)
 from .rpe import RPE
 
 
@@ -60,6 +68,9 @@ class Attention(nn.Module):
         # softmax dp over all positions through scaled_dot_product_attention; fleets switch it off
         # (vmap has no batching rule for SDPA's CPU kernel with a mask that needs a gradient)
         self.fused = True
+        # the values a one-coordinate token takes, where the task says (Transformer sets it on its first layer):
+        # last_from_tokens then sums weights per value with one matrix product; fleets switch it off
+        self.token_values = None
         self.scale = 1.0 / math.sqrt(hd) if cfg.scale else 1.0
         if self.kind == "dp":
             self.q = nn.Linear(D, H * hd, bias=False)
@@ -172,7 +183,11 @@ class Attention(nn.Module):
             alpha = (qk @ embed.weight) * self.scale  # (B, H, d)
         if self.kind == "dp" and self.normalize and not self._dead_last(T):
             # beta = <qk, b_E> is the same for every key: it cancels in the softmax
-            u, w = TokenSoftmax.apply(logits, alpha, x)  # (B, H, d), weights summing to 1
+            hits = self._alphabet_hits(alpha, x)
+            if hits is not None:
+                u = alphabet_softmax(logits, alpha, hits, self.token_values)  # (B, H, 1)
+            else:
+                u, w = TokenSoftmax.apply(logits, alpha, x)  # (B, H, d), weights summing to 1
             sigma = None
         else:
             if self.kind == "dp":
@@ -194,6 +209,17 @@ class Attention(nn.Module):
         a, c = wv @ embed.weight, wv @ embed.bias  # (H, hd, d), (H, hd)
         out = (u[:, :, None, :] * a).sum(-1) + (c if sigma is None else sigma * c)  # (B, H, hd)
         return self.o(out.reshape(B, 1, H * self.head_dim))
+
+    def _alphabet_hits(self, alpha: torch.Tensor, x: torch.Tensor):
+        """The (B, k, T) token-value indicators when ``alphabet_softmax`` computes this last row exactly
+        (known values of a one-coordinate token, every token among them, |alpha| (v_max - v_min) within
+        ALPHABET_LIMIT), else None. The check reads the data (one sync): compiled graphs skip it."""
+        vals = self.token_values
+        if vals is None or x.shape[-1] != 1 or torch.compiler.is_compiling():
+            return None
+        hits = torch.stack([x[..., 0] == v for v in vals], 1)  # (B, k, T); the values are distinct
+        pull = alpha.detach().abs().amax() * (max(vals) - min(vals))
+        return hits if bool((hits.sum() == x.numel()) & (pull <= ALPHABET_LIMIT)) else None
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         """DP-free / TMX heads over all positions as a causal FFT convolution."""

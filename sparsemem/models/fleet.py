@@ -93,6 +93,7 @@ class Squad:
         buffer_names = dict(base.named_buffers())
         for attn in getattr(base, "attn", []):
             attn.fused = False  # explicit softmax under vmap (see Attention.fused)
+            attn.token_values = None  # alphabet_softmax's check reads the data, which vmap cannot
         self.base = base.to("meta")
         # one DP-free layer read at the last position runs as hand-batched products (_dp_free_last), the
         # rest under vmap: under vmap every per-member Linear became many tiny batched matmuls and a separate

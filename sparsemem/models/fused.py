@@ -7,7 +7,9 @@
 - ``BiasAttention`` with ``diagonal_sums``: causal softmax attention with a
   lag-indexed bias, trainable or not, in chunks of query rows (the CPU's path
   for softmax DP over all positions).
-- ``TokenSoftmax``: the last query row of a first-layer head from the raw tokens.
+- ``TokenSoftmax``: the last query row of a first-layer head from the raw tokens;
+  ``alphabet_softmax``: the same row as one matrix product where the tokens
+  take a few known values (the paper's +-1 inputs).
 - ``masked_softmax``: softmax whose all -inf rows give zeros.
 
 Every one has a reference it is tested against (tests/test_models.py).
@@ -270,6 +272,34 @@ class TokenSoftmax(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             dx = w.transpose(1, 2) @ du + dl.transpose(1, 2) @ a
         return dbias, da, dx
+
+
+# alphabet_softmax's float64 shift: e^{bias - max + SHIFT} stays finite (T e^600 < e^709) and positions whose
+# bias lies up to ~1300 below the head's largest keep their weight; ALPHABET_LIMIT bounds |a| (v_max - v_min),
+# the most a token can move a logit against another, so that every position it drops sits over 600 below
+# the row's largest logit (weight under e^-600). Past it callers take TokenSoftmax.
+_SHIFT = 600.0
+ALPHABET_LIMIT = 600.0
+
+
+def alphabet_softmax(bias: torch.Tensor, a: torch.Tensor, hits: torch.Tensor, values) -> torch.Tensor:
+    """``TokenSoftmax``'s u for one token coordinate that takes only the k ``values``, by plain autograd.
+
+    Grouping the positions by token value, Z = sum_k e^{a v_k} P_k with P_k = sum_{t: x_t = v_k} e^{bias_t}:
+    the (B, H, T) softmax becomes one (B k, T) @ (T, H) product (float64) and a softmax over k, and
+    u = sum_k v_k softmax_k(a v_k + log P_k). bias: (1, H, T); a: (B, H, 1); hits: (B, k, T), whether
+    token x_t is v_k, every token one of ``values``; |a| (v_max - v_min) at most ALPHABET_LIMIT (the caller
+    checks both). Returns (B, H, 1).
+    """
+    f64 = torch.float64
+    v = torch.tensor(values, dtype=f64, device=a.device)  # (k,)
+    bias = bias.to(f64)  # before the shift: float32 would round bias - shift (~600) to 4e-5
+    shift = bias.detach().amax(-1, keepdim=True) - _SHIFT  # (1, H, 1); any constant cancels
+    e = torch.exp(bias - shift)[0]  # (H, T)
+    p = (hits.to(f64) @ e.T).transpose(1, 2)  # (B, k, T) @ (T, H) -> (B, H, k)
+    tiny = torch.finfo(f64).tiny  # a value absent from the row: weight 0, no log(0)
+    pi = torch.softmax(a.to(f64) * v + p.clamp_min(tiny).log(), -1)  # (B, H, k)
+    return (pi @ v)[..., None].to(a.dtype)
 
 
 def masked_softmax(logits: torch.Tensor, dead_rows: bool = True) -> torch.Tensor:

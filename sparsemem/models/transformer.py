@@ -31,7 +31,9 @@ from .fused import num_params
 class Transformer(nn.Module):
     """x (B, T, d) -> y (B, T) for output ``all``, (B,) for output ``last``."""
 
-    def __init__(self, cfg: ModelConfig, input_dim: int = 1, output: str = "last"):
+    def __init__(self, cfg: ModelConfig, input_dim: int = 1, output: str = "last", token_values=None):
+        """``token_values``: the values a one-coordinate token takes, where finitely many (the task's
+        input); the first layer's last row then takes ``alphabet_softmax``."""
         super().__init__()
         self.cfg = cfg
         self.output = output
@@ -39,6 +41,8 @@ class Transformer(nn.Module):
         # modules in this order (attentions, then FFNs, then the readout): the order initialisation draws in
         self.embed = nn.Linear(input_dim, D)
         self.attn = nn.ModuleList(Attention(cfg) for _ in range(L))
+        if token_values and input_dim == 1:
+            self.attn[0].token_values = tuple(float(v) for v in token_values)
         self.ffn = nn.ModuleList(FFN(D, m, D) for _ in range(L - 1)) if m > 0 else None
         self.readout = FFN(D, m, 1) if m > 0 else nn.Linear(D, 1)
         norm = norm_factory(D, cfg.layer_norm)

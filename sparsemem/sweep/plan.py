@@ -31,7 +31,9 @@ CPU_FLEET_ELEMENTS = 8_000_000  # and a CPU fleet's members hold at most this ma
 # Such a run is bound by passes over its big tensors, which torch.compile fuses: measured on 2 cores, the
 # 3a DP cell H = 64, m = 256 (T = 1000, batch 100) took 57 ms a step eagerly and 14 ms compiled, after
 # 23 s of compiling (eagerly about 20 ms since the fused first-layer softmax and the malloc setting).
-# `--compile auto` compiles these runs; small runs would not earn back the 20 s.
+# `--compile auto` compiles these runs; small runs would not earn back the 20 s. Runs whose first layer sums
+# its weights per token value (``sums_per_token_value``: +-1 tokens) do not compile: the check that path
+# reads from the data breaks the graph, and eagerly that cell took 13 ms a step (measured on 1 thread).
 COMPILE_MODES = ("off", "auto")
 
 
@@ -100,11 +102,13 @@ def plan_jobs(
     and resumes them from their checkpoints. Jobs keep the order of their first run. With
     ``compile="auto"``, single runs on a CPU whose step holds more than ``CPU_MEMBER_ELEMENTS`` elements
     train through torch.compile."""
+    from ..models import sums_per_token_value
     from ..models.fleet import fleet_supports, squad_key
     from ..training import fleet_key
 
     def single(c: RunConfig) -> Job:
         big = compile == "auto" and not _on_gpu(c.train.device) and step_elements(c) > CPU_MEMBER_ELEMENTS
+        big = big and not sums_per_token_value(c)
         return Job([c.config_hash()], [(c.to_dict(), str(runs_dir / c.folder_name()))], compile=big)
 
     if fleet == "off":
