@@ -17,6 +17,9 @@ same numbers faster:
     dp_free head contracts over time before W_V (``attend_contracted``), and a
     first layer of any kind works on the raw tokens (``last_from_tokens``):
     its logits are affine in x_s, so the cost is O(B H T d), not O(B T D^2);
+    where the task's one-coordinate tokens take a few known values (+-1), a
+    softmax DP head's weights are summed per value by one matrix product
+    (``alphabet_softmax``), so no (B, H, T) tensor is formed at all;
   * dp_free and tmx heads over all positions: a causal FFT convolution of the
     values with the head's kernel (float64 inside, so early rows stay exact for
     slowly decaying kernels); the softmax normalizer is a cumulative sum;
