@@ -7,6 +7,7 @@ import pytest
 
 from sparsemem.experiments import EXPERIMENTS, expand_all
 from sparsemem.experiments.base import INCONCLUSIVE, Results, Spread, all_of, any_of, min_of
+from sparsemem.experiments.rules import compared
 from sparsemem.report import build_report
 from sparsemem.sweep import Store
 
@@ -42,6 +43,14 @@ def test_ratio_min_and_scaling_cover_every_pairing():
     mins = [min(t) for t in itertools.product(a.values, b.values, c.values)]
     assert (m.lo, m.hi) == (min(mins), max(mins))
     assert (10 * a).lo == 10.0 and Spread([1.0, 2.0, 3.0]).median == 2.0 and Spread([1.0, 3.0]).median == 2.0
+
+
+def test_derived_ranges_keep_their_cells_seed_count():
+    """verdicts.json reports how many seeds a compared number rests on, also for a best cell or a ratio."""
+    a, b, c = Spread([1.0, 4.0, 2.0]), Spread([2.0, 8.0, 3.0]), Spread([3.0, 0.5])
+    assert min_of([a, b]).seeds == 3 and min_of([a, c]).seeds == 2
+    assert (a / b).seeds == 3 and (a / c).seeds == 2 and (a / 2.0).seeds == 3 and (10 * c).seeds == 2
+    assert compared("best", min_of([a, b]))["seeds"] == 3 and compared("none", None)["seeds"] == 0
 
 
 def fill(store, name, value_of, seeds=(0, 1, 2), specs=None):

@@ -84,9 +84,10 @@ class Spread:
     inconclusive where a joint choice would decide it, never the other way round.
     """
 
-    def __init__(self, values, lo=None, hi=None, median=None):
+    def __init__(self, values, lo=None, hi=None, median=None, seeds=None):
         vals = sorted(values)
         self.values = vals
+        self.seeds = len(vals) if seeds is None else seeds  # a derived range keeps its cells' seed count
         self.lo = vals[0] if lo is None else lo
         self.hi = vals[-1] if hi is None else hi
         if median is None:
@@ -126,17 +127,14 @@ class Spread:
         div = lambda a, b: math.inf if b == 0 else a / b  # noqa: E731
         (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
         bmed = other.median if isinstance(other, Spread) else other
-        return Spread([], lo=div(alo, bhi), hi=div(ahi, blo), median=div(self.median, bmed))
+        n = min(self.seeds, other.seeds) if isinstance(other, Spread) else self.seeds
+        return Spread([], lo=div(alo, bhi), hi=div(ahi, blo), median=div(self.median, bmed), seeds=n)
 
     def __rmul__(self, k: float) -> "Spread":
-        return Spread([], lo=k * self.lo, hi=k * self.hi, median=k * self.median)
+        return Spread([], lo=k * self.lo, hi=k * self.hi, median=k * self.median, seeds=self.seeds)
 
     def __repr__(self) -> str:
         return f"Spread(median={self.median:.3g}, lo={self.lo:.3g}, hi={self.hi:.3g})"
-
-    @property
-    def seeds(self) -> int:
-        return len(self.values)
 
 
 def min_of(spreads) -> Optional[Spread]:
@@ -145,7 +143,11 @@ def min_of(spreads) -> Optional[Spread]:
     if not spreads:
         return None
     return Spread(
-        [], lo=min(s.lo for s in spreads), hi=min(s.hi for s in spreads), median=min(s.median for s in spreads)
+        [],
+        lo=min(s.lo for s in spreads),
+        hi=min(s.hi for s in spreads),
+        median=min(s.median for s in spreads),
+        seeds=min(s.seeds for s in spreads),
     )
 
 
