@@ -343,3 +343,6 @@ def test_dp_first_layer_on_known_token_values(rpe, input_kind, monkeypatch):
         fast.attn[0].q.weight.mul_(1e4)
         ref.attn[0].q.weight.mul_(1e4)
     assert agree(x) and len(calls) == 1  # |alpha| past ALPHABET_LIMIT
+    alpha = torch.zeros(6, 4, 1, dtype=torch.float64)
+    assert fast.attn[0]._alphabet_hits(alpha, x) is not None  # the same tokens on the CPU take the path
+    assert fast.attn[0]._alphabet_hits(alpha.to("meta"), x.to("meta")) is None  # off the CPU: never

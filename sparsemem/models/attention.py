@@ -216,9 +216,10 @@ class Attention(nn.Module):
     def _alphabet_hits(self, alpha: torch.Tensor, x: torch.Tensor):
         """The (B, k, T) token-value indicators when ``alphabet_softmax`` computes this last row exactly
         (known values of a one-coordinate token, every token among them, |alpha| (v_max - v_min) within
-        ALPHABET_LIMIT), else None. The check reads the data (one sync): compiled graphs skip it."""
+        ALPHABET_LIMIT), else None. The check reads the data (one sync): compiled graphs skip it, and so do
+        tensors off the CPU, where the path was never measured and the sync would stall the device queue."""
         vals = self.token_values
-        if vals is None or x.shape[-1] != 1 or torch.compiler.is_compiling():
+        if vals is None or x.shape[-1] != 1 or x.device.type != "cpu" or torch.compiler.is_compiling():
             return None
         hits = torch.stack([x[..., 0] == v for v in vals], 1)  # (B, k, T); the values are distinct
         pull = alpha.detach().abs().amax() * (max(vals) - min(vals))
