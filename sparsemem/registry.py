@@ -74,8 +74,13 @@ def _real_kerple_log(u: torch.Tensor, a=1.0, **_) -> torch.Tensor:
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:
-    """ALiBi's fixed slopes p_h = 2^(-8h/H), h = 1..H (float64)."""
-    return 2.0 ** (-8.0 * torch.arange(1, heads + 1, dtype=torch.float64) / heads)
+    """ALiBi's fixed slopes as published (Press et al. 2022), float64. For H a power of two, the geometric
+    sequence p_h = 2^(-8h/H), h = 1..H. Otherwise, with P the largest power of two below H: the P slopes of
+    P heads, then every other slope of 2P heads (those with odd h), up to H in all."""
+    if heads & (heads - 1) == 0:
+        return 2.0 ** (-8.0 * torch.arange(1, heads + 1, dtype=torch.float64) / heads)
+    low = 1 << (heads.bit_length() - 1)
+    return torch.cat([alibi_slopes(low), alibi_slopes(2 * low)[0::2][: heads - low]])
 
 
 def bias(p: torch.Tensor, f: torch.Tensor, guard: bool = True) -> torch.Tensor:

@@ -7,13 +7,16 @@ attention adds to its logits (PAPER.md section 2):
 type           bias at lag s                                   trainable
 =============  ==============================================  ==========
 lin            -p_h s                                          p_h
-alibi          -p_h s, p_h = 2^(-8h/H), h = 1..H               none
+alibi          -p_h s, p_h ALiBi's published slopes (below)        none
 log            -p_h log s for s >= 1, -inf at s = 0            p_h
 t5             -p_h r(s), r the T5 bucket of s (B, D)          p_h
 kerple_log     -p_h log(1 + a_h s)                             p_h, a_h
 none           0                                               none
 learned        b_h(min(s, max_distance - 1))                   b_h(.)
 =============  ==============================================  ==========
+
+ALiBi's slopes are p_h = 2^(-8h/H) for H a power of two; for other H, the slopes of the largest power
+of two P below H, then every other slope of 2P heads (registry.alibi_slopes).
 
 p_h and a_h are kept positive as exp of a free parameter. With ``sign="free"``
 (``model.rpe_sign``, a variant outside the paper's family) p_h is the parameter
