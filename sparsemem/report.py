@@ -18,6 +18,8 @@ from .config import hash_payload
 from .experiments import EXPERIMENTS, Results, Verdict
 from .experiments.base import train_settings
 from .experiments.rules import tau_text
+from .experiments.settle import paper_steps, settle
+from .experiments.verdicts import fmt, fmt_spread, truth_label
 from .files import atomic_write
 from .sweep.store import Store
 
@@ -25,6 +27,24 @@ REPRODUCED = {True: "yes", False: "no", None: "—"}
 RULES_LINE = (
     "A cell is solved when its relative MSE is at most the experiment's level tau for every seed; two "
     "solved cells tie, and no verdict rests on a ratio between them (experiments/rules.py)"
+)
+
+
+OUTCOMES_LINE = (
+    "Each claim gets one of five outcomes (experiments/outcomes.py): holds (under an RPE of the paper's class), "
+    "holds outside the paper's class (naming the RPE), does not hold, the task cannot decide it (its floors let "
+    "the arm that should fail succeed; the outcome on a task that can decide it follows), or undecided (seeds "
+    "disagree, the outcome turns on one seed, or a cell it rests on is still falling when its budget ends: "
+    "experiments/settle.py). Direction is read over every pairing of seeds; the size is a ratio of medians with "
+    "its range over pairings, beside the paper's own ratio."
+)
+
+
+SCOPE_LINE = (
+    "What reruns the paper and what stands in for it: 1b, 2a, 2b, 3a, 4a and 4b rerun the paper's toy experiments "
+    "(its tasks, T = 1000, 10,000 steps in the paper profile); 1a_synthetic and 3b_synthetic are synthetic Task II "
+    "proxies for the paper's language-model runs (1a_text and 3b_text train small language models on a local "
+    "corpus); length_gen and forensics are ours, not the paper's."
 )
 
 
@@ -40,9 +60,9 @@ TEXT_RULES_LINE = (
 
 QUICK_LINE = (
     "The quick profile trains 2,000 steps where the paper's trains 10,000: a cell still above tau here may "
-    "reach it with more steps, so a verdict that rests on an unsolved cell (1b, 3a: the best learned cells; 1a: "
-    "which arm gets there first) is a verdict about 2,000 steps and may differ in the paper profile "
-    "(docs/reproduction.md sets the two side by side)."
+    "reach it with more steps, so every outcome that rests on an unsolved cell is undecided here (budget-limited, "
+    "experiments/settle.py); what the quick profile decides is what rests on solved cells and on floors. It "
+    "shows the pipeline end to end; the paper profile (docs/paper-report) answers the claims."
 )
 
 
@@ -107,8 +127,9 @@ def analyse(store: Store, names: Optional[list[str]] = None) -> dict:
         if (name not in present and computed is None) or (names and name not in names):
             continue
         res = Results(store.rows(sweep=name), computed, store.computed(name))
+        res.budget = paper_steps(exp)
         tables, verdict = exp.analyse(res)
-        out[name] = (exp, res, tables, verdict)
+        out[name] = (exp, res, tables, settle(exp, res, verdict))
     return out
 
 
@@ -157,10 +178,19 @@ def companion_rows(out: Path, found: dict) -> list[str]:
         for name, e in judged.items():
             rows.append(
                 f"| {name} (text profile: {link}) | {e.get('claim', '')} | **{e.get('verdict', '?')}** | "
-                f"{e.get('scope') or '—'} | {e.get('paper_number') or e.get('paper', '')} | "
-                f"{e.get('ours_number') or e.get('ours', '')} | {e.get('reproduced') or '—'} |"
+                f"{e.get('reason') or e.get('scope') or '—'} | {e.get('paper_number') or e.get('paper', '')} | "
+                f"{e.get('ours_number') or e.get('ours', '')} | {_size_entry(e.get('size'), e.get('paper_size'))} | "
+                f"{e.get('reproduced') or '—'} |"
             )
     return rows
+
+
+def _size_entry(size, paper) -> str:
+    """A size as verdicts.json stores it, in the summary table's words."""
+    if not isinstance(size, dict) or size.get("median") is None:
+        return "—"
+    ends = f" [{fmt(size.get('lo'))}, {fmt(size.get('hi'))}]" if size.get("lo") != size.get("hi") else ""
+    return f"{fmt(size['median'])}{ends}" + (f" (paper {fmt(paper)})" if isinstance(paper, (int, float)) else "")
 
 
 def corpus_arg(exp, res) -> str:
@@ -188,8 +218,10 @@ def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: s
         f"- Paper: {exp.paper}",
         f"- Rule: {exp.rule}.",
         f"- Ours: {verdict.ours}",
-        f"- Verdict: **{verdict.label}**{scope}. {verdict.detail}",
+        f"- Outcome: **{verdict.label}**: {verdict.judgement()[1]}.",
     ]
+    body += outcome_lines(verdict)
+    body += [f"- Verdict of the rule over seeds: {truth_label(verdict.holds)}{scope}. {verdict.detail}"]
     body += [f"- Paper vs ours: {verdict.paper_vs_ours}"] if verdict.paper_vs_ours else []
     body += [f"- Diagnostic: {line}." for line in verdict.diagnostic.split("\n") if line]  # one line per diagnostic
     body += [f"- Notes: {exp.notes}"] if exp.notes else []
@@ -203,6 +235,35 @@ def section(name: str, exp, res, tables, verdict: Verdict, out: Path, profile: s
     if fig.exists():
         body.append(f"![{name}](figures/{name}.png)\n")
     return "\n".join(body)
+
+
+def size_text(verdict: Verdict) -> str:
+    """The effect's size beside the paper's: '12 [3, 40] (paper 245)'."""
+    if verdict.size is None:
+        return "—"
+    paper = f" (paper {fmt(verdict.paper_size)})" if verdict.paper_size is not None else ""
+    return f"{fmt_spread(verdict.size)}{paper}"
+
+
+def outcome_lines(verdict: Verdict) -> list[str]:
+    """Testability, parts, the variant, direction and size under a section's outcome line."""
+    lines = []
+    t = verdict.testability
+    if t is not None:
+        can = {True: "can separate the arms", False: "cannot separate the arms", None: "not known (no floor)"}
+        lines.append(
+            f"- Testability: the arm that should fail is {t.should_fail}, the one that should succeed "
+            f"{t.should_succeed}; the task {can[t.decidable]}: {t.reason}."
+        )
+    lines += [f"- Part: {p.name}: **{p.outcome}**: {p.reason}." for p in verdict.parts]
+    if verdict.variant is not None:
+        v = verdict.variant
+        lines.append(f"- On a task that can decide it, {v.name}: **{v.outcome}**: {v.reason}.")
+    if verdict.direction:
+        lines.append(f"- Direction: {verdict.direction}.")
+    if verdict.size is not None:
+        lines.append(f"- Size: {verdict.size_name}: {size_text(verdict)}.")
+    return lines
 
 
 def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str, rebuild: str) -> list[str]:
@@ -244,12 +305,13 @@ def header_lines(found: dict, meta: dict, counts: dict, profile: str, store: str
         "Seeds per cell: " + seeds_line(found) + ". " + (TEXT_RULES_LINE if profile == "text" else RULES_LINE),
     ]
     header += ["", QUICK_LINE] if profile == "quick" else []
-    header += ["", "| experiment | claim | verdict | RPE scope | paper's number | ours | reproduced |"]
-    header += ["|---|---|---|---|---|---|---|"]
+    header += ["", OUTCOMES_LINE] + (["", SCOPE_LINE] if profile in ("quick", "paper") else [])
+    header += ["", "| experiment | claim | outcome | why | paper's number | ours | size (paper's) | reproduced |"]
+    header += ["|---|---|---|---|---|---|---|---|"]
     for name, (exp, _, _, verdict) in found.items():
         header.append(
-            f"| {name} | {exp.insight} | **{verdict.label}** | {verdict.scope or '—'} | "
-            f"{verdict.paper_number or exp.paper} | {verdict.ours_number or verdict.ours} | "
+            f"| {name} | {exp.insight} | **{verdict.label}** | {verdict.judgement()[1]} | "
+            f"{verdict.paper_number or exp.paper} | {verdict.ours_number or verdict.ours} | {size_text(verdict)} | "
             f"{REPRODUCED.get(verdict.reproduced, 'over seeds: mixed')} |"
         )
     return header

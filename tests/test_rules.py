@@ -1,21 +1,26 @@
 """The verdict rules with absolute levels (experiments/rules.py), on constructed spreads over seeds.
 
-Each case is one the rules were written for: two solved cells tie, a ratio in the noise floor decides
-nothing, an absent paper pattern gives "does not hold", a claim that holds only outside the paper's RPE
-family says so."""
+Each case is one the rules were written for: two solved cells tie and so do two unlearned ones, a ratio in
+the noise floor decides nothing, direction is read over every pairing of seeds (a size only where a claim
+asks for one), an absent paper pattern gives "does not hold", a claim that holds only outside the paper's
+RPE family says so."""
 
 from sparsemem.experiments.rules import (
     TAU,
+    UNLEARNED,
     beats,
     count_cells,
+    direction,
     helps,
     negate,
     no_gain,
     reproduces,
     reproduces_bound,
     scoped,
+    size,
     solved,
     tie,
+    unlearned,
 )
 from sparsemem.experiments.verdicts import INCONCLUSIVE, Spread, Verdict
 
@@ -47,21 +52,52 @@ def test_noise_level_ratios_decide_nothing():
     assert beats(log, lin, tau=1e-7) is INCONCLUSIVE
 
 
-def test_helps_needs_the_small_cell_unsolved_and_every_pairing_better():
+def test_helps_is_direction_over_every_pairing_with_the_small_cell_unsolved():
     assert helps(S([0.5, 0.6]), S([1e-3, 2e-3])) is True
-    assert helps(S([0.5, 0.6]), S([0.3, 0.4])) is False  # better, not 10x
-    assert helps(S([0.5, 0.6]), S([1e-3, 0.2])) is INCONCLUSIVE  # 10x for some pairings only
+    # 2a's spline variant: m = 256 about 1.7x better at every pairing of seeds is a gain, whatever its size
+    assert helps(S([0.5, 0.6]), S([0.3, 0.34])) is True
+    assert helps(S([0.5, 0.6]), S([0.3, 0.55])) is INCONCLUSIVE  # better for some pairings only
+    assert helps(S([0.5, 0.6]), S([0.6, 0.7])) is False  # worse at every pairing
     assert helps(S([5e-5, 0.6]), S([1e-9, 1e-9])) is INCONCLUSIVE  # small solved for one seed
-    assert helps(S([0.5]), S([0.01]), factor=100) is False
     assert helps(None, S([0.1])) is None
+
+
+def test_a_size_is_asked_for_by_the_claim_not_shared():
+    assert helps(S([0.5, 0.6]), S([0.3, 0.34]), factor=10) is False  # better, not the claim's 10x
+    assert helps(S([0.5]), S([0.01]), factor=100) is False
+    assert no_gain(S([0.5, 0.6]), S([0.3, 0.34]), factor=2) is True  # under 2x at some pairing
+    assert no_gain(S([0.5, 0.6]), S([0.1, 0.2]), factor=2) is False  # 2x or more at every pairing
+
+
+def test_two_unlearned_cells_tie():
+    # 2a under lin: 0.999 and 0.998, every seed explaining under a tenth of Var(y): no direction to read
+    a, b = S([0.998, 0.9995]), S([0.996, 0.997])
+    assert unlearned(a) is True and tie(a, b)
+    assert helps(a, b) is INCONCLUSIVE and beats(b, a) is INCONCLUSIVE
+    assert unlearned(S([0.5, 0.95])) is INCONCLUSIVE and unlearned(S([UNLEARNED])) is True
+    assert helps(S([0.95, 0.99]), S([0.5, 0.6])) is True  # one arm learned: direction decides
 
 
 def test_beats_with_one_arm_solved():
     assert beats(S([1e-6, 2e-6]), S([0.3, 0.35])) is True  # DP solves, DP-free does not
     assert beats(S([0.3, 0.35]), S([1e-6, 2e-6])) is False
-    assert beats(S([0.1, 0.2]), S([0.3, 0.35])) is False  # better, but not 10x
-    # b solved for one seed of two: 10x better everywhere still shows nothing for that seed
+    assert beats(S([0.1, 0.2]), S([0.3, 0.35])) is True  # 3b under lin: lower at every pairing
+    assert beats(S([0.1, 0.4]), S([0.3, 0.35])) is INCONCLUSIVE  # lower at some pairings only
+    # b solved for one seed of two: better everywhere still shows nothing for that seed
     assert beats(S([1e-9, 2e-9]), S([1e-6, 5e-4])) is INCONCLUSIVE
+
+
+def test_size_is_a_ratio_of_medians_with_its_range_over_pairings():
+    got = size(S([0.4, 0.5, 0.6]), S([0.1, 0.2, 0.25]))
+    assert got.median == 0.5 / 0.2 and got.lo == 0.4 / 0.25 and got.hi == 0.6 / 0.1 and got.seeds == 3
+    assert size(None, S([0.1])) is None
+
+
+def test_direction_in_words():
+    assert direction("DP", S([0.1, 0.12]), "DP-free", S([0.5, 0.6])).startswith("DP lower at every")
+    assert direction("DP", S([0.5, 0.6]), "DP-free", S([0.1, 0.12])).startswith("DP-free lower at every")
+    assert direction("a", S([0.1, 0.6]), "b", S([0.3, 0.4])).startswith("mixed")
+    assert direction("a", S([1e-6, 2e-6]), "b", S([1e-7, 3e-7])).startswith("tie")
 
 
 def test_paper_numbers():
@@ -80,8 +116,8 @@ def test_absent_paper_pattern_does_not_hold():
     """2b: the paper falls from 1.16 (H = 1) to 1e-6; ours sits at Var(y) under lin and log for every H
     and is already solved at H = 1 under learned: the pattern is absent everywhere."""
     per = {
-        "lin": helps(S([0.998, 0.999]), S([0.996, 0.998]), factor=100),
-        "log": helps(S([0.999, 1.0]), S([0.999, 0.999]), factor=100),
+        "lin": helps(S([0.5, 0.6]), S([0.55, 0.65]), factor=100),
+        "log": helps(S([0.7, 0.8]), S([0.7, 0.8]), factor=100),
         "learned": helps(S([4.0e-6, 3e-6]), S([7.6e-9, 5e-9]), factor=100),
     }
     assert scoped(per) == (False, "lin, log, learned")
@@ -91,7 +127,8 @@ def test_absent_paper_pattern_does_not_hold():
 def test_scope_names_a_verdict_resting_outside_the_paper_family():
     truth, scope = scoped({"lin": False, "log": False, "learned": True})
     assert (truth, scope) == (True, "learned only")
-    assert Verdict(truth, "x", scope=scope).label == "holds (learned only)"
+    assert Verdict(truth, "x", scope=scope).label == "holds outside the paper's class (learned)"
+    assert Verdict(truth, "x", scope=scope).record()["outcome"] == "holds outside the paper's class"
     truth, scope = scoped({"lin": True, "log": False, "learned": True})
     assert truth is True and scope == "paper's RPE family: lin"
     assert Verdict(truth, "x", scope=scope).label == "holds"
@@ -109,7 +146,8 @@ def test_count_cells_over_a_grid():
         (S([0.5, 0.6]), S([1e-3, 0.2])),  # 10x for some pairings of seeds only: not counted
         (None, S([0.1])),  # not run
     ]
-    assert count_cells(pairs) == (1, 4)
+    assert count_cells(pairs, factor=10) == (1, 4)
+    assert count_cells(pairs) == (3, 4)  # by direction alone the under-10x cell counts too
 
 
 def test_negate_is_kleene():

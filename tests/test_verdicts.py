@@ -8,6 +8,7 @@ import pytest
 from sparsemem.experiments import EXPERIMENTS, expand_all
 from sparsemem.experiments.base import INCONCLUSIVE, Results, Spread, all_of, any_of, min_of
 from sparsemem.experiments.rules import compared
+from sparsemem.experiments.settle import paper_steps
 from sparsemem.report import build_report
 from sparsemem.sweep import Store
 
@@ -55,9 +56,10 @@ def test_derived_ranges_keep_their_cells_seed_count():
 
 def fill(store, name, value_of, seeds=(0, 1, 2), specs=None):
     """An experiment's quick runs (or those of ``specs``) for several seeds, each finished with val_rel =
-    value_of(config)."""
+    value_of(config); each trains the paper profile's steps, so that no cell is budget-limited."""
+    steps = paper_steps(EXPERIMENTS[name])
     runs = [
-        c.model_copy(update={"train": c.train.model_copy(update={"seed": s})})
+        c.model_copy(update={"train": c.train.model_copy(update={"seed": s, "steps": steps})})
         for c in expand_all(specs or EXPERIMENTS[name].make_specs("quick"))
         for s in seeds
     ]
@@ -81,11 +83,11 @@ def fake_4a(log1_by_seed, lin_by_seed):
 
 @pytest.mark.parametrize(
     "log1,lin,label",
-    [  # lin's one-head cell is 64x its best (fake_4a); tau = 1e-5, the paper's bar for one log head
-        ([1e-7, 2e-7, 5e-7], [1e-3, 2e-3, 5e-3], "holds"),  # one log head solves, one lin head does not
-        ([1e-7, 2e-7, 5e-7], [1e-8, 2e-8, 5e-8], "does not hold"),  # one lin head solves too: a tie
-        ([1e-7, 2e-7, 5e-7], [1e-8, 3e-7, 1e-5], "inconclusive"),  # one lin head solves for one seed only
-        ([1e-7, 5e-5, 5e-4], [1.0, 1.0, 1.0], "inconclusive"),  # log reaches 1e-5 with one seed of three
+    [  # two parts: one log head solves (<= 1e-5, the paper's bar) and lin fails with every H (fake_4a)
+        ([1e-7, 2e-7, 5e-7], [1e-3, 2e-3, 5e-3], "holds"),  # one log head solves, lin's best H does not
+        ([1e-7, 2e-7, 5e-7], [1e-8, 2e-8, 5e-8], "does not hold"),  # lin's best H solves too: part 2 fails
+        ([1e-7, 2e-7, 5e-7], [1e-8, 3e-7, 1e-3], "undecided"),  # lin's best H solves for two seeds of three
+        ([1e-7, 5e-5, 5e-4], [1.0, 1.0, 1.0], "undecided"),  # log reaches 1e-5 with one seed of three
         ([1e-3, 2e-3, 5e-3], [1.0, 1.0, 1.0], "does not hold"),  # log never reaches 1e-5
     ],
 )
@@ -99,30 +101,34 @@ def test_4a_three_way_verdict_over_seeds(tmp_path, log1, lin, label):
     assert f"**{label}**" in report
 
 
-@pytest.mark.parametrize("spread,label", [(1.0, "holds (learned only)"), (300.0, "does not hold")])
+@pytest.mark.parametrize(
+    "spread,label", [(1.0, "holds outside the paper's class (learned)"), (1.5, "holds outside"), (1e4, "undecided")]
+)
 def test_2b_gain_judged_over_seeds(tmp_path, spread, label):
-    """learned RPE: H 1 -> 32 at m = 16 cuts MSE 1000x for the middle seed, the one-head cell unsolved: the
-    claim holds outside the paper's RPE family only (lin and log stay at 1). With a wide spread across
-    seeds some pairings fall below the rule's 100x: learned is inconclusive, and the claim fails under the
-    paper's family."""
+    """learned RPE: H 1 -> 32 at m = 16 cuts MSE 100x for the middle seed, the one-head cell unsolved: the
+    claim holds outside the paper's RPE family only (lin and log stay at 1, unlearned: a tie). A spread of
+    1.5 across seeds still leaves H = 32 lower at every pairing (direction, no shared factor) and m's gain
+    under 2x; at 1e4 some pairings turn round and the claim is undecided. No floors are stored: the task
+    counts as decidable."""
 
     def value_of(c):
         if c.model.rpe != "learned":
             return 1.0
         noise = {0: 1.0, 1: spread**0.5, 2: 1.0 / spread**0.5}[c.train.seed]
-        return (1e-1 if c.model.heads == 1 else 1e-4) * noise
+        return (1e-1 if c.model.heads == 1 else 1e-3) * noise
 
     with Store(tmp_path / "r.db") as store:
         fill(store, "2b", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
-    assert verdict.label == label, verdict.ours
+    assert verdict.label.startswith(label), verdict.ours
 
 
 def test_a_single_seed_gives_the_plain_verdict(tmp_path):
     with Store(tmp_path / "r.db") as store:
         fill(store, "4a", fake_4a([1e-7], [1e-3]), seeds=(0,))
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4a"]
-    assert verdict.holds is True and "[" not in verdict.ours
+    assert verdict.holds is True and "[" not in verdict.ours  # the rule holds for its one seed ...
+    assert verdict.outcome == "undecided" and "one seed (0) alone decides nothing" in verdict.judgement()[1]
 
 
 def test_results_median_and_spread():
@@ -166,7 +172,7 @@ def test_2a_earlier_diagnostic_still_reads_from_older_stores(tmp_path, at_share,
     with Store(tmp_path / "r.db") as store:
         fill(store, "2a", value_of, specs=older)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2a"]
-    assert verdict.label == "does not hold" and "m=16 0.5 -> m=256 0.5" not in verdict.ours  # MSE = 2 val_rel
+    assert verdict.label == "the task cannot decide it" and "m=16 0.5 -> m=256 0.5" not in verdict.ours
     assert "m=16 1 -> m=256 1" in verdict.ours  # the Boolean cells alone
     assert verdict.diagnostic.endswith(outcome), verdict.diagnostic
     a, b = two_values({**EXPERIMENTS["2a"].make_specs("quick")[0].base["task"], "seed": 1})
@@ -176,12 +182,12 @@ def test_2a_earlier_diagnostic_still_reads_from_older_stores(tmp_path, at_share,
 
 
 @pytest.mark.parametrize(
-    "wide,given,outcomes", [(0.01, 0.05, ("confirmed", "refuted")), (0.5, 0.6, ("refuted", "confirmed"))]
+    "wide,given,outcomes", [(0.01, 0.05, ("confirmed", "refuted")), (0.85, 0.9, ("refuted", "confirmed"))]
 )
 def test_2a_width_diagnostics_judge_the_spline_against_its_floor(tmp_path, wide, given, outcomes):
-    """The spline diagnostic predicts raising m 16 -> 256 helps at every H (m = 16 unsolved, m = 256 10x
-    better); the token-given arm predicts its cells within 2x of the best lag-901 cell at every m. The width
-    floors (computed, as reproduce keeps them) stand in the table's last row."""
+    """The spline diagnostic predicts raising m 16 -> 256 helps at every H (m = 16 unsolved, m = 256 lower
+    over every pairing of seeds); the token-given arm predicts its cells within 2x of the best lag-901 cell at
+    every m. The width floors (computed, as reproduce keeps them) stand in the table's last row."""
     from sparsemem.experiments import floors
     from sparsemem.experiments.readout_width import spline_floors
 

@@ -36,7 +36,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         )
     print(f"report: {Path(args.out) / 'REPORT.md'}")
     for name, verdict in result["verdicts"].items():
-        print(f"  {name:14s} {verdict.label:14s} {verdict.ours}")
+        print(f"  {name:14s} {verdict.label}: {verdict.judgement()[1]}")
     failed = result["summary"]["failed"]
     if failed:
         print(

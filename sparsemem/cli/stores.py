@@ -43,9 +43,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from ..config import catalogue
+    from ..experiments.outcomes import OUTCOMES
 
     for group, names in catalogue().items():
         print(f"{group}: {', '.join(names)}")
+    print(f"outcomes: {', '.join(OUTCOMES)}")  # what a claim of `sparsemem reproduce` can come out as
     return 0
 
 
@@ -92,5 +94,7 @@ def add(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_retrain)
 
-    p = sub.add_parser("list", help="list RPE types, attention kinds, tasks, inputs, readouts and kernels")
+    p = sub.add_parser(
+        "list", help="list RPE types, attention kinds, tasks, inputs, readouts, kernels and the outcomes of a claim"
+    )
     p.set_defaults(func=cmd_list)

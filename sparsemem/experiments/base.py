@@ -17,6 +17,8 @@ from typing import Callable, Optional
 from ..config import HASH_NEUTRAL, RunConfig, TrainConfig, unique_by_hash
 from ..sweep.spec import SweepSpec
 from .verdicts import (
+    BUDGET_DROP,
+    BUDGET_SHARE,
     INCONCLUSIVE,
     Inconclusive,
     Spread,
@@ -25,6 +27,7 @@ from .verdicts import (
     all_of,
     any_of,
     diagnosis,
+    falls_at_end,
     fmt,
     fmt_spread,
     min_of,
@@ -132,6 +135,7 @@ class Results:
     def __init__(self, rows: list[dict], computed: Optional[dict] = None, floors: Optional[list[dict]] = None):
         self.rows = rows
         self.computed = computed
+        self.budget: Optional[int] = None  # the paper profile's steps for these runs (settle.py); None: unknown
         self.floors = {(r["quantity"], r["target"], r["rpe"], r["heads"]): r["value"] for r in floors or ()}
 
     def floor(self, quantity: str, target: str, rpe: str, heads: int) -> Optional[float]:
@@ -141,7 +145,7 @@ class Results:
     def subset(self, rows: list[dict]) -> "Results":
         """The same experiment's computed data over other rows."""
         out = Results(rows, self.computed)
-        out.floors = self.floors
+        out.floors, out.budget = self.floors, self.budget
         return out
 
     @staticmethod
@@ -161,15 +165,22 @@ class Results:
         keys = where or {}
         return [row for row in self.rows if all(self._get(row["config"], k) == v for k, v in keys.items())]
 
+    def short(self, row: dict) -> bool:
+        """Did the run train fewer steps than the paper profile gives it (settle.py's budget check)?"""
+        return self.budget is not None and row["config"]["train"]["steps"] < self.budget
+
     def spread(self, metric: str = "val_rel", where: Optional[dict] = None) -> Optional[Spread]:
         """A metric over the finished rows matching the filter, one value a seed (diverged: inf); None if none."""
-        vals = []
+        vals, falling, short = [], 0, 0
         for row in self.select(where):
             if row["status"] == "done" and row.get(metric) is not None and math.isfinite(row[metric]):
                 vals.append(row[metric])
+                curve = (row.get("metrics") or {}).get("curve")
+                falling += falls_at_end(curve, BUDGET_SHARE, BUDGET_DROP) is True
+                short += self.short(row)
             elif row["status"] == "diverged":
                 vals.append(math.inf)
-        return Spread(vals) if vals else None
+        return Spread(vals, falling=falling, short=short) if vals else None
 
     def value(self, metric: str = "val_rel", where: Optional[dict] = None) -> Optional[float]:
         """The median of a metric over the seeds of the finished rows matching the filter."""

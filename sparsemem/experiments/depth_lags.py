@@ -26,10 +26,11 @@ import statistics
 from ..config import task_config
 from ..plotting import pyplot, save_figure
 from ..theory.oracle import oracle_floors
-from .base import Experiment, Results, Table, fmt, fmt_spread, seeds_of, spec, train_settings
+from .base import Experiment, Results, Table, all_of, fmt, fmt_spread, seeds_of, spec, train_settings
 from .depth_tmx import tmx_settings, tmx_sweep
 from .nested_construction import compute_construction, construction_table
-from .rules import TAU
+from .outcomes import Part, from_truth
+from .rules import TAU, beats, compared, direction
 from .synthetic import (
     BASE_LH,
     MODEL_1A,
@@ -227,6 +228,36 @@ def _lag_text(outcomes: dict) -> str:
     )
 
 
+def lag_variant(res: Results):
+    """1a judged where one layer cannot read every lag: at each lag bound whose fixed-lag floor at the +heads
+    arm's heads is positive for every task draw, +layer beats +heads (+heads unsolved, +layer lower over
+    every pairing of seeds; learned RPE). Returns (Part, compared entries), or None without such a bound."""
+    seeds, heads_h = task_seeds(res.rows), variants()["+heads"][1]
+    truths, entries, said = [], [], []
+    for b in LAG_BOUNDS:
+        floors = [floor_of(res, str(b), s, heads_h) for s in seeds]
+        if not floors or None in floors or min(floors) <= 1e-12:
+            continue
+        sub = res.subset(res.select({"task.lags": [b, b], "task.input.kind": "discrete", "model.attention": "dp"}))
+        cells = {n: sub.spread("val_rel", a) for n, a in arms(lag_model(b)).items() if n in ("+layer", "+heads")}
+        if None in cells.values():
+            continue
+        truths.append(beats(cells["+layer"], cells["+heads"], TAU))
+        entries += [compared(f"bound {b} {n}", c) for n, c in cells.items()]
+        said.append(f"bound {b}: " + direction("+layer", cells["+layer"], "+heads", cells["+heads"]))
+    if not truths:
+        return None
+    outcome, reason = from_truth(all_of(*truths), "learned only")
+    name = "lag bounds where one layer cannot read every lag (+heads floor > 0)"
+    return Part(name, outcome, f"{reason}; " + "; ".join(said), [e["name"] for e in entries], "learned only"), entries
+
+
+def main_floor(res: Results):
+    """The main task's fixed-lag floor at the +heads arm's heads, the largest over task draws (None: none)."""
+    found = [floor_of(res, "main", s, variants()["+heads"][1]) for s in task_seeds(res.rows)]
+    return max(found) if found and None not in found else None
+
+
 def main_floor_text(res: Results) -> str:
     """The main task's oracle floors at the wider model's heads (the tie's explanation, measured)."""
     seeds, h = task_seeds(res.rows), variants()["+heads"][1]
@@ -246,7 +277,8 @@ def analyse(res: Results):
     built_tables, built_text = construction_table(res)
     diagnostic = "\n".join(t for t in (lag_text, tmx_text) if t)
     floor_text = " ".join(t for t in (main_floor_text(res), built_text) if t)
-    return analyse_main(res, built_tables + lag_tables + tmx_tables, diagnostic, floor_text)
+    tables = built_tables + lag_tables + tmx_tables
+    return analyse_main(res, tables, diagnostic, floor_text, main_floor(res), lag_variant(res))
 
 
 def figure(res: Results, path: str) -> None:

@@ -23,9 +23,9 @@ from .base import (
     seeds_of,
     spec,
 )
-from .claims import claim_3a
+from .claims import MARGINAL, claim_3a
 from .grid import PAPER_RPES, TASK_1B, grid_hm, hm_spec, rpe_where, value
-from .rules import TAU, helps
+from .rules import TAU, helps, tie
 from .toy import base, cell, gain_text
 
 # -- 3a ------------------------------------------------------------------------
@@ -92,6 +92,9 @@ def diagnostic_3a(res: Results, H: int, m: int) -> str:
     )
 
 
+YES_NO = {True: "yes", False: "no", None: "—"}
+
+
 def analyse_3a(res: Results):
     dp_cells = grid_pairs(res, "dp")
     rows = []
@@ -110,7 +113,9 @@ def analyse_3a(res: Results):
                     cell(res, free),
                     cell(res, dp),
                     gain_text(ratio(a and a.median, b and b.median)),
-                    {True: "yes", False: "no", None: "—"}.get(helps(a, b), "over seeds: mixed"),
+                    "tie"
+                    if tie(a, b)
+                    else {True: "yes", False: "no", None: "—"}.get(helps(a, b, TAU, MARGINAL), "mixed"),
                     fmt_steps(steps_to(res, free)),
                     fmt_steps(steps_to(res, dp)),
                 ]
@@ -118,7 +123,8 @@ def analyse_3a(res: Results):
     table = Table(
         f"1-layer, target of 1b: DP-free against DP, MSE (relative MSE); gain = DP-free / DP; steps to "
         f"relative MSE {fmt(STEPS_TO)} (first evaluation at or below; median [range] over seeds); DP helps: the "
-        f"DP-free cell unsolved (relative MSE > {fmt(TAU)}) and DP 10x better, every pairing of seeds",
+        f"DP-free cell unsolved (relative MSE > {fmt(TAU)}) and DP 10x better (3a's reading of 'not marginal'), every "
+        "pairing of seeds; tie: both cells solved or both unlearned (relative MSE >= 0.9), which decides nothing",
         [
             "RPE",
             "H",

@@ -26,7 +26,7 @@ from .grid import (
     value,
     variants_line,
 )
-from .readout_width import sections, spline_floors, spline_specs
+from .readout_width import sections, spline_floors, spline_part, spline_specs
 from .rules import TAU
 from .toy import LAG_1, LAGS_3, OTHER_LAG_1, OTHER_LAGS_3
 
@@ -63,7 +63,9 @@ def analyse_1b(res: Results):
     if learned is not None and (learned <= TAU) is not True:
         detail += f" Under learned RPE the best cell ends at {fmt_spread(learned)}."
     detail += variants_line(res)
-    return tables, claim_1b(res, Verdict(None, ours, detail, diagnostic_1b(res, learned)))
+    Hs = grid_of(res)[0]
+    floors = {r: res.floor("extraction", lags_target(LAGS_3), r, Hs[-1]) for r in ("lin", "log")}
+    return tables, claim_1b(res, Verdict(None, ours, detail, diagnostic_1b(res, learned)), floors)
 
 
 def diagnostic_1b(res: Results, learned) -> str:
@@ -120,6 +122,7 @@ def boolean_only(res: Results) -> Results:
 
 def analyse_2a(res: Results):
     diag_tables, diagnostics = sections(res)
+    variant = spline_part(res)
     res = boolean_only(res)
     tables = hm_tables(res)
     tables.append(
@@ -142,7 +145,8 @@ def analyse_2a(res: Results):
     )
     detail += variants_line(res)
     tables += diag_tables
-    return tables, claim_2a(res, Verdict(None, "", detail, "\n".join(diagnostics)))
+    verdict = Verdict(None, "", detail, "\n".join(diagnostics))
+    return tables, claim_2a(res, verdict, boolean_values(res), variant)
 
 
 def boolean_values(res: Results) -> list:
@@ -218,7 +222,8 @@ def analyse_2b(res: Results):
             "a ratio of two errors this small is run-to-run noise, not a width effect."
         )
     detail += variants_line(res)
-    return tables, claim_2b(res, Verdict(None, "", detail, diagnostic_2b(res)))
+    floors = {r: res.floor("kernel", SUM_KERNEL_2B, r, Hs[-1]) for r in ("lin", "log")}
+    return tables, claim_2b(res, Verdict(None, "", detail, diagnostic_2b(res)), floors)
 
 
 def diagnostic_2b(res: Results) -> str:

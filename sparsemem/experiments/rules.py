@@ -3,12 +3,16 @@
 Every rule answers over seeds in three ways (True, False, INCONCLUSIVE; None without runs), and none
 of them lets a ratio between two solved cells decide anything:
 
-- a cell is *solved* when its relative MSE is at most the experiment's level ``tau`` for every seed;
+- a cell is *solved* when its relative MSE is at most the experiment's level ``tau`` for every seed, and
+  *unlearned* when it is at least ``UNLEARNED`` for every seed (it explains under a tenth of the target's
+  variance); two solved cells tie, and so do two unlearned ones: a tie decides nothing (INCONCLUSIVE);
 - ``helps(small, large)``: raising X helps when the small-X cell is unsolved and the large-X cell is
-  ``factor`` times better over every pairing of seeds; a small-X cell that is already solved leaves
-  nothing for X to help (False), whatever the ratio of the two tiny errors;
-- ``beats(a, b)``: arm a beats arm b (DP against DP-free, a layer against heads); two solved arms tie,
-  and a tie decides nothing (INCONCLUSIVE);
+  better over every pairing of seeds (direction); a small-X cell that is already solved leaves nothing for
+  X to help (False), whatever the ratio of the two tiny errors. A claim whose words need a size ("no
+  gain", "marginal") passes its own ``factor`` and says so in its rule; none is shared;
+- ``size(small, large)``: the effect's size, a ratio of medians with its range over pairings, shown
+  beside the paper's own ratio;
+- ``beats(a, b)``: arm a beats arm b (DP against DP-free, a layer against heads) by direction, b unsolved;
 - ``reproduces(ours, paper)``: our number within an order of magnitude of the paper's, every seed;
 - ``scoped``: a claim judged under each RPE, summarised over the paper's RPE family and outside it,
   so that "holds" says whether it rests on an RPE the paper has.
@@ -22,6 +26,7 @@ from typing import Optional
 from .verdicts import INCONCLUSIVE, Spread, all_of, any_of, fmt
 
 TAU = 1e-4  # the default solved level (relative MSE): a round level far above float32's 1e-7
+UNLEARNED = 0.9  # at or above this relative MSE a cell explains under a tenth of the target's variance
 PAPER_FAMILY = ("lin", "log", "t5", "kerple_log", "alibi")  # the paper's RPEs (PAPER.md section 2)
 
 
@@ -37,17 +42,27 @@ def solved(cell: Optional[Spread], tau: float = TAU):
     return None if cell is None else cell <= tau
 
 
+def unlearned(cell: Optional[Spread]):
+    """Every seed at or above UNLEARNED: True; every seed below: False; else INCONCLUSIVE."""
+    return None if cell is None else cell >= UNLEARNED
+
+
 def tie(a: Optional[Spread], b: Optional[Spread], tau: float = TAU) -> bool:
-    """Both cells solved for every seed: their ratio is noise, not evidence."""
-    return a is not None and b is not None and solved(a, tau) is True and solved(b, tau) is True
+    """Both cells solved, or both unlearned, for every seed: their ratio is noise, not evidence."""
+    if a is None or b is None:
+        return False
+    return (solved(a, tau) is True and solved(b, tau) is True) or (unlearned(a) is True and unlearned(b) is True)
 
 
-def helps(small: Optional[Spread], large: Optional[Spread], tau: float = TAU, factor: float = 10.0):
-    """Raising X helps: the small-X cell unsolved (above tau, every seed) and the large-X cell at least
-    ``factor`` times better over every pairing of seeds."""
+def helps(small: Optional[Spread], large: Optional[Spread], tau: float = TAU, factor: float = 1.0):
+    """Raising X helps: the small-X cell unsolved (above tau, every seed) and the large-X cell better over
+    every pairing of seeds (``factor`` times better where a claim's words ask for a size); two unlearned
+    cells tie (INCONCLUSIVE)."""
     if small is None or large is None:
         return None
-    return all_of(small > tau, factor * large <= small)
+    if unlearned(small) is True and unlearned(large) is True:
+        return INCONCLUSIVE
+    return all_of(small > tau, factor * large < small)
 
 
 def no_gain(small: Optional[Spread], large: Optional[Spread], tau: float = TAU, factor: float = 2.0):
@@ -55,14 +70,32 @@ def no_gain(small: Optional[Spread], large: Optional[Spread], tau: float = TAU, 
     return negate(helps(small, large, tau, factor))
 
 
-def beats(a: Optional[Spread], b: Optional[Spread], tau: float = TAU, factor: float = 10.0):
-    """Arm a beats arm b: b unsolved and a ``factor`` times better over every pairing; two solved arms tie
-    (INCONCLUSIVE: a tie decides nothing)."""
+def beats(a: Optional[Spread], b: Optional[Spread], tau: float = TAU, factor: float = 1.0):
+    """Arm a beats arm b: b unsolved and a better over every pairing (``factor`` times better where a
+    claim's words ask for a size); two solved or two unlearned arms tie (INCONCLUSIVE)."""
     if a is None or b is None:
         return None
     if tie(a, b, tau):
         return INCONCLUSIVE
-    return all_of(b > tau, factor * a <= b)
+    return all_of(b > tau, factor * a < b)
+
+
+def size(worse: Optional[Spread], better: Optional[Spread]) -> Optional[Spread]:
+    """The effect's size: worse / better, the ratio of medians and its range over every pairing of seeds."""
+    return None if worse is None or better is None else worse / better
+
+
+def direction(a_name: str, a: Optional[Spread], b_name: str, b: Optional[Spread], tau: float = TAU) -> str:
+    """Which of two cells is lower, in words, over every pairing of seeds (a tie named as one)."""
+    if a is None or b is None:
+        return "not run"
+    if tie(a, b, tau):
+        return f"tie: {a_name} and {b_name} both " + ("solved" if solved(a, tau) is True else "unlearned")
+    if (a < b) is True:
+        return f"{a_name} lower at every pairing of seeds"
+    if (b < a) is True:
+        return f"{b_name} lower at every pairing of seeds"
+    return f"mixed: {a_name} lower at some pairings of seeds, {b_name} at others"
 
 
 def reproduces(ours: Optional[Spread], paper: float, decades: float = 1.0):
@@ -77,7 +110,7 @@ def reproduces_bound(ours: Optional[Spread], bound: float):
     return None if ours is None else ours <= bound
 
 
-def count_cells(pairs, tau: float = TAU, factor: float = 10.0) -> tuple[int, int]:
+def count_cells(pairs, tau: float = TAU, factor: float = 1.0) -> tuple[int, int]:
     """(k, n): of n (small, large) cell pairs, k where ``helps`` holds over every pairing of seeds."""
     known = [(a, b) for a, b in pairs if a is not None and b is not None]
     return sum(helps(a, b, tau, factor) is True for a, b in known), len(known)
@@ -107,12 +140,13 @@ def scoped(per_rpe: dict) -> tuple[object, str]:
 def compared(name: str, cell: Optional[Spread]) -> dict:
     """A compared number for verdicts.json: its median and range over seeds."""
     if cell is None:
-        return {"name": name, "median": None, "lo": None, "hi": None, "seeds": 0}
+        return {"name": name, "median": None, "lo": None, "hi": None, "seeds": 0, "falling": 0, "short": 0}
 
     def num(v):
         return None if v is None or (isinstance(v, float) and math.isinf(v)) else v
 
-    return {"name": name, "median": num(cell.median), "lo": num(cell.lo), "hi": num(cell.hi), "seeds": cell.seeds}
+    out = {"name": name, "median": num(cell.median), "lo": num(cell.lo), "hi": num(cell.hi), "seeds": cell.seeds}
+    return {**out, "falling": cell.falling, "short": cell.short}
 
 
 def tau_text(tau: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Optional
 
 from ..config import ModelConfig
 from ..models import make_model
@@ -23,8 +24,8 @@ from .base import (
     spec,
     train_settings,
 )
-from .claims import claim_1a
-from .rules import TAU, tie
+from .outcomes import Testability
+from .rules import TAU, beats, compared, direction, scoped, size, tie
 
 T_SYN = 32
 NESTED_TASK = {
@@ -118,7 +119,56 @@ def specs_main(profile: str):
     ]
 
 
-def analyse_main(res: Results, diag_tables: list, diagnostic: str, floor_text: str = ""):
+def claim_1a(
+    verdict: Verdict, deeper, wider, rpe: str, floor: Optional[float] = None, variant: Optional[tuple] = None
+) -> Verdict:
+    """Depth beats heads at matched parameters: the wider model unsolved and the deeper one lower over every
+    pairing of seeds; both solved: a tie, which decides nothing. ``floor``: the fixed-lag oracle floor of
+    one layer at the wider model's heads (the largest over task draws); 0 means the wider arm can solve the
+    task, which then cannot decide the claim. ``variant``: (Part, compared entries) of the lag sweep."""
+    truth = beats(deeper, wider, TAU)
+    verdict.holds, verdict.scope = scoped({rpe: truth})
+    verdict.tau = TAU
+    verdict.compared = [compared("+layer", deeper), compared("+heads", wider)]
+    verdict.direction = direction("+layer", deeper, "+heads", wider)
+    verdict.size, verdict.size_name = size(wider, deeper), "relative MSE +heads / +layer"
+    verdict.testability = Testability(
+        "+heads (one layer, more heads, matched parameters)",
+        "+layer (two layers, matched parameters)",
+        None if floor is None else floor > 1e-12,
+        "no floor computed"
+        if floor is None
+        else (
+            f"the fixed-lag oracle floor of one layer with the +heads arm's heads is {fmt(floor)} (largest over task "
+            "draws): "
+            + (
+                "those heads can read every lag a memory takes, so +heads can solve the task"
+                if floor <= 1e-12
+                else "one layer cannot read every lag"
+            )
+        ),
+        {} if floor is None else {"fixed-lag floor, +heads arm": floor},
+    )
+    if variant is not None:
+        verdict.variant, entries = variant
+        verdict.compared += entries
+    verdict.paper_number = "loss drop from a layer 0.802, from heads 0.136 (LM cross-entropy, OpenWebText)"
+    verdict.ours_number = f"relative MSE +layer {fmt_spread(deeper)}, +heads {fmt_spread(wider)}"
+    verdict.reproduced = None  # a language model's loss drops; no number of this task compares with them
+    verdict.paper_vs_ours = (
+        "The paper's drops are language-model losses and have no counterpart in a synthetic task's MSE; its "
+        "direction (a layer helps more than heads) is "
+        + (
+            "not tested here: both arms solve the task (a tie)"
+            if tie(deeper, wider)
+            else {True: "reproduced", False: "not reproduced"}.get(truth, "not decided over seeds")
+        )
+        + "."
+    )
+    return verdict
+
+
+def analyse_main(res: Results, diag_tables: list, diagnostic: str, floor_text: str = "", floor=None, variant=None):
     """The Boolean nested task's table and verdict; the diagnostics' tables and text come from depth_lags.py."""
     res = res.subset(res.select({"task.input.kind": "rademacher"}))
     rows, vals = [], {}
@@ -159,4 +209,6 @@ def analyse_main(res: Results, diag_tables: list, diagnostic: str, floor_text: s
             f"Both the deeper and the wider model solve the task (relative MSE {fmt_spread(rel_deeper)} and "
             f"{fmt_spread(rel_wider)}, both <= {fmt(TAU)}): a tie, which decides nothing. "
         ) + detail
-    return [table] + diag_tables, claim_1a(Verdict(None, ours, detail, diagnostic), rel_deeper, rel_wider, "learned")
+    return [table] + diag_tables, claim_1a(
+        Verdict(None, ours, detail, diagnostic), rel_deeper, rel_wider, "learned", floor, variant
+    )

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .outcomes import DECIDED, UNTESTABLE, Part, Testability, combine, from_truth, label
+
 
 @dataclass
 class Table:
@@ -84,10 +86,12 @@ class Spread:
     inconclusive where a joint choice would decide it, never the other way round.
     """
 
-    def __init__(self, values, lo=None, hi=None, median=None, seeds=None):
+    def __init__(self, values, lo=None, hi=None, median=None, seeds=None, falling=0, short=0):
         vals = sorted(values)
         self.values = vals
         self.seeds = len(vals) if seeds is None else seeds  # a derived range keeps its cells' seed count
+        self.falling = falling  # seeds whose validation error still fell steeply at the end (settle.py)
+        self.short = short  # seeds trained for fewer steps than the paper profile gives the cell (settle.py)
         self.lo = vals[0] if lo is None else lo
         self.hi = vals[-1] if hi is None else hi
         if median is None:
@@ -128,10 +132,13 @@ class Spread:
         (alo, ahi), (blo, bhi) = self._ends(self), self._ends(other)
         bmed = other.median if isinstance(other, Spread) else other
         n = min(self.seeds, other.seeds) if isinstance(other, Spread) else self.seeds
-        return Spread([], lo=div(alo, bhi), hi=div(ahi, blo), median=div(self.median, bmed), seeds=n)
+        more = lambda key: getattr(self, key) + (getattr(other, key) if isinstance(other, Spread) else 0)  # noqa: E731
+        return Spread(
+            [], div(alo, bhi), div(ahi, blo), div(self.median, bmed), n, falling=more("falling"), short=more("short")
+        )
 
     def __rmul__(self, k: float) -> "Spread":
-        return Spread([], lo=k * self.lo, hi=k * self.hi, median=k * self.median, seeds=self.seeds)
+        return Spread([], k * self.lo, k * self.hi, k * self.median, self.seeds, self.falling, self.short)
 
     def __repr__(self) -> str:
         return f"Spread(median={self.median:.3g}, lo={self.lo:.3g}, hi={self.hi:.3g})"
@@ -148,6 +155,8 @@ def min_of(spreads) -> Optional[Spread]:
         hi=min(s.hi for s in spreads),
         median=min(s.median for s in spreads),
         seeds=min(s.seeds for s in spreads),
+        falling=sum(s.falling for s in spreads),  # the best cell may change while any of them still falls
+        short=sum(s.short for s in spreads),
     )
 
 
@@ -163,19 +172,26 @@ def diagnosis(predicts: str, measured: str, outcome) -> str:
     )
 
 
+def falls_at_end(curve, share: float, drop: float) -> Optional[bool]:
+    """Is a validation curve ((step, value) pairs) still falling at its end: its last value at most ``drop``
+    times its last value ``share`` of the run earlier? None where the curve is too short to say."""
+    pts = [(s, v) for s, v in curve or [] if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(pts) < 2:
+        return None
+    last_step, last = pts[-1]
+    before = [v for s, v in pts[:-1] if s <= last_step * (1 - share)]
+    return last <= drop * before[-1] if before else None
+
+
+# A cell is budget-limited when it ends above the solved level while its validation error still falls by
+# more than 2x over the last fifth of its steps: more steps could still change what it says.
+BUDGET_SHARE, BUDGET_DROP = 0.2, 0.5
+
+
 def still_falling(curves: list, share: float = 0.25, drop: float = 0.9):
-    """Over seeds: is each validation curve ((step, value) pairs) still falling at its end, its last value at
-    most ``drop`` times its value ``share`` of the run earlier? True for every seed, False for none, else
-    INCONCLUSIVE; None without curves."""
-    votes = []
-    for curve in curves:
-        pts = [(s, v) for s, v in curve or [] if isinstance(v, (int, float))]
-        if len(pts) < 2:
-            continue
-        last_step, last = pts[-1]
-        before = [v for s, v in pts[:-1] if s <= last_step * (1 - share)]
-        if before:
-            votes.append(last <= drop * before[-1])
+    """Over seeds: is each validation curve still falling at its end (``falls_at_end``)? True for every
+    seed, False for none, else INCONCLUSIVE; None without curves."""
+    votes = [v for v in (falls_at_end(c, share, drop) for c in curves) if v is not None]
     if not votes:
         return None
     return True if all(votes) else False if not any(votes) else INCONCLUSIVE
@@ -195,23 +211,66 @@ class Verdict:
     paper_vs_ours: str = ""  # one sentence on what is and is not reproduced
     compared: list = field(default_factory=list)  # the numbers the rules compared (rules.compared)
     judged: bool = True  # False: the experiment judges no claim (forensics), it only reports
+    testability: Optional[Testability] = None  # can the task separate the claim's arms (its floors)
+    parts: list = field(default_factory=list)  # a claim with parts: each Part's outcome; the claim's follows
+    variant: Optional[Part] = None  # where the paper's task cannot decide: the outcome on a task that can
+    direction: str = ""  # which arm is better, in words, over every pairing of seeds
+    size: Optional[Spread] = None  # the effect's size: a ratio of medians, its range over pairings
+    size_name: str = ""  # what the ratio divides ("MSE at m=16 / MSE at m=256")
+    paper_size: Optional[float] = None  # the paper's own ratio for the same effect, where it gives one
+    override: Optional[tuple] = None  # (outcome, reason) set by settle.py: budget-limited, one seed decides
+
+    def judgement(self) -> tuple[Optional[str], str]:
+        """(outcome, one-line reason); outcome None where no claim is judged."""
+        if not self.judged:
+            return None, "the experiment judges no claim; it reports"
+        if self.override is not None:
+            return self.override
+        if self.testability is not None and self.testability.decidable is False:
+            return UNTESTABLE, self.testability.reason
+        if self.parts:
+            return combine(self.parts)
+        return from_truth(self.holds, self.scope)
+
+    @property
+    def outcome(self) -> Optional[str]:
+        return self.judgement()[0]
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome in DECIDED
 
     @property
     def label(self) -> str:
-        """The verdict, with its scope where it holds only outside the paper's RPE family."""
-        if not self.judged:
-            return "no claim judged"
-        base = truth_label(self.holds)
-        return f"{base} ({self.scope})" if self.holds is True and self.scope.endswith(" only") else base
+        """The outcome in words, naming the RPE where it holds outside the paper's class."""
+        outcome = self.outcome
+        scope = self.scope if self.scope.endswith(" only") else ""
+        if outcome == "holds outside the paper's class" and not scope:
+            scope = next((p.scope for p in self.parts if p.outcome == outcome), "")
+        return label(outcome, scope, self.variant)
 
     def record(self) -> dict:
         """The machine-readable verdict (verdicts.json)."""
-        truth = lambda t: None if t is None else truth_label(t)  # noqa: E731
+        outcome, reason = self.judgement()
+        size = None
+        if self.size is not None:
+            size = {"name": self.size_name, "median": _num(self.size.median), "lo": _num(self.size.lo)}
+            size["hi"] = _num(self.size.hi)
         return {
+            "outcome": outcome,
             "verdict": self.label,
-            "truth": truth(self.holds),
+            "reason": reason,
+            "class": None if outcome is None else _class(outcome, self.scope, self.parts),
             "scope": self.scope,
+            "rule_over_seeds": None if self.holds is None else truth_label(self.holds),
             "tau": self.tau,
+            "testability": None if self.testability is None else self.testability.record(),
+            "parts": [p.record() for p in self.parts],
+            "variant": None if self.variant is None else self.variant.record(),
+            "decided_by": [c["name"] for c in self.compared],
+            "direction": self.direction,
+            "size": size,
+            "paper_size": self.paper_size,
             "paper_number": self.paper_number,
             "ours_number": self.ours_number,
             "reproduced": None
@@ -221,6 +280,24 @@ class Verdict:
             "compared": self.compared,
             "ours": self.ours,
         }
+
+
+def _num(v):
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+
+def _class(outcome: str, scope: str, parts: list) -> str:
+    """Where the outcome rests: the paper's RPE class, an RPE outside it, or (other outcomes) the RPEs
+    judged, or for a claim with parts each part's outcome."""
+    if parts and outcome not in ("holds", "holds outside the paper's class"):
+        return "per part: " + "; ".join(f"{p.name}: {p.outcome}" for p in parts)
+    if outcome == "holds outside the paper's class" and parts:
+        scope = next((p.scope for p in parts if p.scope.endswith(" only")), scope)
+    if outcome == "holds outside the paper's class":
+        return "outside the paper's class" + (f": {scope[: -len(' only')]}" if scope.endswith(" only") else "")
+    if outcome == "holds":
+        return "paper's class" + (f" ({scope})" if scope else "")
+    return f"judged under: {scope}" if scope else "—"
 
 
 def fmt(v: Optional[float]) -> str:
