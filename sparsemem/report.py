@@ -258,7 +258,7 @@ def outcome_lines(verdict: Verdict) -> list[str]:
     lines += [f"- Part: {p.name}: **{p.outcome}**: {p.reason}." for p in verdict.parts]
     if verdict.variant is not None:
         v = verdict.variant
-        lines.append(f"- On a task that can decide it, {v.name}: **{v.outcome}**: {v.reason}.")
+        lines.append(f"- On the variant task, {v.name}: **{v.outcome}**: {v.reason}.")
     if verdict.direction:
         lines.append(f"- Direction: {verdict.direction}.")
     if verdict.size is not None:

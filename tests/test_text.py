@@ -104,11 +104,12 @@ def test_text_experiments_need_a_corpus(corpus, tmp_path):
 
 def test_the_paper_profile_of_the_text_experiments_follows_the_paper(corpus):
     """GPT-2-small-class decoders on GPT-2 tokens, about 100k tokens an iteration for 10,000 iterations
-    (about 1B tokens a model), nine models; 1a's +heads model as large as its +layer model."""
+    (about 1B tokens a model), twelve models (3b: DP, DP-free at DP's FFN width, DP-free at DP's parameter
+    count, per size); 1a's +heads model as large as its +layer model."""
     from sparsemem.experiments.text import SHAPES, lm_params, variants_1a
 
     runs = {n: expand_all(EXPERIMENTS[n].make_specs("paper", str(corpus))) for n in ("1a_text", "3b_text")}
-    assert len(runs["1a_text"]) == 3 and len(runs["3b_text"]) == 6
+    assert len(runs["1a_text"]) == 3 and len(runs["3b_text"]) == 9
     for r in runs["1a_text"] + runs["3b_text"]:
         assert r.task.tokenizer == "gpt2" and r.task.seq_len == 1024 and r.train.steps == 10_000
         assert 90_000 <= r.train.batch_size * r.task.seq_len <= 110_000
@@ -125,10 +126,10 @@ def test_the_paper_profile_of_the_text_experiments_follows_the_paper(corpus):
 def test_text_analyses_read_the_variants_off_the_stored_runs():
     from sparsemem.experiments.base import Results
 
-    def row(L, D, H, att, loss):
+    def row(L, D, H, att, loss, ffn=None):
         return {
             "name": f"x/L{L}H{H}",
-            "config": {"model": {"layers": L, "dim": D, "heads": H, "attention": att}},
+            "config": {"model": {"layers": L, "dim": D, "heads": H, "attention": att, "ffn_width": ffn or 4 * D}},
             "status": "done",
             "val_loss": loss,
             "params": L * H,
@@ -147,17 +148,30 @@ def test_text_analyses_read_the_variants_off_the_stored_runs():
     )
     _, verdict = EXPERIMENTS["3b_text"].analyse(res)
     assert verdict.holds is False
+    # DP-free at DP's parameter count (a wider FFN) is the arm compared where it ran; the plain one stays beside
+    res = Results([row(2, 64, 2, "dp", 2.0), row(2, 64, 2, "dp_free", 2.1), row(2, 64, 2, "dp_free", 1.9, ffn=320)])
+    tables, verdict = EXPERIMENTS["3b_text"].analyse(res)
+    assert verdict.holds is False and tables[0].rows[0][5:8] == [320, "1.9", "2.1"]
 
 
 def test_the_text_profile_builds_matched_arms_over_three_seeds():
-    """36 distinct runs (1a's two bases share their configs with two of 3b's DP models), every seed on the
-    same held-out windows, each 1a arm at least as large as +layer and within 3% of it."""
+    """45 distinct runs (1a's two bases share their configs with two of 3b's DP models), every seed on the
+    same held-out windows, each 1a arm at least as large as +layer and within 3% of it, each matched DP-free
+    model at least as large as its DP model and within 0.1% of it."""
     from sparsemem.experiments.text import SHAPES, lm_params, variants_1a
 
     runs = {n: expand_all(EXPERIMENTS[n].make_specs("text", "shakespeare")) for n in ("1a_text", "3b_text")}
-    assert len(runs["1a_text"]) == 24 and len(runs["3b_text"]) == 18
+    assert len(runs["1a_text"]) == 24 and len(runs["3b_text"]) == 27
     everything = runs["1a_text"] + runs["3b_text"]
-    assert len({r.config_hash() for r in everything}) == 36
+    assert len({r.config_hash() for r in everything}) == 45
+    from sparsemem.experiments.text import matched_width
+
+    for size in SHAPES["text"]["sizes_3b"]:
+        dp, free = (
+            lm_params("text", size),
+            lm_params("text", size, attention="dp_free", ffn_width=matched_width("text", size)),
+        )
+        assert dp <= free <= 1.001 * dp
     for r in everything:
         assert (r.task.corpus, r.task.tokenizer, r.task.vocab_size, r.task.seq_len) == ("shakespeare", "bpe", 2048, 128)
         assert r.model.rpe == "lin" and r.model.layer_norm

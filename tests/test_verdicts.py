@@ -249,10 +249,13 @@ def test_still_falling_over_seeds():
     assert still_falling([None, [(2000, 0.1)]]) is None  # no curve long enough to judge
 
 
-@pytest.mark.parametrize("log_tail,outcome", [(1e-2, "confirmed"), (1e-12, "refuted")])
-def test_4b_diagnostic_removes_the_lag_zero_path(tmp_path, log_tail, outcome):
+@pytest.mark.parametrize(
+    "log_tail,outcome,variant", [(1e-2, "confirmed", "holds"), (1e-12, "refuted", "does not hold")]
+)
+def test_4b_diagnostic_removes_the_lag_zero_path(tmp_path, log_tail, outcome, variant):
     """4b's explanation (at beta = 5 the residual carries the near-delta at lag 0) is tested on the same
-    kernel with rho(0) = 0; the paper's beta = 5 decides the verdict: one log head solves it too (a tie)."""
+    kernel with rho(0) = 0; the paper's beta = 5 decides the verdict: one log head solves it too, so its
+    part "one log head does not" fails; the rho(0) = 0 kernel is judged as the variant beside it."""
     from sparsemem.experiments.tails import EXP5_TAIL
 
     def value_of(c):
@@ -263,7 +266,10 @@ def test_4b_diagnostic_removes_the_lag_zero_path(tmp_path, log_tail, outcome):
     with Store(tmp_path / "r.db") as store:
         fill(store, "4b", value_of)
     verdict = build_report(tmp_path / "r.db", tmp_path / "out")["4b"]
-    assert verdict.label == "does not hold", verdict.ours  # beta = 5: one log head solves it as well
+    assert verdict.outcome == "does not hold", verdict.ours  # beta = 5: one log head solves it as well
+    assert verdict.variant.outcome == variant and verdict.label.endswith(
+        f"rho(0) = 0 (nothing for the residual to carry): {variant}"
+    )
     assert "rho(0) = 0" in verdict.diagnostic and verdict.diagnostic.endswith(outcome), verdict.diagnostic
     assert "residual only 4.54e-05" in verdict.ours  # what attention that outputs nothing leaves at beta = 5
 

@@ -237,7 +237,7 @@ def diagnostic_2b(res: Results) -> str:
     if one is None or None in top or None in floors.values():
         return ""
     return diagnosis(
-        f"that one learned head already solves the sum (relative MSE <= 1e-2, 1b's bar, at H={Hs[0]}), that at "
+        f"that one learned head already solves the sum (relative MSE <= 1e-2 at H={Hs[0]}), that at "
         f"H={Hs[-1]} both m={ms[0]} and m={ms[-1]} are solved (<= 1e-5), and that the kernel-fit floor of lin "
         f"and log heads at H={Hs[-1]} stays above half of Var(y) = 3",
         f"learned H={Hs[0]} {fmt_spread(one)}, H={Hs[-1]} m={ms[0]} {fmt_spread(top[0])} and m={ms[-1]} "

@@ -88,7 +88,8 @@ def figure_1a(res, path: str) -> None:
 
 
 def figure_3b(res, path: str) -> None:
-    """DP (solid) against DP-free (dashed) validation curves at each size."""
+    """DP (solid) against DP-free (dashed; dotted: DP-free at DP's FFN width where a wider, matched one
+    ran) validation curves at each size."""
     plt = pyplot()
     sizes = sorted(
         {(r["config"]["model"]["layers"], r["config"]["model"]["dim"], r["config"]["model"]["heads"]) for r in res.rows}
@@ -96,8 +97,12 @@ def figure_3b(res, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for i, (L, D, H) in enumerate(sizes):
         where = {"model.layers": L, "model.dim": D, "model.heads": H}
-        _draw(ax, res, {**where, "model.attention": "dp"}, f"L={L} D={D} DP", f"C{i}")
-        _draw(ax, res, {**where, "model.attention": "dp_free"}, f"L={L} D={D} DP-free", f"C{i}", "--")
+        _draw(ax, res, {**where, "model.attention": "dp", "model.ffn_width": 4 * D}, f"L={L} D={D} DP", f"C{i}")
+        widths = res.levels("model.ffn_width", {**where, "model.attention": "dp_free"})
+        for w in widths:  # dashed: the widest (the DP model's parameter count where it ran); dotted: FFN 4D
+            label = f"L={L} D={D} DP-free" + (f", FFN {w}" if len(widths) > 1 else "")
+            style = "--" if w == max(widths) else ":"
+            _draw(ax, res, {**where, "model.attention": "dp_free", "model.ffn_width": w}, label, f"C{i}", style)
     ax.set_title("3b (text): DP against DP-free")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("validation loss (nats per token)")

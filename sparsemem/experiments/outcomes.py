@@ -101,12 +101,12 @@ def combine(parts: list[Part]) -> tuple[str, str]:
 
 def label(outcome: Optional[str], scope: str = "", variant: Optional[Part] = None) -> str:
     """The outcome in words for tables: the RPE named where a claim holds outside the paper's class, and
-    the variant's outcome beside a task that cannot decide it."""
+    the outcome on the experiment's variant task beside it where one ran."""
     if outcome is None:
         return "no claim judged"
     text = outcome
     if outcome == OUTSIDE and scope:
         text += f" ({scope[: -len(' only')] if scope.endswith(' only') else scope})"
-    if outcome == UNTESTABLE and variant is not None:
+    if variant is not None:
         text += f"; on {variant.name}: {label(variant.outcome)}"
     return text

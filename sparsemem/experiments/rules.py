@@ -80,9 +80,12 @@ def beats(a: Optional[Spread], b: Optional[Spread], tau: float = TAU, factor: fl
     return all_of(b > tau, factor * a < b)
 
 
-def size(worse: Optional[Spread], better: Optional[Spread]) -> Optional[Spread]:
-    """The effect's size: worse / better, the ratio of medians and its range over every pairing of seeds."""
-    return None if worse is None or better is None else worse / better
+def size(worse: Optional[Spread], better: Optional[Spread], tau: float = TAU) -> Optional[Spread]:
+    """The effect's size: worse / better, the ratio of medians and its range over every pairing of seeds;
+    None for a tie (two solved or two unlearned cells: their ratio is noise)."""
+    if worse is None or better is None or tie(worse, better, tau):
+        return None
+    return worse / better
 
 
 def direction(a_name: str, a: Optional[Spread], b_name: str, b: Optional[Spread], tau: float = TAU) -> str:

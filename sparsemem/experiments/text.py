@@ -184,10 +184,22 @@ def specs_1a(profile: str, corpus: str):
     return [_spec("1a_text", profile, corpus, cases)]
 
 
+def matched_width(profile: str, size: tuple) -> int:
+    """The FFN width (4D, then multiples of 16 up) at which the DP-free model first has at least the DP
+    model's parameters: DP-free drops W_Q and W_K, so at one width it is smaller."""
+    target, w = lm_params(profile, size), 4 * size[1]
+    while lm_params(profile, size, attention="dp_free", ffn_width=w) < target:
+        w += 16
+    return w
+
+
 def specs_3b(profile: str, corpus: str):
-    cases = [
-        _flat(lm_model(profile, size, attention=a)) for size in SHAPES[profile]["sizes_3b"] for a in ("dp", "dp_free")
-    ]
+    """Per size: DP, DP-free at the same FFN width (fewer parameters), and DP-free at the DP model's
+    parameter count (a wider FFN), so that a gap is not the count's."""
+    cases = []
+    for size in SHAPES[profile]["sizes_3b"]:
+        cases += [_flat(lm_model(profile, size, attention=a)) for a in ("dp", "dp_free")]
+        cases.append(_flat(lm_model(profile, size, attention="dp_free", ffn_width=matched_width(profile, size))))
     return [_spec("3b_text", profile, corpus, cases)]
 
 
@@ -195,7 +207,7 @@ WORD = {True: "yes", False: "no"}
 
 
 def _word(t) -> str:
-    return WORD.get(t, "inconclusive") if t is not None else "—"
+    return WORD.get(t, "mixed") if t is not None else "—"
 
 
 def analyse_1a(res: Results):
@@ -251,24 +263,33 @@ def analyse_3b(res: Results):
     rows, truths, compared_, gaps = [], [], [], []
     for L, D, H in sizes:
         where = {"model.layers": L, "model.dim": D, "model.heads": H}
-        a = res.spread("val_loss", {**where, "model.attention": "dp"})
-        b = res.spread("val_loss", {**where, "model.attention": "dp_free"})
-        params, tokens, _ = describe(res, {**where, "model.attention": "dp"})
+        a = res.spread("val_loss", {**where, "model.attention": "dp", "model.ffn_width": 4 * D})
+        plain = res.spread("val_loss", {**where, "model.attention": "dp_free", "model.ffn_width": 4 * D})
+        wider = max(res.levels("model.ffn_width", {**where, "model.attention": "dp_free"}) or [4 * D])
+        free = {**where, "model.attention": "dp_free", "model.ffn_width": wider}
+        b = res.spread("val_loss", free)  # at the DP model's parameter count where it ran, else the plain arm
+        params, tokens, _ = describe(res, {**where, "model.attention": "dp", "model.ffn_width": 4 * D})
         gap = None if a is None or b is None else b.median - a.median
         truth = None if a is None or b is None else a < b
-        rows.append([f"L={L}, D={D}, H={H}", params, tokens, fmt_spread(a), fmt_spread(b), gap, _word(truth)])
+        rows.append(
+            [f"L={L}, D={D}, H={H}", params, tokens, fmt_spread(a), describe(res, free)[0], wider, fmt_spread(b)]
+            + [fmt_spread(plain) if wider != 4 * D else "(same)", gap, _word(truth)]
+        )
         compared_ += [compared(f"L={L} D={D} H={H} DP", a), compared(f"L={L} D={D} H={H} DP-free", b)]
         truths.append(truth)
         if gap is not None:
             gaps.append(gap)
     table = Table(
-        "LM: validation cross-entropy with and without DP (nats per token), median [range] over seeds",
-        ["model", "parameters (DP)", "tokens seen", "DP", "DP-free", "gap (DP-free - DP)", "DP lower (every pairing)"],
+        "LM: validation cross-entropy with and without DP (nats per token), median [range] over seeds; DP-free "
+        "with a wider FFN at the DP model's parameter count where it ran, beside DP-free at the same FFN width "
+        "(fewer parameters)",
+        ["model", "parameters (DP)", "tokens seen", "DP", "parameters (DP-free)", "DP-free FFN", "DP-free"]
+        + ["DP-free, FFN 4D", "gap (DP-free - DP)", "DP lower (every pairing)"],
         rows,
     )
     if not sizes or any(t is None for t in truths):
         return [table], Verdict(None, "incomplete")
-    ours = "; ".join(f"{r[0]}: {r[3]} vs {r[4]}" for r in rows)
+    ours = "; ".join(f"{r[0]}: {r[3]} vs {r[6]}" for r in rows)
     verdict = Verdict(all_of(*truths), ours, compared=compared_, scope="lin RPE", ours_number=ours)
     verdict.paper_number = "; ".join(f"{a} vs {b}" for a, b in PAPER_3B)
     verdict.reproduced = verdict.holds  # the paper's direction at every size, over every pairing of seeds

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .outcomes import DECIDED, UNTESTABLE, Part, Testability, combine, from_truth, label
+from .outcomes import DECIDED, REFUTED, UNTESTABLE, Part, Testability, combine, from_truth, label
 
 
 @dataclass
@@ -226,10 +226,14 @@ class Verdict:
             return None, "the experiment judges no claim; it reports"
         if self.override is not None:
             return self.override
+        if self.parts:  # a part refuted (by a construction, or on a task that can decide it) refutes the claim
+            found = combine(self.parts)
+            if found[0] == REFUTED:
+                return found
         if self.testability is not None and self.testability.decidable is False:
             return UNTESTABLE, self.testability.reason
         if self.parts:
-            return combine(self.parts)
+            return found
         return from_truth(self.holds, self.scope)
 
     @property
