@@ -196,11 +196,12 @@ def testability_2b(res: Results, floors: dict, Hs, ms) -> Testability:
         f"H = {Hs[-1]} heads",
         not cannot,
         (
-            f"the paper's class cannot reach the three lags at any H run (best kernel fit found at H = {Hs[-1]}: "
+            f"one learned head already solves the sum (relative MSE {fmt_spread(one)}), and the best kernel fits "
+            f"found for the paper's class at H = {Hs[-1]} stay near Var(y) = 3 ("
             + ", ".join(f"{r} {fmt(v)}" for r, v in floors.items())
-            + f" of Var(y) = 3), and one learned head already solves the sum (relative MSE {fmt_spread(one)}): "
-            "no RPE of the grid has a one-head cell that fails and an H-head cell that succeeds; a variant whose "
-            "memories one head cannot reach and H heads can is still to run"
+            + "; upper bounds on the optimum, consistent with no H run reaching the lags): no RPE of the grid "
+            "shows a one-head cell that fails beside an H-head cell that succeeds; a variant whose memories one "
+            "head cannot reach and H heads can is still to run"
         )
         if cannot
         else "a one-head cell can fail while an H-head cell succeeds under some RPE run",
