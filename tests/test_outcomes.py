@@ -177,3 +177,12 @@ def test_the_readme_answers_match_the_paper_report():
         assert head.split(" (")[0] == entry["outcome"], key
         if variant:
             assert variant.split(": ", 1)[1].split(" (")[0] == entry["variant"]["outcome"], key
+
+
+def test_a_diagnostic_resting_on_an_upper_bound_or_one_cell_never_reads_confirmed():
+    from sparsemem.experiments.verdicts import diagnosis
+
+    assert diagnosis("p", "m", True).endswith("-> confirmed")
+    assert diagnosis("p", "m", True, "a best fit found").endswith("-> consistent with it (a best fit found)")
+    assert diagnosis("p", "m", False, "a best fit found").endswith("-> refuted")
+    assert diagnosis("p", "m", INCONCLUSIVE).endswith("-> inconclusive")

@@ -89,6 +89,7 @@ def diagnostic_3a(res: Results, H: int, m: int) -> str:
         f"reaches relative MSE {fmt(STEPS_TO)} within the run and DP reaches it in fewer steps",
         f"steps to {fmt(STEPS_TO)} (first evaluation at or below): DP-free {fmt_steps(free)}, DP {fmt_steps(dp)}",
         all_of(reaches, dp < free),
+        f"one cell, read at the {res.rows[0]['config']['train']['eval_every']}-step evaluation interval",
     )
 
 

@@ -94,7 +94,7 @@ def diagnostic_1b(res: Results, learned) -> str:
             )
             measured += f"; learned still falling: {_votes(falling)}"
             outcome = all_of(outcome, falling)
-    return diagnosis(predicts, measured, outcome)
+    return diagnosis(predicts, measured, outcome, "a best fit found bounds the optimum from above only")
 
 
 def _votes(t) -> str:
@@ -243,6 +243,7 @@ def diagnostic_2b(res: Results) -> str:
         f"learned H={Hs[0]} {fmt_spread(one)}, H={Hs[-1]} m={ms[0]} {fmt_spread(top[0])} and m={ms[-1]} "
         f"{fmt_spread(top[1])}; floors " + ", ".join(f"{r} {fmt(v)}" for r, v in floors.items()),
         all_of(one <= 1e-2, top[0] <= 1e-5, top[1] <= 1e-5, all(v > 1.5 for v in floors.values())),
+        "the kernel-fit floors are best fits found, upper bounds on the optimum",
     )
 
 

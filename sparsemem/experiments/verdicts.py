@@ -164,12 +164,13 @@ def truth_label(t) -> str:
     return {True: "holds", False: "does not hold"}.get(t, "inconclusive") if t is not None else "incomplete"
 
 
-def diagnosis(predicts: str, measured: str, outcome) -> str:
+def diagnosis(predicts: str, measured: str, outcome, weak: str = "") -> str:
     """A diagnostic's line: what the verdict's explanation predicts, what was measured, and the outcome
-    (True: confirmed, False: refuted, INCONCLUSIVE over seeds)."""
-    return f"the explanation predicts {predicts}; measured {measured} -> " + {True: "confirmed", False: "refuted"}.get(
-        outcome, "inconclusive"
-    )
+    (True: confirmed, False: refuted, INCONCLUSIVE over seeds). ``weak`` names why a True outcome cannot
+    confirm the explanation (a best fit found bounds the optimum from above only; one cell at the
+    evaluation interval's resolution): it then reads "consistent with it", never "confirmed"."""
+    word = {True: f"consistent with it ({weak})" if weak else "confirmed", False: "refuted"}
+    return f"the explanation predicts {predicts}; measured {measured} -> " + word.get(outcome, "inconclusive")
 
 
 def falls_at_end(curve, share: float, drop: float) -> Optional[bool]:
