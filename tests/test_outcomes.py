@@ -145,7 +145,7 @@ def test_quick_and_paper_profiles_never_give_opposite_outcomes(tmp_path, name):
     assert quick.outcome == UNDECIDED
 
 
-@pytest.mark.parametrize("report", ["quick-report", "paper-report"])
+@pytest.mark.parametrize("report", ["quick-report", "paper-report", "text-report", "theory-report"])
 def test_committed_reports_carry_the_outcome_fields(report):
     data = json.loads((ROOT / "docs" / report / "verdicts.json").read_text())
     for name, entry in data["experiments"].items():
@@ -154,11 +154,12 @@ def test_committed_reports_carry_the_outcome_fields(report):
             assert key in entry, (name, key)
 
 
-def test_the_committed_quick_report_never_contradicts_the_paper_report():
+@pytest.mark.parametrize("short", ["quick-report", "theory-report"])
+def test_the_committed_quick_reports_never_contradict_the_paper_report(short):
     quick, paper = (
-        json.loads((ROOT / "docs" / r / "verdicts.json").read_text())["experiments"]
-        for r in ("quick-report", "paper-report")
+        json.loads((ROOT / "docs" / r / "verdicts.json").read_text())["experiments"] for r in (short, "paper-report")
     )
+    assert set(quick) & set(paper)
     for name in set(quick) & set(paper):
         assert quick[name]["outcome"] not in OPPOSITE.get(paper[name]["outcome"], set()), name
 
