@@ -187,3 +187,8 @@ def test_a_diagnostic_resting_on_an_upper_bound_or_one_cell_never_reads_confirme
     assert diagnosis("p", "m", True, "a best fit found").endswith("-> consistent with it (a best fit found)")
     assert diagnosis("p", "m", False, "a best fit found").endswith("-> refuted")
     assert diagnosis("p", "m", INCONCLUSIVE).endswith("-> inconclusive")
+
+
+def test_no_committed_report_holds_sqlite_side_files():
+    """A read-only open of a committed store can leave -shm / -wal files beside it; they must not be committed."""
+    assert sorted(p.name for p in (ROOT / "docs").glob("*-report/results.db-*")) == []
