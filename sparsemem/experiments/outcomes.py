@@ -1,4 +1,4 @@
-"""The five outcomes a claim can get (docs/design.md, "Principles"), and how one follows from a rule's truth.
+"""The five outcomes a claim can get (docs/reproduction.md says them in words), and how one follows from a rule's truth.
 
 A rule answers over seeds in three ways (True, False, INCONCLUSIVE; None without runs: verdicts.py). A
 claim's outcome says more than that truth: whether the task could decide the claim at all, and whether

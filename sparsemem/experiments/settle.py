@@ -1,4 +1,4 @@
-"""The checks every decided outcome passes before it is reported (docs/design.md, "Principles"):
+"""The checks every decided outcome passes before it is reported (docs/reproduction.md):
 
 - **budget**: an outcome that rests on a cell which ends above the solved level while its budget may be
   what holds it there is undecided, never "does not hold". A cell is budget-limited when some seed ends
