@@ -74,7 +74,7 @@ def test_report_rebuilds_from_store_alone(tmp_path):
     build_report(tmp_path / "r.db", out)
     assert (out / "tables" / "2b.md").read_text() == first
     # 2b: H 1 -> 32 lowers the error at every pairing under learned only (lin and log unlearned: a tie)
-    assert "**holds outside the paper's class (learned)**" in report
+    assert "**holds outside the paper's class (learned)" in report  # the variant's outcome may follow
 
 
 def test_every_experiment_analyses_an_empty_and_a_full_store(tmp_path):

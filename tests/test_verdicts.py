@@ -352,3 +352,25 @@ def test_forensics_names_the_setting_that_gives_the_paper_number(tmp_path):
     ), verdict.ours
     table = (tmp_path / "out" / "tables" / "forensics.md").read_text()
     assert table.count("| yes |") == 2 and "4b: log up to 64 heads MSE 5.3e-4" in table
+
+
+@pytest.mark.parametrize("top,want", [(1e-6, "holds"), (0.3, "does not hold"), (0.2, "holds")])
+def test_2b_is_judged_on_its_short_lag_variant(tmp_path, top, want):
+    """2b's variant (three short lags at T = 32) can separate one head from many in the paper's class: raising
+    H helps when the most heads are lower than one head at every pairing of seeds (a size is not asked for)
+    and raising m gives no gain; its rows stay out of the paper task's tables and cells."""
+    from sparsemem.experiments.short_lags import SHORT_T
+
+    def value_of(c):
+        if c.task.seq_len != SHORT_T:
+            return 1.0
+        return 0.3 if c.model.heads == 1 else top
+
+    with Store(tmp_path / "r.db") as store:
+        fill(store, "2b", value_of)
+    verdict = build_report(tmp_path / "r.db", tmp_path / "out")["2b"]
+    assert verdict.variant.outcome == want, verdict.variant.reason
+    assert verdict.variant.name.startswith("three short lags") and verdict.label.endswith(want)
+    assert "at m=16: lin MSE H=1 2 -> H=32 2" in verdict.ours  # the paper's task alone (MSE = 2 val_rel)
+    tables = (tmp_path / "out" / "tables" / "2b.md").read_text()
+    assert "2b variant, y = x_(t-1) + x_(t-2) + x_(t-3) at T = 32, lin RPE" in tables

@@ -28,6 +28,7 @@ from .grid import (
 )
 from .readout_width import sections, spline_floors, spline_part, spline_specs
 from .rules import TAU
+from .short_lags import short_part, short_spec, short_tables, split
 from .toy import LAG_1, LAGS_3, OTHER_LAG_1, OTHER_LAGS_3
 
 
@@ -188,6 +189,7 @@ def floor_note_2b(res: Results) -> str:
 
 
 def analyse_2b(res: Results):
+    res, short = split(res)  # the paper's task, and the variant that can separate one head from many
     tables = hm_tables(res)
     tables.append(
         floor_table(
@@ -223,7 +225,13 @@ def analyse_2b(res: Results):
         )
     detail += variants_line(res)
     floors = {r: res.floor("kernel", SUM_KERNEL_2B, r, Hs[-1]) for r in ("lin", "log")}
-    return tables, claim_2b(res, Verdict(None, "", detail, diagnostic_2b(res)), floors)
+    verdict = claim_2b(res, Verdict(None, "", detail, diagnostic_2b(res)), floors)
+    found = short_part(short)
+    if found is not None:
+        verdict.variant, entries, verdict.size = found
+        verdict.compared += entries
+        verdict.size_name = "variant, lin: MSE with the fewest heads / the most, narrowest FFN"
+    return tables + short_tables(short), verdict
 
 
 def diagnostic_2b(res: Results) -> str:
@@ -257,8 +265,8 @@ EXP_2A = Experiment(
 
 EXP_2B = Experiment(
     name="2b",
-    specs=lambda p: [hm_spec("2b", p, TASK_2B)],
+    specs=lambda p: [hm_spec("2b", p, TASK_2B), short_spec(p)],
     analyse=analyse_2b,
-    figure=lambda res, path: hm_figure(res, path, "2b: sum of lags 952, 944, 901"),
+    figure=lambda res, path: hm_figure(split(res)[0], path, "2b: sum of lags 952, 944, 901"),
     floors=floor_specs("kernel", SUM_KERNEL_2B, "deltas:" + "+".join(str(t) for t in OTHER_LAGS_3)),
 )
