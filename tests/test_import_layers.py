@@ -69,3 +69,22 @@ def test_docs_layout_names_every_module():
     assert missing == []
     layered = " ".join(import_layers.LAYERS).split()
     assert all(f"`{unit}`" in text for unit in layered)  # the layers as the contract lists them
+
+
+def test_no_file_cites_a_document_the_repository_lacks():
+    """Code and docs cite only what the repository holds: not the planning notes outside it."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    bad = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".yaml", ".yml", ".toml", ".cfg", ".txt") or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        bad += [
+            name
+            for word in ("PAPER.md", "DESIGN.md", "../shared")
+            if word in text and name != "tests/test_import_layers.py"
+        ]
+    assert sorted(set(bad)) == []

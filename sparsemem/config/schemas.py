@@ -75,7 +75,7 @@ LEGACY_TASK = {
 
 
 class ModelConfig(Strict):
-    """The Transformer family of PAPER.md section 2, and the recurrent baselines."""
+    """The Transformer family of docs/models.md, and the recurrent baselines."""
 
     arch: Literal[ARCHS] = "transformer"
     hidden: Int = Field(16, ge=1)  # N, the state size of linear_rnn and lstm
@@ -95,7 +95,7 @@ class ModelConfig(Strict):
     normalize: Bool = True  # softmax; False = normalization-free
     layer_norm: Bool = False
     scale: Bool = False  # 1/sqrt(d_k) on dot products
-    ffn_precision: Bool = False  # round hidden FFN outputs (PAPER.md section 2)
+    ffn_precision: Bool = False  # round hidden FFN outputs (docs/models.md)
     impl: Literal["fast", "reference"] = "fast"
     # how softmax dp attention over all positions runs (impl fast): chunked (query rows in chunks, own
     # backward), sdpa (scaled_dot_product_attention, the RPE as a float mask), triton (a fused kernel with

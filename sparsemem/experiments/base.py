@@ -85,7 +85,7 @@ class Experiment:
     analyse: Callable[["Results"], tuple[list[Table], Verdict]]
     figure: Callable[["Results", str], None]
     title: str = ""
-    insight: str = ""  # the paper's claim (PAPER.md section 5)
+    insight: str = ""  # the paper's claim (docs/reproduction.md)
     paper: str = ""  # what the paper reported
     rule: str = ""  # the verdict rule, in words
     notes: str = ""  # choices and caveats for the report

@@ -1,4 +1,4 @@
-"""Experiment 3b's synthetic version: DP against DP-free on Task II (PAPER.md section 4).
+"""Experiment 3b's synthetic version: DP against DP-free on Task II (docs/theory.md).
 
 Prop 4.2's y_t = x_{t-g(x_t)} with the attention output read linearly (FFN-free: with an FFN a DP-free
 model can solve it as a fixed-memory task over lags 0..2), and the paper's nested product task with FFNs,

@@ -1,4 +1,4 @@
-"""Experiment 3a: one layer with and without dot-product attention on the target of 1b (PAPER.md section 6).
+"""Experiment 3a: one layer with and without dot-product attention on the target of 1b (docs/reproduction.md).
 
 Its diagnostic reads the validation curve every run keeps in the store: the
 steps each model needs to reach relative MSE 1e-2.

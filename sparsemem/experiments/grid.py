@@ -1,4 +1,4 @@
-"""The grid over heads H and FFN width m that experiments 1b, 2a, 2b and 3a share (PAPER.md section 6).
+"""The grid over heads H and FFN width m that experiments 1b, 2a, 2b and 3a share (docs/reproduction.md).
 
 The paper does not say which RPE these used. Each grid runs under lin, log and
 a learned per-distance bias (the verdicts are judged over these three), and

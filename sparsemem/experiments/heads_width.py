@@ -1,4 +1,4 @@
-"""Experiments 1b, 2a and 2b: one layer, heads H against FFN width m (PAPER.md section 6); the grid and
+"""Experiments 1b, 2a and 2b: one layer, heads H against FFN width m (docs/reproduction.md); the grid and
 its RPE variants in grid.py."""
 
 from __future__ import annotations

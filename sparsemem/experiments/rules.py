@@ -1,4 +1,4 @@
-"""Verdict rules with absolute levels (DESIGN.md: a verdict is judged over seeds and against absolute levels).
+"""Verdict rules with absolute levels (docs/reproduction.md: judged over seeds and against absolute levels).
 
 Every rule answers over seeds in three ways (True, False, INCONCLUSIVE; None without runs), and none
 of them lets a ratio between two solved cells decide anything:
@@ -27,7 +27,7 @@ from .verdicts import INCONCLUSIVE, Spread, all_of, any_of, fmt
 
 TAU = 1e-4  # the default solved level (relative MSE): a round level far above float32's 1e-7
 UNLEARNED = 0.9  # at or above this relative MSE a cell explains under a tenth of the target's variance
-PAPER_FAMILY = ("lin", "log", "t5", "kerple_log", "alibi")  # the paper's RPEs (PAPER.md section 2)
+PAPER_FAMILY = ("lin", "log", "t5", "kerple_log", "alibi")  # the paper's RPEs (docs/models.md)
 
 
 def negate(truth):

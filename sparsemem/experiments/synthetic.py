@@ -200,7 +200,9 @@ def analyse_main(res: Results, diag_tables: list, diagnostic: str, floor_text: s
     )
     detail = (
         "With Boolean tokens the memories take at most 2 + 4 lags, so a 1-layer model with enough heads can "
-        "treat the task as a fixed-memory one (PAPER.md section 4). " + floor_text + " The diagnostics below test "
+        "treat the task as a fixed-memory one (an FFN readout turns any bounded-lag adaptive task into one). "
+        + floor_text
+        + " The diagnostics below test "
         "this explanation: a sweep of the number of candidate lags against the oracle floors of what one "
         "layer's heads can read."
     )

@@ -61,7 +61,7 @@ SHAPES = {
 }
 TEXT_PROFILES = tuple(SHAPES)
 
-# the paper's numbers (PAPER.md section 6)
+# the paper's numbers (docs/reproduction.md)
 PAPER_1A = (0.802, 0.136)  # loss drop from raising L, from raising H
 PAPER_3B = [(5.796, 5.830), (5.374, 5.486), (4.994, 5.274)]  # (DP, DP-free) at three sizes
 

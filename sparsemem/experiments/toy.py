@@ -1,4 +1,4 @@
-"""What the paper's toy experiments share (PAPER.md section 6).
+"""What the paper's toy experiments share (docs/reproduction.md).
 
 Common setup: x in {+-1}^1000 (d = 1), output read at the last position, so
 the paper's position i is lag 1000 - i: its x_48, x_56, x_99 are lags 952,

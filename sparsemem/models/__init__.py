@@ -1,4 +1,4 @@
-"""The model family of PAPER.md section 2."""
+"""The model family of docs/models.md."""
 
 from __future__ import annotations
 

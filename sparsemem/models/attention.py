@@ -1,4 +1,4 @@
-"""Multi-head attention of PAPER.md section 2, with its fast paths.
+"""Multi-head attention of docs/models.md, with its fast paths.
 
 Head h at query position t puts weight w_h(t, s) on the value of x_{t-s}:
 

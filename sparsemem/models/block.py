@@ -1,4 +1,4 @@
-"""One block of PAPER.md eq. 2-4, shared by the Transformer and the language model.
+"""One block of the paper's eq. 2-4 (docs/models.md), shared by the Transformer and the language model.
 
     X^(l-1/2) = X^(l-1) + Attn^(l)(norm(X^(l-1)))
     X^(l)     = X^(l-1/2) + FFN^(l)(norm(X^(l-1/2)))      (rounded with precision if asked)

@@ -1,7 +1,7 @@
 """Relative positional encodings: distance s -> bias p_h phi(s), per head.
 
 Every type maps the lags s = 0..S-1 to an (H, S) table of biases that the
-attention adds to its logits (PAPER.md section 2):
+attention adds to its logits (docs/models.md):
 
 =============  ==============================================  ==========
 type           bias at lag s                                   trainable

@@ -1,4 +1,4 @@
-"""The Transformer of PAPER.md section 2 (eq. 2-4), block by block.
+"""The Transformer of docs/models.md (the paper's eq. 2-4), block by block.
 
     x^(0)_t     = W_E x_t + b_E                                  (B, T, D)
     X^(l)       = Block^(l)(X^(l-1))                              l = 1..L-1

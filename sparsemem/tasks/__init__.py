@@ -1,4 +1,4 @@
-"""Target families (PAPER.md section 3): one module each."""
+"""Target families (docs/tasks.md): one module each."""
 
 from __future__ import annotations
 
