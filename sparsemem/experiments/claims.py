@@ -233,14 +233,16 @@ def claim_3a(res: Results, verdict: Verdict, dp_cells: list) -> Verdict:
         verdict.compared += [compared(f"{r} best DP-free cell", min_of(frees))]
         verdict.compared += [compared(f"{r} DP-free H={H} m={m}", free), compared(f"{r} DP H={H} m={m}", dp)]
     named = lambda w: [f"{r} DP-free H={H} m={m}" for r in PAPER_RPES] + w  # noqa: E731
+    works_scoped, marginal_scoped = scoped(works), scoped(marginal)
+    marginal_said = from_truth(*marginal_scoped)
     verdict.parts = [
-        Part(f"DP-free solves H = {H}, m = {m}", *from_truth(*scoped(works)), named([]), scoped(works)[1]),
+        Part(f"DP-free solves H = {H}, m = {m}", *from_truth(*works_scoped), named([]), works_scoped[1]),
         Part(
             f"DP gains under {MARGINAL:.0f}x in every cell both ran",
-            from_truth(*scoped(marginal))[0],
-            from_truth(*scoped(marginal))[1] + " (" + "; ".join(text) + "; two unlearned cells tie)",
+            marginal_said[0],
+            marginal_said[1] + " (" + "; ".join(text) + "; two unlearned cells tie)",
             [f"{r} best DP-free cell" for r in PAPER_RPES],
-            scoped(marginal)[1],
+            marginal_scoped[1],
         ),
     ]
     free, dp = value(res, "learned", H, m), value(res, "learned", H, m, attention="dp")

@@ -70,13 +70,18 @@ class Part:
         return {**out, "scope": self.scope} if self.scope else out
 
 
+def outside_rpe(scope: str) -> str:
+    """The RPE named by an outside-the-class scope ("learned only" -> "learned"); the scope as it is else."""
+    return scope[: -len(" only")] if scope.endswith(" only") else scope
+
+
 def from_truth(truth, scope: str = "") -> tuple[str, str]:
     """A rule's three-way truth and RPE scope (rules.scoped) as an outcome and its one-line reason."""
     if truth is None:
         return UNDECIDED, "too few finished runs to judge"
     if truth is True:
         if scope.endswith(" only"):
-            return OUTSIDE, f"the rule holds only under {scope[: -len(' only')]}, an RPE outside the paper's class"
+            return OUTSIDE, f"the rule holds only under {outside_rpe(scope)}, an RPE outside the paper's class"
         return HOLDS, f"the rule holds for every pairing of seeds ({scope or 'as stated'})"
     if truth is False:
         return REFUTED, f"the rule fails for every pairing of seeds ({scope or 'as stated'})"
@@ -106,7 +111,7 @@ def label(outcome: Optional[str], scope: str = "", variant: Optional[Part] = Non
         return "no claim judged"
     text = outcome
     if outcome == OUTSIDE and scope:
-        text += f" ({scope[: -len(' only')] if scope.endswith(' only') else scope})"
+        text += f" ({outside_rpe(scope)})"
     if variant is not None:
         text += f"; on {variant.name}: {label(variant.outcome)}"
     return text

@@ -8,7 +8,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .outcomes import DECIDED, REFUTED, UNTESTABLE, Part, Testability, combine, from_truth, label
+from .outcomes import (
+    DECIDED,
+    HOLDS,
+    OUTSIDE,
+    REFUTED,
+    UNTESTABLE,
+    Part,
+    Testability,
+    combine,
+    from_truth,
+    label,
+    outside_rpe,
+)
 
 
 @dataclass
@@ -250,7 +262,7 @@ class Verdict:
         """The outcome in words, naming the RPE where it holds outside the paper's class."""
         outcome = self.outcome
         scope = self.scope if self.scope.endswith(" only") else ""
-        if outcome == "holds outside the paper's class" and not scope:
+        if outcome == OUTSIDE and not scope:
             scope = next((p.scope for p in self.parts if p.outcome == outcome), "")
         return label(outcome, scope, self.variant)
 
@@ -294,13 +306,13 @@ def _num(v):
 def _class(outcome: str, scope: str, parts: list) -> str:
     """Where the outcome rests: the paper's RPE class, an RPE outside it, or (other outcomes) the RPEs
     judged, or for a claim with parts each part's outcome."""
-    if parts and outcome not in ("holds", "holds outside the paper's class"):
+    if parts and outcome not in (HOLDS, OUTSIDE):
         return "per part: " + "; ".join(f"{p.name}: {p.outcome}" for p in parts)
-    if outcome == "holds outside the paper's class" and parts:
+    if outcome == OUTSIDE and parts:
         scope = next((p.scope for p in parts if p.scope.endswith(" only")), scope)
-    if outcome == "holds outside the paper's class":
-        return "outside the paper's class" + (f": {scope[: -len(' only')]}" if scope.endswith(" only") else "")
-    if outcome == "holds":
+    if outcome == OUTSIDE:
+        return "outside the paper's class" + (f": {outside_rpe(scope)}" if scope.endswith(" only") else "")
+    if outcome == HOLDS:
         return "paper's class" + (f" ({scope})" if scope else "")
     return f"judged under: {scope}" if scope else "—"
 
